@@ -1,0 +1,362 @@
+//! The four order endpoints: request parsing (every field validated and named) and rendering.
+
+use std::net::IpAddr;
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use serde_json::{json, Value};
+
+use super::{params::Params, ApiError};
+use crate::{
+    model::{Fen, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Timestamp},
+    service::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo},
+    store::{OrderPage, PageStart},
+};
+
+pub const DESCRIPTION_MAX_CHARS: usize = 127;
+pub const ATTACH_MAX_CHARS: usize = 128;
+pub const NOTIFY_URL_MAX_LEN: usize = 255;
+pub const OPENID_MAX_LEN: usize = 128;
+pub const EXPIRE_MINUTES: std::ops::RangeInclusive<i64> = 1..=120;
+pub const DEFAULT_PER_PAGE: u32 = 20;
+pub const MAX_PER_PAGE: u32 = 100;
+
+const CREATE_FIELDS: &[&str] = &[
+    "amount",
+    "description",
+    "pay_type",
+    "openid",
+    "client_ip",
+    "out_trade_no",
+    "attach",
+    "notify_url",
+    "expire_minutes",
+];
+const ORDER_REF_FIELDS: &[&str] = &["order_no", "out_trade_no"];
+const LIST_FIELDS: &[&str] = &["status", "page", "per_page", "cursor"];
+
+fn chars_within(s: &str, max: usize) -> bool {
+    s.chars().count() <= max && !s.chars().any(char::is_control)
+}
+
+/// Validates a create request. `allow_http` admits `http://` notify URLs (dev stack only).
+pub fn parse_create(params: &Params, allow_http: bool) -> Result<CreateOrder, ApiError> {
+    params.only(CREATE_FIELDS)?;
+    let amount = match params.integer("amount") {
+        Ok(Some(fen)) => Fen::order_amount(fen).ok_or(ApiError::InvalidAmount)?,
+        Ok(None) | Err(_) => return Err(ApiError::InvalidAmount),
+    };
+    let description = params.text("description")?;
+    if let Some(d) = &description {
+        if !chars_within(d, DESCRIPTION_MAX_CHARS) || d.trim().is_empty() {
+            return Err(ApiError::InvalidField("description"));
+        }
+    }
+    let pay_type = match params.text("pay_type")? {
+        None => PayType::default(),
+        Some(t) => PayType::parse(&t).ok_or(ApiError::InvalidField("pay_type"))?,
+    };
+    let openid = params.text("openid")?;
+    if let Some(id) = &openid {
+        let ok = id.len() <= OPENID_MAX_LEN
+            && id
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if !ok {
+            return Err(ApiError::InvalidField("openid"));
+        }
+    }
+    if pay_type == PayType::Jsapi && openid.is_none() {
+        return Err(ApiError::OpenidRequired);
+    }
+    let client_ip = params.text("client_ip")?;
+    if let Some(ip) = &client_ip {
+        ip.parse::<IpAddr>()
+            .map_err(|_| ApiError::InvalidField("client_ip"))?;
+    }
+    if pay_type == PayType::H5 && client_ip.is_none() {
+        return Err(ApiError::ClientIpRequired);
+    }
+    let out_trade_no = match params.text("out_trade_no")? {
+        None => None,
+        Some(s) => Some(OutTradeNo::parse(&s).ok_or(ApiError::InvalidField("out_trade_no"))?),
+    };
+    let attach = params.text("attach")?;
+    if let Some(a) = &attach {
+        if !chars_within(a, ATTACH_MAX_CHARS) {
+            return Err(ApiError::InvalidField("attach"));
+        }
+    }
+    let notify_url = params.text("notify_url")?;
+    if let Some(u) = &notify_url {
+        if !notify_url_acceptable(u, allow_http) {
+            return Err(ApiError::InvalidField("notify_url"));
+        }
+    }
+    let expire_minutes = match params.integer("expire_minutes")? {
+        None => None,
+        Some(m) if EXPIRE_MINUTES.contains(&m) => u32::try_from(m).ok(),
+        Some(_) => return Err(ApiError::InvalidField("expire_minutes")),
+    };
+    Ok(CreateOrder {
+        amount,
+        description,
+        pay_type,
+        openid,
+        client_ip,
+        out_trade_no,
+        attach,
+        notify_url,
+        expire_minutes,
+    })
+}
+
+/// An absolute https URL with a host, no credentials and no fragment (http only if allowed).
+/// Where it may point (no private addresses) is checked again when a webhook is sent.
+pub fn notify_url_acceptable(raw: &str, allow_http: bool) -> bool {
+    let Ok(url) = url::Url::parse(raw) else {
+        return false;
+    };
+    let scheme_ok = url.scheme() == "https" || (allow_http && url.scheme() == "http");
+    raw.len() <= NOTIFY_URL_MAX_LEN
+        && scheme_ok
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.fragment().is_none()
+}
+
+/// `order_no` or `out_trade_no` (query, close).
+pub fn parse_order_ref(params: &Params) -> Result<OrderRef, ApiError> {
+    params.only(ORDER_REF_FIELDS)?;
+    if let Some(no) = params.text("order_no")? {
+        return OrderNo::parse(&no)
+            .map(OrderRef::OrderNo)
+            .ok_or(ApiError::InvalidField("order_no"));
+    }
+    if let Some(no) = params.text("out_trade_no")? {
+        return OutTradeNo::parse(&no)
+            .map(OrderRef::OutTradeNo)
+            .ok_or(ApiError::InvalidField("out_trade_no"));
+    }
+    Err(ApiError::MissingField("order_no"))
+}
+
+pub fn parse_list(params: &Params) -> Result<ListOrders, ApiError> {
+    params.only(LIST_FIELDS)?;
+    let status = match params.text("status")? {
+        None => None,
+        Some(s) => Some(OrderStatus::parse(&s).ok_or(ApiError::InvalidField("status"))?),
+    };
+    let per_page = match params.integer("per_page")? {
+        None => DEFAULT_PER_PAGE,
+        Some(n) if (1..=i64::from(MAX_PER_PAGE)).contains(&n) => {
+            u32::try_from(n).map_err(|_| ApiError::InvalidField("per_page"))?
+        }
+        Some(_) => return Err(ApiError::InvalidField("per_page")),
+    };
+    let page = match params.integer("page")? {
+        None => None,
+        Some(n) if (1..=1_000_000).contains(&n) => {
+            Some(u32::try_from(n).map_err(|_| ApiError::InvalidField("page"))?)
+        }
+        Some(_) => return Err(ApiError::InvalidField("page")),
+    };
+    let start = match params.text("cursor")? {
+        Some(cursor) => {
+            if page.is_some_and(|p| p != 1) {
+                // A cursor is a position of its own: a page number with it is ambiguous.
+                return Err(ApiError::InvalidField("page"));
+            }
+            PageStart::After(decode_cursor(&cursor).ok_or(ApiError::InvalidField("cursor"))?)
+        }
+        None => PageStart::Page(page.unwrap_or(1)),
+    };
+    Ok(ListOrders {
+        status,
+        start,
+        per_page,
+    })
+}
+
+/// Cursors are opaque to merchants: `base64url("v1:" + last order number)`. They only name a
+/// position; the list is always read from the authenticated merchant's own orders.
+pub fn encode_cursor(after: &OrderNo) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{after}"))
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<OrderNo> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    OrderNo::parse(text.strip_prefix("v1:")?)
+}
+
+fn time(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(t.to_beijing_string()))
+}
+
+/// An order as merchants see it.
+pub fn order_json(order: &Order) -> Value {
+    json!({
+        "order_no": order.order_no,
+        "out_trade_no": order.out_trade_no,
+        "amount": order.amount,
+        "status": order.status,
+        "description": order.description,
+        "pay_type": order.pay_type,
+        "attach": order.attach,
+        "transaction_id": order.transaction_id,
+        "paid_at": time(order.paid_at),
+        "created_at": time(Some(order.created_at)),
+        "expires_at": time(Some(order.expires_at)),
+    })
+}
+
+pub fn created_json(created: &CreatedOrder) -> Value {
+    let order = &created.order;
+    let mut body = json!({
+        "success": true,
+        "order_no": order.order_no,
+        "out_trade_no": order.out_trade_no,
+        "amount": order.amount,
+        "pay_type": order.pay_type,
+        "status": order.status,
+        "expires_at": time(Some(order.expires_at)),
+    });
+    if let Value::Object(map) = &mut body {
+        match &created.payment {
+            PaymentInfo::Native { code_url, qrcode } => {
+                map.insert("code_url".into(), json!(code_url));
+                map.insert("qrcode".into(), json!(qrcode));
+            }
+            PaymentInfo::Jsapi(params) => {
+                map.insert("jsapi".into(), json!(params));
+            }
+            PaymentInfo::H5 { h5_url } => {
+                map.insert("h5_url".into(), json!(h5_url));
+            }
+        }
+    }
+    body
+}
+
+pub fn list_json(page: &OrderPage, request: &ListOrders) -> Value {
+    let pages = page.total.div_ceil(u64::from(request.per_page));
+    let page_no = match request.start {
+        PageStart::Page(n) => json!(n),
+        PageStart::After(_) => Value::Null,
+    };
+    json!({
+        "success": true,
+        "orders": page.orders.iter().map(order_json).collect::<Vec<_>>(),
+        "total": page.total,
+        "page": page_no,
+        "per_page": request.per_page,
+        "pages": pages,
+        "next_cursor": page.next_after.as_ref().map(encode_cursor),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(body: &str) -> Result<CreateOrder, ApiError> {
+        parse_create(&Params::parse(None, body.as_bytes()).unwrap(), false)
+    }
+
+    #[test]
+    fn minimal_create_defaults_to_native() {
+        let c = create(r#"{"amount": 100}"#).unwrap();
+        assert_eq!(c.amount, Fen::new(100));
+        assert_eq!(c.pay_type, PayType::Native);
+        assert_eq!(c.description, None);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let cases = [
+            (r#"{}"#, ApiError::InvalidAmount),
+            (r#"{"amount": 0}"#, ApiError::InvalidAmount),
+            (r#"{"amount": 100000001}"#, ApiError::InvalidAmount),
+            (r#"{"amount": 1.5}"#, ApiError::InvalidAmount),
+            (r#"{"amount": "abc"}"#, ApiError::InvalidAmount),
+            (
+                r#"{"amount": 1, "description": "   "}"#,
+                ApiError::InvalidField("description"),
+            ),
+            (
+                r#"{"amount": 1, "pay_type": "app"}"#,
+                ApiError::InvalidField("pay_type"),
+            ),
+            (
+                r#"{"amount": 1, "pay_type": "jsapi"}"#,
+                ApiError::OpenidRequired,
+            ),
+            (
+                r#"{"amount": 1, "pay_type": "jsapi", "openid": "o p"}"#,
+                ApiError::InvalidField("openid"),
+            ),
+            (
+                r#"{"amount": 1, "pay_type": "h5"}"#,
+                ApiError::ClientIpRequired,
+            ),
+            (
+                r#"{"amount": 1, "pay_type": "h5", "client_ip": "1.2.3"}"#,
+                ApiError::InvalidField("client_ip"),
+            ),
+            (
+                r#"{"amount": 1, "out_trade_no": "a b"}"#,
+                ApiError::InvalidField("out_trade_no"),
+            ),
+            (
+                r#"{"amount": 1, "notify_url": "http://shop.example/n"}"#,
+                ApiError::InvalidField("notify_url"),
+            ),
+            (
+                r#"{"amount": 1, "notify_url": "https://u:p@shop.example/n"}"#,
+                ApiError::InvalidField("notify_url"),
+            ),
+            (
+                r#"{"amount": 1, "notify_url": "ftp://shop.example/n"}"#,
+                ApiError::InvalidField("notify_url"),
+            ),
+            (
+                r#"{"amount": 1, "expire_minutes": 0}"#,
+                ApiError::InvalidField("expire_minutes"),
+            ),
+            (
+                r#"{"amount": 1, "expire_minutes": 121}"#,
+                ApiError::InvalidField("expire_minutes"),
+            ),
+            (
+                r#"{"amount": 1, "attach": 5.5e3, "x": 1}"#,
+                ApiError::UnknownField("x".into()),
+            ),
+            (
+                r#"{"amount": 1, "attach": [1]}"#,
+                ApiError::InvalidField("attach"),
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(create(body).unwrap_err(), expected, "{body}");
+        }
+        let long = format!(r#"{{"amount": 1, "description": "{}"}}"#, "字".repeat(128));
+        assert_eq!(
+            create(&long).unwrap_err(),
+            ApiError::InvalidField("description")
+        );
+        let ok = format!(r#"{{"amount": 1, "description": "{}"}}"#, "字".repeat(127));
+        assert!(create(&ok).is_ok());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let no = OrderNo::parse("FP20251221103000ABCDEF").unwrap();
+        assert_eq!(decode_cursor(&encode_cursor(&no)), Some(no));
+        assert_eq!(decode_cursor("not a cursor"), None);
+        assert_eq!(
+            decode_cursor(&URL_SAFE_NO_PAD.encode("v2:FP20251221103000ABCDEF")),
+            None
+        );
+    }
+}

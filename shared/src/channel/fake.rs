@@ -1,0 +1,168 @@
+//! An in-process payment channel for tests and the skeleton's dev stack. It keeps each order's
+//! state like WeChat Pay would, and lets tests pay orders and inject failures.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
+};
+
+use super::{ChannelError, CloseOutcome, JsapiParams, PayChannel, PrepayRequest, TradeState};
+use crate::{
+    model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
+    sign::hex_lower,
+};
+
+#[derive(Debug, Clone)]
+struct FakeTrade {
+    amount: Fen,
+    state: TradeState,
+}
+
+#[derive(Default)]
+pub struct FakeChannel {
+    trades: Mutex<HashMap<OrderNo, FakeTrade>>,
+    /// The next N calls of any kind fail as unavailable.
+    fail_next: AtomicU32,
+    calls: AtomicU64,
+    next_transaction: AtomicU64,
+}
+
+impl FakeChannel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn trades(&self) -> Result<MutexGuard<'_, HashMap<OrderNo, FakeTrade>>, ChannelError> {
+        self.trades
+            .lock()
+            .map_err(|_| ChannelError::Unavailable("fake channel lock poisoned".into()))
+    }
+
+    fn begin_call(&self) -> Result<(), ChannelError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            Err(ChannelError::Unavailable("injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Makes the next `n` channel calls fail as unavailable.
+    pub fn fail_next_calls(&self, n: u32) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// How many channel calls were made (prepay, query, close).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The payer pays: a NOTPAY order becomes paid. Returns the transaction id, or `None` if
+    /// the order is unknown or no longer payable.
+    pub fn pay(&self, order_no: &OrderNo, now: Timestamp) -> Option<String> {
+        self.pay_amount(order_no, None, now)
+    }
+
+    /// Like [`pay`](Self::pay) but reporting a different amount (a fault the services must catch).
+    pub fn pay_amount(
+        &self,
+        order_no: &OrderNo,
+        reported: Option<Fen>,
+        now: Timestamp,
+    ) -> Option<String> {
+        let mut trades = self.trades.lock().ok()?;
+        let trade = trades.get_mut(order_no)?;
+        if trade.state != TradeState::NotPaid {
+            return None;
+        }
+        let n = self.next_transaction.fetch_add(1, Ordering::SeqCst);
+        let transaction_id = format!("42000000{:020}", n + 1);
+        trade.state = TradeState::Paid {
+            transaction_id: transaction_id.clone(),
+            paid_at: now,
+            amount: reported.unwrap_or(trade.amount),
+        };
+        Some(transaction_id)
+    }
+
+    /// The channel's state of an order, as a test would inspect it.
+    pub fn state(&self, order_no: &OrderNo) -> TradeState {
+        self.trades
+            .lock()
+            .ok()
+            .and_then(|t| t.get(order_no).map(|trade| trade.state.clone()))
+            .unwrap_or(TradeState::NotFound)
+    }
+}
+
+impl PayChannel for FakeChannel {
+    async fn prepay(&self, request: &PrepayRequest) -> Result<PayCredential, ChannelError> {
+        self.begin_call()?;
+        let mut trades = self.trades()?;
+        trades
+            .entry(request.order_no.clone())
+            .or_insert_with(|| FakeTrade {
+                amount: request.amount,
+                state: TradeState::NotPaid,
+            });
+        let no = request.order_no.as_str();
+        Ok(match request.pay_type {
+            PayType::Native => PayCredential::Native {
+                code_url: format!("weixin://wxpay/bizpayurl?pr=fake{no}"),
+            },
+            PayType::Jsapi => PayCredential::Jsapi {
+                prepay_id: format!("wx_fake_{no}"),
+            },
+            PayType::H5 => PayCredential::H5 {
+                h5_url: format!(
+                    "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=wx_fake_{no}"
+                ),
+            },
+        })
+    }
+
+    async fn query(&self, order_no: &OrderNo) -> Result<TradeState, ChannelError> {
+        self.begin_call()?;
+        Ok(self
+            .trades()?
+            .get(order_no)
+            .map_or(TradeState::NotFound, |t| t.state.clone()))
+    }
+
+    async fn close(&self, order_no: &OrderNo) -> Result<CloseOutcome, ChannelError> {
+        self.begin_call()?;
+        let mut trades = self.trades()?;
+        match trades.get_mut(order_no) {
+            Some(FakeTrade {
+                state: TradeState::Paid { .. },
+                ..
+            }) => Ok(CloseOutcome::AlreadyPaid),
+            Some(trade) => {
+                trade.state = TradeState::Closed;
+                Ok(CloseOutcome::Closed)
+            }
+            // WeChat answers ORDER_NOT_EXIST; nothing is open, so the order is closed.
+            None => Ok(CloseOutcome::Closed),
+        }
+    }
+
+    fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> Result<JsapiParams, ChannelError> {
+        // Not an RSA signature: the fake stands in for the channel, not for WeChat's crypto.
+        let nonce = hex_lower(&now.unix().to_be_bytes());
+        Ok(JsapiParams {
+            app_id: "wxfakeappid00000".into(),
+            time_stamp: now.unix().to_string(),
+            nonce_str: nonce,
+            package: format!("prepay_id={prepay_id}"),
+            sign_type: "RSA".into(),
+            pay_sign: "FAKE-SIGNATURE".into(),
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! Typed configuration, read once at start. Every problem is reported at once.
+
+use std::collections::BTreeMap;
+
+use crate::service::ServiceConfig;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {}", .0.join("; "))]
+pub struct ConfigError(pub Vec<String>);
+
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// Reads variables through `get`, so tests need not touch the process environment.
+pub struct Env<'a> {
+    get: Lookup<'a>,
+    problems: Vec<String>,
+}
+
+impl<'a> Env<'a> {
+    pub fn process() -> Env<'static> {
+        Env {
+            get: Box::new(|name| std::env::var(name).ok()),
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn from_map(map: &'a BTreeMap<String, String>) -> Env<'a> {
+        Env {
+            get: Box::new(|name| map.get(name).cloned()),
+            problems: Vec::new(),
+        }
+    }
+
+    /// A set, non-empty variable.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A required variable; a missing one is recorded and reported by [`finish`](Self::finish).
+    pub fn required(&mut self, name: &str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            self.problems.push(format!("{name} is not set"));
+            String::new()
+        })
+    }
+
+    /// An optional number within `range`, or `default`.
+    pub fn number(
+        &mut self,
+        name: &str,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> u32 {
+        match self.optional(name) {
+            None => default,
+            Some(raw) => match raw.trim().parse::<u32>() {
+                Ok(n) if range.contains(&n) => n,
+                _ => {
+                    self.problems.push(format!(
+                        "{name}={raw:?} is not a number in {}..={}",
+                        range.start(),
+                        range.end()
+                    ));
+                    default
+                }
+            },
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(self.problems))
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// `FERRYPAY_DEFAULT_EXPIRE_MINUTES` (1..=120, default 120) and
+    /// `FERRYPAY_RATE_LIMIT_PER_MINUTE` (requests per merchant per minute, default 600, 0 = off).
+    pub fn from_env(env: &mut Env<'_>) -> ServiceConfig {
+        let default_expire_minutes = env.number("FERRYPAY_DEFAULT_EXPIRE_MINUTES", 120, 1..=120);
+        let rate = env.number("FERRYPAY_RATE_LIMIT_PER_MINUTE", 600, 0..=1_000_000);
+        ServiceConfig {
+            default_expire_minutes,
+            rate_limit_per_minute: (rate > 0).then_some(rate),
+            allow_http_notify_urls: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let map: BTreeMap<String, String> = [
+            ("FERRYPAY_DEFAULT_EXPIRE_MINUTES", "500"),
+            ("FERRYPAY_RATE_LIMIT_PER_MINUTE", "lots"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut env = Env::from_map(&map);
+        let _ = ServiceConfig::from_env(&mut env);
+        let _ = env.required("FERRYPAY_TABLE");
+        let err = env.finish().unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let map = BTreeMap::new();
+        let mut env = Env::from_map(&map);
+        let cfg = ServiceConfig::from_env(&mut env);
+        env.finish().unwrap();
+        assert_eq!(cfg, ServiceConfig::default());
+    }
+}

@@ -1,0 +1,16 @@
+//! ferrypay: a WeChat Pay collection proxy. This crate holds everything but the Lambda wiring:
+//! the domain model, the merchant API, the services and the storage and channel adapters.
+
+pub mod api;
+pub mod channel;
+pub mod config;
+pub mod model;
+pub mod qr;
+pub mod runtime;
+pub mod service;
+pub mod sign;
+pub mod store;
+pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+pub mod wechat;

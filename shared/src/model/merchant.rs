@@ -1,0 +1,52 @@
+//! Merchants: who may create orders, and with which keys.
+
+use serde::{Deserialize, Serialize};
+
+use super::{MerchantId, Secret, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MerchantStatus {
+    Active,
+    Disabled,
+}
+
+/// Which of a merchant's two keys was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// `sk_...`: for the merchant's server only.
+    Secret,
+    /// `pk_...`: may appear in public links (jump-pay); never accepted on server endpoints.
+    Publishable,
+}
+
+/// The hex SHA-256 of an API key. Keys themselves are never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyHash(String);
+
+impl KeyHash {
+    /// Wraps a hash read back from storage.
+    pub fn from_hex(hex: impl Into<String>) -> Self {
+        KeyHash(hex.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merchant {
+    pub id: MerchantId,
+    /// Shown to payers, and the default order description.
+    pub name: String,
+    pub secret_key_hash: KeyHash,
+    pub publishable_key_hash: KeyHash,
+    /// `whsec_...`: signs this merchant's webhooks, so it is kept usable (not hashed).
+    pub webhook_secret: Secret<String>,
+    pub notify_url: Option<String>,
+    pub status: MerchantStatus,
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,17 @@
+//! The domain: orders, merchants, money, ids, time. No I/O here.
+
+mod ids;
+mod merchant;
+mod money;
+mod order;
+mod secret;
+mod time;
+
+pub use ids::{
+    random_base62, random_bytes, random_string, MerchantId, OrderNo, OutTradeNo, RandomError,
+};
+pub use merchant::{KeyHash, KeyKind, Merchant, MerchantStatus};
+pub use money::Fen;
+pub use order::{Order, OrderStatus, OrderUpdate, PayCredential, PayType, UpdateRefused};
+pub use secret::Secret;
+pub use time::{BeijingDateTime, Clock, ManualClock, SystemClock, Timestamp};

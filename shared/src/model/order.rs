@@ -1,0 +1,255 @@
+//! Orders and the only state changes they allow.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Fen, MerchantId, OrderNo, OutTradeNo, Timestamp};
+
+/// Where an order is in its life. `pending` is the only state that may change to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Closed,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 4] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Closed,
+        OrderStatus::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Closed => "closed",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
+/// How the payer pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PayType {
+    /// A QR code the payer scans in WeChat.
+    #[default]
+    Native,
+    /// Inside WeChat, through `WeixinJSBridge` (needs the payer's openid).
+    Jsapi,
+    /// A mobile browser outside WeChat, redirected into WeChat.
+    H5,
+}
+
+impl PayType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayType::Native => "native",
+            PayType::Jsapi => "jsapi",
+            PayType::H5 => "h5",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [PayType::Native, PayType::Jsapi, PayType::H5]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// What the payment channel handed back for the payer to pay with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PayCredential {
+    Native { code_url: String },
+    Jsapi { prepay_id: String },
+    H5 { h5_url: String },
+}
+
+/// One order, as ferrypay keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_no: OrderNo,
+    pub merchant_id: MerchantId,
+    pub out_trade_no: Option<OutTradeNo>,
+    pub amount: Fen,
+    pub description: String,
+    pub pay_type: PayType,
+    pub openid: Option<String>,
+    pub client_ip: Option<String>,
+    pub attach: Option<String>,
+    pub notify_url: Option<String>,
+    pub status: OrderStatus,
+    /// Set once the channel accepted the order; absent while a prepay is outstanding or failed.
+    pub credential: Option<PayCredential>,
+    pub transaction_id: Option<String>,
+    pub paid_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// SHA-256 over the create parameters, so a repeated `out_trade_no` can be told apart
+    /// from a retry of the same request.
+    pub request_fingerprint: String,
+}
+
+/// A state change, applied only if the order is in the state it expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderUpdate {
+    /// The channel accepted the order. Only on a pending order.
+    AttachCredential(PayCredential),
+    /// The channel says the payer paid. Only `pending -> paid`, and only for the exact amount.
+    MarkPaid {
+        transaction_id: String,
+        paid_at: Timestamp,
+        amount: Fen,
+    },
+    /// The order can no longer be paid. Only `pending -> closed`.
+    MarkClosed { closed_at: Timestamp },
+}
+
+/// Why an update was refused: the order was not in the state the update needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateRefused {
+    #[error("order is {0:?}, not pending")]
+    NotPending(OrderStatus),
+    #[error("amount {reported} differs from the order's {expected}")]
+    AmountMismatch { expected: Fen, reported: Fen },
+}
+
+impl Order {
+    /// The single definition of which state changes are legal. Storage backends enforce the
+    /// same conditions atomically (the in-memory store calls this under its lock; DynamoDB
+    /// expresses it as a condition expression).
+    pub fn apply(&self, update: &OrderUpdate) -> Result<Order, UpdateRefused> {
+        if self.status != OrderStatus::Pending {
+            return Err(UpdateRefused::NotPending(self.status));
+        }
+        let mut next = self.clone();
+        match update {
+            OrderUpdate::AttachCredential(credential) => {
+                next.credential = Some(credential.clone());
+            }
+            OrderUpdate::MarkPaid {
+                transaction_id,
+                paid_at,
+                amount,
+            } => {
+                if *amount != self.amount {
+                    return Err(UpdateRefused::AmountMismatch {
+                        expected: self.amount,
+                        reported: *amount,
+                    });
+                }
+                next.status = OrderStatus::Paid;
+                next.transaction_id = Some(transaction_id.clone());
+                next.paid_at = Some(*paid_at);
+            }
+            OrderUpdate::MarkClosed { closed_at } => {
+                next.status = OrderStatus::Closed;
+                next.closed_at = Some(*closed_at);
+            }
+        }
+        Ok(next)
+    }
+
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending_order() -> Order {
+        Order {
+            order_no: OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
+            merchant_id: MerchantId::new("mch_test"),
+            out_trade_no: None,
+            amount: Fen::new(100),
+            description: "Coffee".into(),
+            pay_type: PayType::Native,
+            openid: None,
+            client_ip: None,
+            attach: None,
+            notify_url: None,
+            status: OrderStatus::Pending,
+            credential: None,
+            transaction_id: None,
+            paid_at: None,
+            closed_at: None,
+            created_at: Timestamp::from_unix(1_766_284_200),
+            expires_at: Timestamp::from_unix(1_766_284_200 + 7200),
+            request_fingerprint: String::new(),
+        }
+    }
+
+    fn paid() -> OrderUpdate {
+        OrderUpdate::MarkPaid {
+            transaction_id: "4200000001".into(),
+            paid_at: Timestamp::from_unix(1_766_284_300),
+            amount: Fen::new(100),
+        }
+    }
+
+    #[test]
+    fn pending_becomes_paid_once() {
+        let order = pending_order().apply(&paid()).unwrap();
+        assert_eq!(order.status, OrderStatus::Paid);
+        assert_eq!(order.transaction_id.as_deref(), Some("4200000001"));
+        assert_eq!(
+            order.apply(&paid()),
+            Err(UpdateRefused::NotPending(OrderStatus::Paid))
+        );
+    }
+
+    #[test]
+    fn paid_needs_the_exact_amount() {
+        let wrong = OrderUpdate::MarkPaid {
+            transaction_id: "4200000001".into(),
+            paid_at: Timestamp::from_unix(1),
+            amount: Fen::new(1),
+        };
+        assert_eq!(
+            pending_order().apply(&wrong),
+            Err(UpdateRefused::AmountMismatch {
+                expected: Fen::new(100),
+                reported: Fen::new(1)
+            })
+        );
+    }
+
+    #[test]
+    fn closed_orders_cannot_be_paid_or_credentialed() {
+        let closed = pending_order()
+            .apply(&OrderUpdate::MarkClosed {
+                closed_at: Timestamp::from_unix(5),
+            })
+            .unwrap();
+        assert_eq!(closed.status, OrderStatus::Closed);
+        assert!(closed.apply(&paid()).is_err());
+        assert!(closed
+            .apply(&OrderUpdate::AttachCredential(PayCredential::Native {
+                code_url: "weixin://x".into()
+            }))
+            .is_err());
+    }
+
+    #[test]
+    fn status_and_pay_type_strings_round_trip() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(OrderStatus::parse("PAID"), None);
+        assert_eq!(PayType::parse("jsapi"), Some(PayType::Jsapi));
+        assert_eq!(PayType::parse("app"), None);
+    }
+}

@@ -1,0 +1,381 @@
+//! Orders: create (idempotent by `out_trade_no`), query (with query-through), close, list.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::Ferrypay;
+use crate::{
+    api::ApiError,
+    channel::{CloseOutcome, JsapiParams, PayChannel, PrepayRequest, TradeState},
+    model::{
+        Fen, Merchant, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential,
+        PayType, Timestamp, UpdateRefused,
+    },
+    qr,
+    sign::hex_lower,
+    store::{InsertOrderError, ListQuery, OrderPage, PageStart, Store, UpdateOrderError},
+};
+
+/// A validated create request (the API layer has checked every field's shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreateOrder {
+    pub amount: Fen,
+    pub description: Option<String>,
+    pub pay_type: PayType,
+    pub openid: Option<String>,
+    pub client_ip: Option<String>,
+    pub out_trade_no: Option<OutTradeNo>,
+    pub attach: Option<String>,
+    pub notify_url: Option<String>,
+    pub expire_minutes: Option<u32>,
+}
+
+impl CreateOrder {
+    /// SHA-256 over every parameter as given: equal only for a true retry of the same request.
+    fn fingerprint(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex_lower(&Sha256::digest(canonical))
+    }
+}
+
+/// What the payer needs to pay, ready for the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentInfo {
+    Native { code_url: String, qrcode: String },
+    Jsapi(JsapiParams),
+    H5 { h5_url: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedOrder {
+    pub order: Order,
+    pub payment: PaymentInfo,
+}
+
+/// How a merchant names one of its orders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderRef {
+    OrderNo(OrderNo),
+    OutTradeNo(OutTradeNo),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOrders {
+    pub status: Option<OrderStatus>,
+    pub start: PageStart,
+    pub per_page: u32,
+}
+
+/// Generated order numbers collide only if two land in the same second with the same 6 random
+/// characters (1 in 2 billion); a few fresh draws settle it.
+const ORDER_NO_ATTEMPTS: usize = 3;
+
+impl<S: Store, C: PayChannel> Ferrypay<S, C> {
+    /// Creates an order and opens it with the payment channel. The same `out_trade_no` with the
+    /// same parameters returns the existing order; with other parameters it is a conflict.
+    pub async fn create_order(
+        &self,
+        merchant: &Merchant,
+        request: CreateOrder,
+    ) -> Result<CreatedOrder, ApiError> {
+        let fingerprint = request.fingerprint();
+        if let Some(out_trade_no) = &request.out_trade_no {
+            if let Some(existing) = self
+                .store
+                .order_by_out_trade_no(&merchant.id, out_trade_no)
+                .await?
+            {
+                return self.replay_create(existing, &fingerprint).await;
+            }
+        }
+
+        let now = self.clock.now();
+        let expire_minutes = request
+            .expire_minutes
+            .unwrap_or(self.config.default_expire_minutes);
+        let mut order = Order {
+            order_no: OrderNo::generate(now).map_err(internal)?,
+            merchant_id: merchant.id.clone(),
+            out_trade_no: request.out_trade_no,
+            amount: request.amount,
+            description: request.description.unwrap_or_else(|| merchant.name.clone()),
+            pay_type: request.pay_type,
+            openid: request.openid,
+            client_ip: request.client_ip,
+            attach: request.attach,
+            notify_url: request.notify_url,
+            status: OrderStatus::Pending,
+            credential: None,
+            transaction_id: None,
+            paid_at: None,
+            closed_at: None,
+            created_at: now,
+            expires_at: now.plus_secs(i64::from(expire_minutes) * 60),
+            request_fingerprint: fingerprint.clone(),
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.store.insert_order(&order).await {
+                Ok(()) => break,
+                Err(InsertOrderError::OrderNoTaken) if attempts < ORDER_NO_ATTEMPTS => {
+                    order.order_no = OrderNo::generate(now).map_err(internal)?;
+                }
+                Err(InsertOrderError::OutTradeNoTaken) => {
+                    // A concurrent request with the same out_trade_no won the race.
+                    let existing = match &order.out_trade_no {
+                        Some(no) => self.store.order_by_out_trade_no(&merchant.id, no).await?,
+                        None => None,
+                    };
+                    let existing = existing
+                        .ok_or_else(|| internal("out_trade_no taken but its order is missing"))?;
+                    return self.replay_create(existing, &fingerprint).await;
+                }
+                Err(InsertOrderError::OrderNoTaken) => {
+                    return Err(internal("order number collided repeatedly"))
+                }
+                Err(InsertOrderError::Store(e)) => return Err(e.into()),
+            }
+        }
+        self.open_with_channel(order).await
+    }
+
+    async fn replay_create(
+        &self,
+        existing: Order,
+        fingerprint: &str,
+    ) -> Result<CreatedOrder, ApiError> {
+        if existing.request_fingerprint != fingerprint {
+            return Err(ApiError::OutTradeNoUsed);
+        }
+        if existing.credential.is_some() {
+            return self.created(existing);
+        }
+        // An earlier attempt stored the order but the channel failed: finish it now.
+        if existing.status == OrderStatus::Pending && !existing.is_expired(self.clock.now()) {
+            return self.open_with_channel(existing).await;
+        }
+        Err(status_conflict(self.refresh(existing).await?.status))
+    }
+
+    /// Asks the channel for the payer's credential and records it on the order.
+    async fn open_with_channel(&self, order: Order) -> Result<CreatedOrder, ApiError> {
+        let request = PrepayRequest {
+            order_no: order.order_no.clone(),
+            amount: order.amount,
+            description: order.description.clone(),
+            pay_type: order.pay_type,
+            openid: order.openid.clone(),
+            client_ip: order.client_ip.clone(),
+            expires_at: order.expires_at,
+        };
+        let credential = match self.channel.prepay(&request).await {
+            Ok(credential) => credential,
+            Err(err) => {
+                if order.out_trade_no.is_none() {
+                    // Nobody can ask for this order again: record it as closed rather than
+                    // leave a pending order no payer can ever pay.
+                    let closed = OrderUpdate::MarkClosed {
+                        closed_at: self.clock.now(),
+                    };
+                    if let Err(e) = self.store.update_order(&order.order_no, &closed).await {
+                        tracing::warn!(order_no = %order.order_no, error = %e, "could not close an order whose prepay failed");
+                    }
+                }
+                return Err(err.into());
+            }
+        };
+        let update = OrderUpdate::AttachCredential(credential);
+        match self.store.update_order(&order.order_no, &update).await {
+            Ok(order) => self.created(order),
+            Err(UpdateOrderError::Refused { current, .. }) => Err(status_conflict(current.status)),
+            Err(UpdateOrderError::NotFound) => Err(internal("order vanished during create")),
+            Err(UpdateOrderError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    fn created(&self, order: Order) -> Result<CreatedOrder, ApiError> {
+        let payment = match &order.credential {
+            Some(PayCredential::Native { code_url }) => PaymentInfo::Native {
+                qrcode: qr::png_data_uri(code_url).map_err(internal)?,
+                code_url: code_url.clone(),
+            },
+            Some(PayCredential::Jsapi { prepay_id }) => {
+                PaymentInfo::Jsapi(self.channel.jsapi_params(prepay_id, self.clock.now())?)
+            }
+            Some(PayCredential::H5 { h5_url }) => PaymentInfo::H5 {
+                h5_url: h5_url.clone(),
+            },
+            None => return Err(internal("created order has no credential")),
+        };
+        Ok(CreatedOrder { order, payment })
+    }
+
+    /// One of the merchant's orders, settled with the channel if it is still pending.
+    pub async fn query_order(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, ApiError> {
+        let order = self.find_owned(merchant, by).await?;
+        self.refresh(order).await
+    }
+
+    /// Closes an unpaid order: with the channel first, then locally.
+    pub async fn close_order(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, ApiError> {
+        let order = self.find_owned(merchant, by).await?;
+        if order.status != OrderStatus::Pending {
+            return Err(status_conflict(order.status));
+        }
+        match self.channel.close(&order.order_no).await? {
+            CloseOutcome::AlreadyPaid => {
+                // The payer was faster: record the payment, then refuse the close.
+                let settled = self.refresh(order).await?;
+                if settled.status != OrderStatus::Paid {
+                    tracing::warn!(order_no = %settled.order_no, "channel reports paid but the payment could not be settled yet");
+                }
+                Err(ApiError::OrderPaid)
+            }
+            CloseOutcome::Closed => {
+                let update = OrderUpdate::MarkClosed {
+                    closed_at: self.clock.now(),
+                };
+                match self.store.update_order(&order.order_no, &update).await {
+                    Ok(closed) => Ok(closed),
+                    Err(UpdateOrderError::Refused { current, .. }) => {
+                        Err(status_conflict(current.status))
+                    }
+                    Err(UpdateOrderError::NotFound) => Err(ApiError::OrderNotFound),
+                    Err(UpdateOrderError::Store(e)) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// The merchant's orders, newest first. Shows stored state (no query-through per row).
+    pub async fn list_orders(
+        &self,
+        merchant: &Merchant,
+        request: ListOrders,
+    ) -> Result<OrderPage, ApiError> {
+        let query = ListQuery {
+            merchant_id: merchant.id.clone(),
+            status: request.status,
+            start: request.start,
+            per_page: request.per_page,
+        };
+        Ok(self.store.list_orders(&query).await?)
+    }
+
+    async fn find_owned(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, ApiError> {
+        let order = match by {
+            OrderRef::OrderNo(no) => self.store.get_order(no).await?,
+            OrderRef::OutTradeNo(no) => self.store.order_by_out_trade_no(&merchant.id, no).await?,
+        };
+        // Another merchant's order is indistinguishable from a missing one.
+        order
+            .filter(|o| o.merchant_id == merchant.id)
+            .ok_or(ApiError::OrderNotFound)
+    }
+
+    /// Query-through: a pending order asks the channel, and a final answer settles it with a
+    /// conditional write. A channel failure leaves the order as stored (and is logged).
+    pub async fn refresh(&self, order: Order) -> Result<Order, ApiError> {
+        if order.status != OrderStatus::Pending {
+            return Ok(order);
+        }
+        let now = self.clock.now();
+        let state = match self.channel.query(&order.order_no).await {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::warn!(order_no = %order.order_no, error = %err, "query-through failed; answering with stored state");
+                return Ok(order);
+            }
+        };
+        match state {
+            TradeState::Paid {
+                transaction_id,
+                paid_at,
+                amount,
+            } => {
+                self.settle_paid(order, transaction_id, paid_at, amount)
+                    .await
+            }
+            TradeState::Closed => self.settle_closed(order, now).await,
+            TradeState::NotFound if order.is_expired(now) => self.settle_closed(order, now).await,
+            TradeState::NotPaid if order.is_expired(now) => {
+                // Past its time: close it upstream so it can never be paid, then locally.
+                match self.channel.close(&order.order_no).await {
+                    Ok(CloseOutcome::Closed) => self.settle_closed(order, now).await,
+                    Ok(CloseOutcome::AlreadyPaid) => Box::pin(self.refresh(order)).await,
+                    Err(err) => {
+                        tracing::warn!(order_no = %order.order_no, error = %err, "closing an expired order failed; will retry on next query");
+                        Ok(order)
+                    }
+                }
+            }
+            TradeState::NotFound | TradeState::NotPaid => Ok(order),
+        }
+    }
+
+    /// Records a payment the channel confirmed: `pending -> paid`, only for the exact amount.
+    pub async fn settle_paid(
+        &self,
+        order: Order,
+        transaction_id: String,
+        paid_at: Timestamp,
+        amount: Fen,
+    ) -> Result<Order, ApiError> {
+        let update = OrderUpdate::MarkPaid {
+            transaction_id: transaction_id.clone(),
+            paid_at,
+            amount,
+        };
+        match self.store.update_order(&order.order_no, &update).await {
+            Ok(paid) => {
+                tracing::info!(order_no = %paid.order_no, %transaction_id, amount = paid.amount.get(), "order paid");
+                Ok(paid)
+            }
+            Err(UpdateOrderError::Refused { current, reason }) => {
+                match (&reason, current.status) {
+                    (UpdateRefused::NotPending(OrderStatus::Paid), _)
+                        if current.transaction_id.as_deref() == Some(transaction_id.as_str()) => {}
+                    _ => tracing::error!(
+                        anomaly = true,
+                        order_no = %current.order_no,
+                        %transaction_id,
+                        reported_amount = amount.get(),
+                        order_amount = current.amount.get(),
+                        status = current.status.as_str(),
+                        %reason,
+                        "ANOMALY: the channel reports a payment this order cannot take; money may need a refund"
+                    ),
+                }
+                Ok(*current)
+            }
+            Err(UpdateOrderError::NotFound) => Err(ApiError::OrderNotFound),
+            Err(UpdateOrderError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    async fn settle_closed(&self, order: Order, now: Timestamp) -> Result<Order, ApiError> {
+        let update = OrderUpdate::MarkClosed { closed_at: now };
+        match self.store.update_order(&order.order_no, &update).await {
+            Ok(closed) => Ok(closed),
+            Err(UpdateOrderError::Refused { current, .. }) => Ok(*current),
+            Err(UpdateOrderError::NotFound) => Err(ApiError::OrderNotFound),
+            Err(UpdateOrderError::Store(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// The 409 for an order that is no longer pending.
+fn status_conflict(status: OrderStatus) -> ApiError {
+    match status {
+        OrderStatus::Paid => ApiError::OrderPaid,
+        OrderStatus::Refunded => ApiError::OrderRefunded,
+        OrderStatus::Closed | OrderStatus::Pending => ApiError::OrderClosed,
+    }
+}
+
+/// An unexpected failure: logged with its detail, answered as a bare 500.
+fn internal(detail: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%detail, "internal error");
+    ApiError::Internal
+}

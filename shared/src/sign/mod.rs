@@ -1,0 +1,97 @@
+//! Merchant-facing crypto: API keys and their hashes, constant-time comparison.
+//! (Webhook signatures join this module with the notify-worker.)
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use sha2::{Digest, Sha256};
+
+use crate::model::{random_base62, random_bytes, KeyHash, RandomError, Secret};
+
+pub const SECRET_KEY_PREFIX: &str = "sk_";
+pub const PUBLISHABLE_KEY_PREFIX: &str = "pk_";
+pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
+
+/// Random characters in a generated API key: 32 base62 characters, about 190 bits.
+const KEY_BODY_LEN: usize = 32;
+
+/// The SHA-256 of an API key, as stored and looked up. Keys carry ~190 bits of entropy,
+/// so a plain (unsalted) hash is enough and keeps the lookup a single indexed read.
+pub fn hash_api_key(key: &str) -> KeyHash {
+    KeyHash::from_hex(hex_lower(&Sha256::digest(key.as_bytes())))
+}
+
+/// A fresh secret key, `sk_` + 32 base62 characters.
+pub fn generate_secret_key() -> Result<Secret<String>, RandomError> {
+    Ok(Secret::new(format!(
+        "{SECRET_KEY_PREFIX}{}",
+        random_base62(KEY_BODY_LEN)?
+    )))
+}
+
+/// A fresh publishable key, `pk_` + 32 base62 characters.
+pub fn generate_publishable_key() -> Result<String, RandomError> {
+    Ok(format!(
+        "{PUBLISHABLE_KEY_PREFIX}{}",
+        random_base62(KEY_BODY_LEN)?
+    ))
+}
+
+/// A fresh webhook secret in the Standard Webhooks format: `whsec_` + base64 of 32 random bytes.
+pub fn generate_webhook_secret() -> Result<Secret<String>, RandomError> {
+    let bytes: [u8; 32] = random_bytes()?;
+    Ok(Secret::new(format!(
+        "{WEBHOOK_SECRET_PREFIX}{}",
+        STANDARD.encode(bytes)
+    )))
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_sha256_hex() {
+        // sha256("abc"), FIPS 180-2 example.
+        assert_eq!(
+            hash_api_key("abc").as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn generated_keys_have_their_prefixes() {
+        let sk = generate_secret_key().unwrap();
+        assert!(sk.expose().starts_with("sk_") && sk.expose().len() == 35);
+        let pk = generate_publishable_key().unwrap();
+        assert!(pk.starts_with("pk_") && pk.len() == 35);
+        let wh = generate_webhook_secret().unwrap();
+        let body = wh.expose().strip_prefix("whsec_").unwrap();
+        assert_eq!(STANDARD.decode(body).unwrap().len(), 32);
+        assert_ne!(generate_secret_key().unwrap(), sk);
+    }
+
+    #[test]
+    fn constant_time_eq_compares_fully() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,209 @@
+//! The in-memory store: tests and `ferrypay dev`. One mutex makes every write atomic.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Mutex, MutexGuard},
+};
+
+use super::{
+    InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store, StoreError,
+    UpdateOrderError,
+};
+use crate::model::{
+    KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
+};
+
+#[derive(Default)]
+struct Tables {
+    merchants: HashMap<MerchantId, Merchant>,
+    keys: HashMap<KeyHash, (MerchantId, KeyKind)>,
+    orders: HashMap<OrderNo, Order>,
+    /// Per merchant, its order numbers: they sort by creation time.
+    orders_by_merchant: HashMap<MerchantId, BTreeSet<OrderNo>>,
+    out_trade_nos: HashMap<(MerchantId, OutTradeNo), OrderNo>,
+    windows: HashMap<String, (u64, Timestamp)>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.tables
+            .lock()
+            .map_err(|_| StoreError("memory store lock poisoned".into()))
+    }
+
+    /// Replaces a merchant's record (status, notify URL, keys): operator actions and tests.
+    pub fn save_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        if let Some(old) = t.merchants.get(&merchant.id).cloned() {
+            t.keys.remove(&old.secret_key_hash);
+            t.keys.remove(&old.publishable_key_hash);
+        }
+        t.keys.insert(
+            merchant.secret_key_hash.clone(),
+            (merchant.id.clone(), KeyKind::Secret),
+        );
+        t.keys.insert(
+            merchant.publishable_key_hash.clone(),
+            (merchant.id.clone(), KeyKind::Publishable),
+        );
+        t.merchants.insert(merchant.id.clone(), merchant.clone());
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    async fn insert_merchant(&self, merchant: &Merchant) -> Result<(), InsertMerchantError> {
+        {
+            let t = self.lock()?;
+            if t.merchants.contains_key(&merchant.id)
+                || t.keys.contains_key(&merchant.secret_key_hash)
+                || t.keys.contains_key(&merchant.publishable_key_hash)
+            {
+                return Err(InsertMerchantError::Exists);
+            }
+        }
+        Ok(self.save_merchant(merchant)?)
+    }
+
+    async fn merchant_by_key(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<(Merchant, KeyKind)>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.keys.get(hash).and_then(|(id, kind)| {
+            t.merchants
+                .get(id)
+                .map(|merchant| (merchant.clone(), *kind))
+        }))
+    }
+
+    async fn get_merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
+        Ok(self.lock()?.merchants.get(id).cloned())
+    }
+
+    async fn insert_order(&self, order: &Order) -> Result<(), InsertOrderError> {
+        let mut t = self.lock()?;
+        if t.orders.contains_key(&order.order_no) {
+            return Err(InsertOrderError::OrderNoTaken);
+        }
+        if let Some(out_trade_no) = &order.out_trade_no {
+            let key = (order.merchant_id.clone(), out_trade_no.clone());
+            if t.out_trade_nos.contains_key(&key) {
+                return Err(InsertOrderError::OutTradeNoTaken);
+            }
+            t.out_trade_nos.insert(key, order.order_no.clone());
+        }
+        t.orders_by_merchant
+            .entry(order.merchant_id.clone())
+            .or_default()
+            .insert(order.order_no.clone());
+        t.orders.insert(order.order_no.clone(), order.clone());
+        Ok(())
+    }
+
+    async fn get_order(&self, order_no: &OrderNo) -> Result<Option<Order>, StoreError> {
+        Ok(self.lock()?.orders.get(order_no).cloned())
+    }
+
+    async fn order_by_out_trade_no(
+        &self,
+        merchant_id: &MerchantId,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Option<Order>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.out_trade_nos
+            .get(&(merchant_id.clone(), out_trade_no.clone()))
+            .and_then(|no| t.orders.get(no))
+            .cloned())
+    }
+
+    async fn update_order(
+        &self,
+        order_no: &OrderNo,
+        update: &OrderUpdate,
+    ) -> Result<Order, UpdateOrderError> {
+        let mut t = self.lock()?;
+        let current = t.orders.get(order_no).ok_or(UpdateOrderError::NotFound)?;
+        let next = current
+            .apply(update)
+            .map_err(|reason| UpdateOrderError::Refused {
+                current: Box::new(current.clone()),
+                reason,
+            })?;
+        t.orders.insert(order_no.clone(), next.clone());
+        Ok(next)
+    }
+
+    async fn list_orders(&self, query: &ListQuery) -> Result<OrderPage, StoreError> {
+        let t = self.lock()?;
+        let Some(numbers) = t.orders_by_merchant.get(&query.merchant_id) else {
+            return Ok(OrderPage {
+                orders: Vec::new(),
+                total: 0,
+                next_after: None,
+            });
+        };
+        let matching = || {
+            numbers
+                .iter()
+                .rev()
+                .filter_map(|no| t.orders.get(no))
+                .filter(|o| query.status.is_none_or(|s| o.status == s))
+        };
+        let total = matching().count() as u64;
+        let per_page = query.per_page as usize;
+        let mut page: Vec<Order> = match &query.start {
+            PageStart::Page(n) => matching()
+                .skip((*n as usize).saturating_sub(1).saturating_mul(per_page))
+                .take(per_page + 1)
+                .cloned()
+                .collect(),
+            PageStart::After(after) => matching()
+                .skip_while(|o| o.order_no >= *after)
+                .take(per_page + 1)
+                .cloned()
+                .collect(),
+        };
+        let more = page.len() > per_page;
+        page.truncate(per_page);
+        let next_after = if more {
+            page.last().map(|o| o.order_no.clone())
+        } else {
+            None
+        };
+        Ok(OrderPage {
+            orders: page,
+            total,
+            next_after,
+        })
+    }
+
+    async fn count_in_window(
+        &self,
+        bucket: &str,
+        expires_at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut t = self.lock()?;
+        // Forget windows that have ended (and reset a reused bucket name).
+        t.windows
+            .retain(|_, (_, until)| *until > expires_at.plus_secs(-3600));
+        let entry = t
+            .windows
+            .entry(bucket.to_string())
+            .or_insert((0, expires_at));
+        if entry.1 != expires_at {
+            *entry = (0, expires_at);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
+    }
+}

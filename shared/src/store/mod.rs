@@ -1,0 +1,142 @@
+//! Storage: the trait the services use, and its implementations.
+//!
+//! Every state change is conditional: the store applies an [`OrderUpdate`] only if the order is
+//! still in the state the update requires (see [`Order::apply`]), atomically.
+
+mod memory;
+
+use std::future::Future;
+
+pub use memory::MemoryStore;
+
+use crate::model::{
+    KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo,
+    Timestamp, UpdateRefused,
+};
+
+/// The backend failed (unreachable, throttled, corrupt item). Never shown to merchants.
+#[derive(Debug, thiserror::Error)]
+#[error("storage failure: {0}")]
+pub struct StoreError(pub String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertMerchantError {
+    #[error("a merchant with this id or key already exists")]
+    Exists,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertOrderError {
+    /// The merchant already has an order with this `out_trade_no`.
+    #[error("out_trade_no already used by this merchant")]
+    OutTradeNoTaken,
+    /// Two generated order numbers collided (36^6 per second: retry with a new one).
+    #[error("order number already exists")]
+    OrderNoTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateOrderError {
+    #[error("order not found")]
+    NotFound,
+    /// The order was not in the required state; `current` is how it is now.
+    #[error("update refused: {reason}")]
+    Refused {
+        current: Box<Order>,
+        reason: UpdateRefused,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a page of a merchant's order list starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageStart {
+    /// 1-based page number: skips `(page - 1) * per_page` orders.
+    Page(u32),
+    /// The orders strictly older than this one (cursor paging).
+    After(OrderNo),
+}
+
+/// One merchant's orders, newest first, optionally of one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub merchant_id: MerchantId,
+    pub status: Option<OrderStatus>,
+    pub start: PageStart,
+    pub per_page: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// All of the merchant's orders matching the filter, on every page.
+    pub total: u64,
+    /// Set when more orders follow this page: the last order on it.
+    pub next_after: Option<OrderNo>,
+}
+
+/// Everything ferrypay keeps. Implementations: [`MemoryStore`] (tests, `ferrypay dev`) and,
+/// for production, DynamoDB.
+pub trait Store: Send + Sync + 'static {
+    /// Adds a merchant; its id and both key hashes must be new.
+    fn insert_merchant(
+        &self,
+        merchant: &Merchant,
+    ) -> impl Future<Output = Result<(), InsertMerchantError>> + Send;
+
+    /// The merchant owning an API key (by hash), and which of its keys it is.
+    fn merchant_by_key(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<(Merchant, KeyKind)>, StoreError>> + Send;
+
+    fn get_merchant(
+        &self,
+        id: &MerchantId,
+    ) -> impl Future<Output = Result<Option<Merchant>, StoreError>> + Send;
+
+    /// Adds a new order. The order number and the merchant's `out_trade_no` are unique,
+    /// both checked in the same atomic write.
+    fn insert_order(
+        &self,
+        order: &Order,
+    ) -> impl Future<Output = Result<(), InsertOrderError>> + Send;
+
+    /// An order by number, whoever owns it: callers check the owner.
+    fn get_order(
+        &self,
+        order_no: &OrderNo,
+    ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;
+
+    fn order_by_out_trade_no(
+        &self,
+        merchant_id: &MerchantId,
+        out_trade_no: &OutTradeNo,
+    ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;
+
+    /// Applies `update` if, at the moment of writing, `Order::apply` allows it; returns the
+    /// order as written.
+    fn update_order(
+        &self,
+        order_no: &OrderNo,
+        update: &OrderUpdate,
+    ) -> impl Future<Output = Result<Order, UpdateOrderError>> + Send;
+
+    fn list_orders(
+        &self,
+        query: &ListQuery,
+    ) -> impl Future<Output = Result<OrderPage, StoreError>> + Send;
+
+    /// Counts one request against a fixed window `bucket` (e.g. merchant + minute) and returns
+    /// the count so far, including this one. The window is forgotten after `expires_at`.
+    fn count_in_window(
+        &self,
+        bucket: &str,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}

@@ -1,0 +1,26 @@
+//! Logging setup: JSON lines for Lambda (CloudWatch), readable text for the terminal.
+
+use tracing_subscriber::EnvFilter;
+
+/// JSON logs without timestamps (CloudWatch adds its own); level from `RUST_LOG`, default info.
+pub fn init_lambda() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Human-readable logs for `ferrypay dev` and the CLI.
+pub fn init_terminal() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .try_init();
+}

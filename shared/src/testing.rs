@@ -1,0 +1,57 @@
+//! Helpers for tests in other crates (enabled by the `test-util` feature): a ready app on the
+//! in-memory store and fake channel, with a merchant whose keys are fixed public test values.
+
+use std::sync::Arc;
+
+use crate::{
+    channel::FakeChannel,
+    model::{Clock, Merchant, Secret},
+    service::{Ferrypay, IssuedKeys, NewMerchant, ServiceConfig},
+    store::MemoryStore,
+};
+
+/// Public test keys (never valid anywhere but in tests). The sample events in `events/` use them.
+pub const TEST_SECRET_KEY: &str = "sk_test_ferrypay_events_0000000000000";
+pub const TEST_PUBLISHABLE_KEY: &str = "pk_test_ferrypay_events_0000000000000";
+pub const TEST_WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC1mb3ItZXZlbnRz";
+
+pub type TestApp = Ferrypay<MemoryStore, FakeChannel>;
+
+/// An app with default settings (rate limit off) and the given clock.
+pub fn app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
+    let config = ServiceConfig {
+        rate_limit_per_minute: None,
+        ..ServiceConfig::default()
+    };
+    Ferrypay::with_clock(MemoryStore::new(), FakeChannel::new(), config, clock)
+}
+
+/// Onboards the test merchant (the fixed keys above).
+pub async fn onboard_test_merchant(app: &TestApp, name: &str) -> (Merchant, IssuedKeys) {
+    onboard(app, name, Some(TEST_SECRET_KEY), Some(TEST_PUBLISHABLE_KEY)).await
+}
+
+/// Onboards a merchant with the given keys (generated when `None`).
+pub async fn onboard(
+    app: &TestApp,
+    name: &str,
+    secret_key: Option<&str>,
+    publishable_key: Option<&str>,
+) -> (Merchant, IssuedKeys) {
+    let new = NewMerchant {
+        name: name.to_string(),
+        notify_url: Some("https://merchant.example/notify".into()),
+        secret_key: secret_key.map(|k| Secret::new(k.to_string())),
+        publishable_key: publishable_key.map(str::to_string),
+        webhook_secret: Some(Secret::new(TEST_WEBHOOK_SECRET.to_string())),
+    };
+    match app.onboard_merchant(new).await {
+        Ok(done) => done,
+        Err(e) => unreachable_in_tests(&e.to_string()),
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_in_tests(why: &str) -> ! {
+    panic!("test setup failed: {why}")
+}
