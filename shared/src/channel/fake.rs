@@ -26,6 +26,8 @@ pub struct FakeChannel {
     trades: Mutex<HashMap<OrderNo, FakeTrade>>,
     /// The next N calls of any kind fail as unavailable.
     fail_next: AtomicU32,
+    /// The next N calls of any kind are refused (as WeChat refuses bad parameters).
+    reject_next: AtomicU32,
     calls: AtomicU64,
     next_transaction: AtomicU64,
 }
@@ -48,10 +50,24 @@ impl FakeChannel {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if failing {
-            Err(ChannelError::Unavailable("injected failure".into()))
-        } else {
-            Ok(())
+            return Err(ChannelError::Unavailable("injected failure".into()));
         }
+        let rejecting = self
+            .reject_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if rejecting {
+            return Err(ChannelError::Rejected {
+                code: "PARAM_ERROR".into(),
+                message: "injected refusal (internal detail)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes the next `n` channel calls be refused with a parameter error.
+    pub fn reject_next_calls(&self, n: u32) {
+        self.reject_next.store(n, Ordering::SeqCst);
     }
 
     /// Makes the next `n` channel calls fail as unavailable.

@@ -85,8 +85,8 @@ impl EncryptedResource {
 }
 
 /// Encrypt `plaintext` into a `resource` as WeChat Pay sends it (for the WeChat Pay mock).
-/// `nonce` must be 12 bytes; use a fresh one per message (e.g. 12 characters of
-/// [`super::signer::nonce_str`]).
+/// `nonce` must be 12 bytes; use a fresh one per message (e.g.
+/// [`super::signer::random_alphanumeric`]`(12)`).
 pub fn encrypt_resource(
     key: &ApiV3Key,
     nonce: &str,

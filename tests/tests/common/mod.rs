@@ -1,0 +1,139 @@
+//! Shared test helpers: an in-process harness over `ferrypay::api` with a manual clock.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use bytes::Bytes;
+use ferrypay::{
+    api,
+    model::{ManualClock, Merchant, Timestamp},
+    service::IssuedKeys,
+    testing::{self, TestApp},
+};
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+/// 2025-12-21 10:30:00 Beijing time.
+pub const START: i64 = 1_766_284_200;
+
+pub struct Harness {
+    pub app: TestApp,
+    pub clock: Arc<ManualClock>,
+    pub merchant: Merchant,
+    pub keys: IssuedKeys,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        Self::with_app(|app| app).await
+    }
+
+    /// A harness whose app is adjusted by `tweak` before the test merchant is onboarded.
+    pub async fn with_app(tweak: impl FnOnce(TestApp) -> TestApp) -> Harness {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(START)));
+        let app = tweak(testing::app_with_clock(clock.clone()));
+        let (merchant, keys) = testing::onboard_test_merchant(&app, "Test Coffee").await;
+        Harness {
+            app,
+            clock,
+            merchant,
+            keys,
+        }
+    }
+
+    pub fn sk(&self) -> String {
+        self.keys.secret_key.expose().clone()
+    }
+
+    /// Sends a request through the API layer, exactly as a Lambda or the dev server would.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Bytes::from(body.to_string())).unwrap();
+        let res = api::handle(&self.app, req).await;
+        let status = res.status();
+        let json: Value = serde_json::from_str(res.body()).unwrap_or_else(|e| {
+            panic!("response is not JSON ({e}): {}", res.body());
+        });
+        (status, json)
+    }
+
+    /// POST with the merchant's key in `X-API-Key`.
+    pub async fn post(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let key = self.sk();
+        self.send(Method::POST, path, &[("x-api-key", &key)], body)
+            .await
+    }
+
+    /// GET with the merchant's key in `X-API-Key`.
+    pub async fn get(&self, path_and_query: &str) -> (StatusCode, Value) {
+        let key = self.sk();
+        self.send(Method::GET, path_and_query, &[("x-api-key", &key)], "")
+            .await
+    }
+
+    pub async fn create(&self, body: &str) -> (StatusCode, Value) {
+        self.post("/api/v1/pay/create", body).await
+    }
+
+    /// Creates a native order and returns its number.
+    pub async fn create_ok(&self, amount: i64) -> String {
+        let (status, body) = self.create(&format!(r#"{{"amount": {amount}}}"#)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["order_no"].as_str().unwrap().to_string()
+    }
+
+    pub async fn query(&self, order_no: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/v1/pay/query",
+            &format!(r#"{{"order_no": "{order_no}"}}"#),
+        )
+        .await
+    }
+}
+
+/// Asserts an error response: status, stable code, and the `success: false` envelope.
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    let (s, body) = got;
+    assert_eq!(*s, status, "{body}");
+    assert_eq!(body["success"], Value::Bool(false), "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+}
+
+/// Decodes a `data:image/png;base64,` QR code with an independent decoder (rqrr).
+pub fn decode_qr_data_uri(uri: &str) -> String {
+    let b64 = uri.strip_prefix("data:image/png;base64,").unwrap();
+    let bytes = STANDARD.decode(b64).unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let (w, h, stride) = (frame.width as usize, frame.height as usize, frame.line_size);
+    let bit_depth = frame.bit_depth as usize;
+    assert_eq!(bit_depth, 1, "QR PNGs are 1-bit greyscale");
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        if buf[y * stride + x / 8] & (0x80 >> (x % 8)) != 0 {
+            255
+        } else {
+            0
+        }
+    });
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
+    grids[0].decode().unwrap().1
+}
