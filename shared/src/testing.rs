@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::{
     channel::FakeChannel,
-    model::{Clock, Merchant, Secret},
-    service::{Ferrypay, IssuedKeys, NewMerchant, ServiceConfig},
+    model::{Clock, Fen, Merchant, Order, OutTradeNo, PayType, Secret},
+    service::{CreateOrder, Ferrypay, IssuedKeys, NewMerchant, ServiceConfig},
     store::MemoryStore,
 };
 
@@ -47,6 +47,30 @@ pub async fn onboard(
     };
     match app.onboard_merchant(new).await {
         Ok(done) => done,
+        Err(e) => unreachable_in_tests(&e.to_string()),
+    }
+}
+
+/// Creates a native order for `merchant` through the service (as the create endpoint would).
+pub async fn create_test_order(
+    app: &TestApp,
+    merchant: &Merchant,
+    amount: i64,
+    out_trade_no: Option<&str>,
+) -> Order {
+    let request = CreateOrder {
+        amount: Fen::new(amount),
+        description: None,
+        pay_type: PayType::Native,
+        openid: None,
+        client_ip: None,
+        out_trade_no: out_trade_no.and_then(OutTradeNo::parse),
+        attach: None,
+        notify_url: None,
+        expire_minutes: None,
+    };
+    match app.create_order(merchant, request).await {
+        Ok(created) => created.order,
         Err(e) => unreachable_in_tests(&e.to_string()),
     }
 }

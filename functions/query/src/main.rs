@@ -30,3 +30,41 @@ async fn handler<S: Store, C: PayChannel>(
     .await;
     Ok(response.map(Body::from))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ferrypay::{model::SystemClock, testing::*};
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Runs the handler on a real API Gateway HTTP API (v2) event from `events/`.
+    async fn run_event(app: &TestApp, event: &str) -> (u16, Value) {
+        let request = lambda_http::request::from_str(event).unwrap();
+        let response = handler(app, request).await.unwrap();
+        let body = std::str::from_utf8(response.body().as_ref()).unwrap().to_string();
+        (response.status().as_u16(), serde_json::from_str(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn query_event_finds_the_order_by_out_trade_no() {
+        let app = app_with_clock(Arc::new(SystemClock));
+        let (merchant, _) = onboard_test_merchant(&app, "Event Shop").await;
+        let order = create_test_order(&app, &merchant, 100, Some("evt-1001")).await;
+        let (status, body) = run_event(&app, include_str!("../../../events/query.json")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["order"]["order_no"], order.order_no.as_str());
+        assert_eq!(body["order"]["status"], "pending");
+    }
+
+    #[tokio::test]
+    async fn query_event_for_an_unknown_order_is_404() {
+        let app = app_with_clock(Arc::new(SystemClock));
+        onboard_test_merchant(&app, "Event Shop").await;
+        let (status, body) = run_event(&app, include_str!("../../../events/query.json")).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["code"], "order_not_found");
+    }
+}
