@@ -44,8 +44,13 @@ mod tests {
     async fn run_event(app: &TestApp, event: &str) -> (u16, Value) {
         let request = lambda_http::request::from_str(event).unwrap();
         let response = handler(app, request).await.unwrap();
-        let body = std::str::from_utf8(response.body().as_ref()).unwrap().to_string();
-        (response.status().as_u16(), serde_json::from_str(&body).unwrap())
+        let body = std::str::from_utf8(response.body().as_ref())
+            .unwrap()
+            .to_string();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&body).unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -58,7 +63,10 @@ mod tests {
         assert_eq!(body["amount"], 100);
         assert_eq!(body["out_trade_no"], "evt-1001");
         assert!(body["code_url"].as_str().unwrap().starts_with("weixin://"));
-        assert!(body["qrcode"].as_str().unwrap().starts_with("data:image/png;base64,"));
+        assert!(body["qrcode"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,"));
         // The same event again (an API Gateway retry) returns the same order.
         let (_, again) = run_event(&app, include_str!("../../../events/create.json")).await;
         assert_eq!(again["order_no"], body["order_no"]);

@@ -44,8 +44,13 @@ mod tests {
     async fn run_event(app: &TestApp, event: &str) -> (u16, Value) {
         let request = lambda_http::request::from_str(event).unwrap();
         let response = handler(app, request).await.unwrap();
-        let body = std::str::from_utf8(response.body().as_ref()).unwrap().to_string();
-        (response.status().as_u16(), serde_json::from_str(&body).unwrap())
+        let body = std::str::from_utf8(response.body().as_ref())
+            .unwrap()
+            .to_string();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&body).unwrap(),
+        )
     }
 
     #[tokio::test]

@@ -1,0 +1,152 @@
+//! The local stack over real HTTP: `DevStack` is what `ferrypay dev` runs.
+
+use std::time::Duration;
+
+use ferrypay::{model::Secret, service::NewMerchant, service::ServiceConfig};
+use ferrypay_cli::dev::{DevOptions, DevStack};
+use serde_json::{json, Value};
+
+const SK: &str = "sk_test_dev_stack_pinned";
+const PK: &str = "pk_test_dev_stack_pinned";
+const WHSEC: &str = "whsec_dGVzdC1kZXYtc3RhY2s=";
+
+fn options() -> DevOptions {
+    DevOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        demo: NewMerchant {
+            name: "Dev Shop".into(),
+            notify_url: Some("http://127.0.0.1:9/notify".into()),
+            secret_key: Some(Secret::new(SK.into())),
+            publishable_key: Some(PK.into()),
+            webhook_secret: Some(Secret::new(WHSEC.into())),
+        },
+        config: ServiceConfig {
+            allow_http_notify_urls: true,
+            ..ServiceConfig::default()
+        },
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
+    let mut req = client().post(format!("{base}{path}")).json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn pinned_demo_keys_work_and_are_printed() {
+    let stack = DevStack::start(options()).await.unwrap();
+    let banner = stack.banner();
+    for expected in [
+        SK,
+        PK,
+        WHSEC,
+        "http://127.0.0.1:9/notify",
+        &stack.base_url(),
+    ] {
+        assert!(
+            banner.contains(expected),
+            "banner lacks {expected}:\n{banner}"
+        );
+    }
+    let (status, body) = post(
+        &stack.base_url(),
+        "/api/v1/pay/create",
+        &[("X-API-Key", SK)],
+        json!({"amount": 100, "description": "Coffee"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn pay_through_the_dev_route_then_query_shows_paid() {
+    let stack = DevStack::start(options()).await.unwrap();
+    let base = stack.base_url();
+    let (_, created) = post(
+        &base,
+        "/api/v1/pay/create",
+        &[("X-API-Key", SK)],
+        json!({"amount": 1990}),
+    )
+    .await;
+    let no = created["order_no"].as_str().unwrap();
+    let (status, paid) = post(&base, "/dev/pay", &[], json!({"order_no": no})).await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["order"]["status"], "paid");
+    let res = client()
+        .get(format!("{base}/api/v1/pay/query?order_no={no}&key={SK}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["order"]["status"], "paid");
+    assert!(body["order"]["transaction_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("4200"));
+    // Paying twice is a conflict, not a second payment.
+    let (status, again) = post(&base, "/dev/pay", &[], json!({"order_no": no})).await;
+    assert_eq!((status, again["code"].as_str()), (409, Some("order_paid")));
+}
+
+#[tokio::test]
+async fn http_level_errors_are_json() {
+    let stack = DevStack::start(options()).await.unwrap();
+    let base = stack.base_url();
+    let res = client()
+        .get(format!("{base}/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "route_not_found"
+    );
+    // A body over the server's 1 MiB cap is refused before it reaches the API.
+    let res = client()
+        .post(format!("{base}/api/v1/pay/create"))
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 413);
+    let (status, body) = post(
+        &base,
+        "/dev/pay",
+        &[],
+        json!({"order_no": "FP20251221103000ZZZZZZ"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("order_not_found"))
+    );
+    let res = client()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_pinned_key_without_its_prefix_stops_the_start() {
+    let mut bad = options();
+    bad.demo.secret_key = Some(Secret::new("pk_wrong_prefix".into()));
+    let err = DevStack::start(bad).await.err().unwrap();
+    assert!(err.contains("must start with sk_"), "{err}");
+}
