@@ -1,6 +1,9 @@
 //! The merchant API contract, end to end through `ferrypay::api` (the code every Lambda and the
 //! dev server run), on the in-memory store and the fake channel, with a manual clock.
 
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{assert_error, decode_qr_data_uri, Harness, START};

@@ -1,5 +1,8 @@
 //! The local stack over real HTTP: `DevStack` is what `ferrypay dev` runs.
 
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use ferrypay::{model::Secret, service::NewMerchant, service::ServiceConfig};
