@@ -1,0 +1,145 @@
+//! The README's promise: `ferrypay dev` starts the stack and its curl examples work as written.
+//! Runs the real binary and the README's own code blocks (bash + curl), on a free local port.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const DEMO_KEY: &str = "sk_test_demo";
+
+struct Stack(Child);
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `ferrypay dev` and waits (bounded) until its banner is out and it answers.
+fn start_dev(port: u16) -> (Stack, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrypay"))
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .env("FERRYPAY_DEMO_API_KEY", DEMO_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stack = Stack(child);
+    let mut banner = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let done = line.starts_with("curl -s -X POST") && line.contains("/dev/pay");
+                banner.push_str(&line);
+                banner.push('\n');
+                if done {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    (stack, banner)
+}
+
+/// The code block right after `<!-- readme-test:NAME -->` in the README.
+fn readme_block(name: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let marker = format!("<!-- readme-test:{name} -->");
+    let after = &readme[readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker}"))..];
+    let start = after.find("```sh\n").unwrap() + "```sh\n".len();
+    let end = after[start..].find("```").unwrap();
+    after[start..start + end].to_string()
+}
+
+/// Runs a README block with `$FP` pointing at the test's stack; one JSON answer per line.
+fn run_block(block: &str, port: u16) -> Vec<serde_json::Value> {
+    let script = format!(
+        "set -euo pipefail\n\
+         curl() {{ command curl --max-time 5 \"$@\"; echo; }}\n\
+         FP=http://127.0.0.1:{port}\nKEY={DEMO_KEY}\n{}",
+        block.replace("FP=http://127.0.0.1:8080", "")
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "block failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Lines of a block that print a response (a curl not inside `$(...)`).
+fn printing_curls(block: &str) -> Vec<&str> {
+    block.lines().filter(|l| l.starts_with("curl ")).collect()
+}
+
+#[test]
+fn readme_run_command_starts_the_stack_and_its_examples_work() {
+    let port = free_port();
+    let (_stack, banner) = start_dev(port);
+    assert!(banner.contains(DEMO_KEY), "banner:\n{banner}");
+    assert!(
+        banner.contains(&format!("http://127.0.0.1:{port}")),
+        "banner:\n{banner}"
+    );
+
+    let ok = readme_block("ok");
+    let answers = run_block(&ok, port);
+    assert_eq!(answers.len(), printing_curls(&ok).len(), "{answers:#?}");
+    for answer in &answers {
+        assert_eq!(answer["success"], true, "{answer}");
+    }
+    // The paid order shows up in the paid list.
+    let paid_list = &answers[answers.len() - 2];
+    assert_eq!(paid_list["total"], 1, "{paid_list}");
+    assert_eq!(paid_list["orders"][0]["out_trade_no"], "shop-1001");
+
+    // Each error example answers with the code its comment promises.
+    let errors = readme_block("errors");
+    let answers = run_block(&errors, port);
+    let expected: Vec<(&str, &str)> = printing_curls(&errors)
+        .iter()
+        .map(|l| {
+            let comment = l.rsplit("# ").next().unwrap();
+            let mut parts = comment.split_whitespace();
+            (parts.next().unwrap(), parts.next().unwrap())
+        })
+        .collect();
+    assert_eq!(answers.len(), expected.len());
+    for (answer, (_status, code)) in answers.iter().zip(&expected) {
+        assert_eq!(answer["success"], false, "{answer}");
+        assert_eq!(answer["code"], *code, "{answer}");
+    }
+}
