@@ -6,6 +6,7 @@ pub mod channel;
 pub mod config;
 pub mod model;
 pub mod qr;
+pub mod queue;
 pub mod runtime;
 pub mod service;
 pub mod sign;
