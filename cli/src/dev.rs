@@ -1,42 +1,74 @@
-//! `ferrypay dev`: the whole merchant API on one local HTTP server, through the same
-//! `ferrypay::api` code the Lambda functions run, on the in-memory store.
+//! `ferrypay dev`: the whole public API on one local HTTP server, through the same
+//! `ferrypay::api` code the Lambda functions run, on the in-memory store and queue, with the
+//! real WeChat Pay client talking to the in-process WeChat Pay mock (or, when `WECHATPAY_*` is
+//! set, to that endpoint instead).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use ferrypay::{
-    api::{self, params::Params, ApiError},
-    channel::FakeChannel,
+    api::{self, notify::WECHAT_NOTIFY_PATH},
     config::Env,
-    model::{Merchant, OrderNo, Secret},
-    service::{Ferrypay, IssuedKeys, NewMerchant, ServiceConfig},
-    store::{MemoryStore, Store},
+    model::{Clock, Merchant, Secret, SystemClock},
+    queue::MemoryQueue,
+    service::{Backends, Ferrypay, IssuedKeys, NewMerchant, ServiceConfig},
+    store::MemoryStore,
+    wechat::{
+        settings::any_wechatpay_setting, PrivateKey, RetryPolicy, VerifyingKey, WechatPayClient,
+        WechatPayConfig,
+    },
 };
 use http::{Method, StatusCode};
 use serde_json::json;
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use crate::http_server;
+use crate::{
+    dev_keys, http_server,
+    wechat_mock::{MockConfig, MockServer},
+};
 
-pub type DevApp = Ferrypay<MemoryStore, FakeChannel>;
+/// The dev stack's backends: memory for storage and the queue, the real WeChat Pay client.
+pub struct DevBackends;
+
+impl Backends for DevBackends {
+    type Store = MemoryStore;
+    type Channel = WechatPayClient;
+    type Queue = MemoryQueue;
+}
+
+pub type DevApp = Ferrypay<DevBackends>;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Dev-only: marks an order paid in the fake channel and settles it. Not in the Lambda API.
-pub const DEV_PAY_PATH: &str = "/dev/pay";
+pub const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:8081";
+
+/// Which WeChat Pay the dev stack talks to.
+#[derive(Debug, Clone)]
+pub enum DevWechat {
+    /// The in-process mock, on its own port, with the dev keys.
+    Mock {
+        listen: SocketAddr,
+        notify_retry: Vec<Duration>,
+    },
+    /// Any APIv3 endpoint (`WECHATPAY_*`); its `notify_url` is filled in at start.
+    External(Box<WechatPayConfig>),
+}
 
 /// What `ferrypay dev` starts with.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
     pub listen: SocketAddr,
+    /// The address WeChat Pay reaches us at (`FERRYPAY_PUBLIC_URL`); default the listen address.
+    pub public_url: Option<String>,
     pub demo: NewMerchant,
     pub config: ServiceConfig,
+    pub wechat: DevWechat,
 }
 
 impl DevOptions {
     /// Reads `FERRYPAY_DEMO_API_KEY`, `FERRYPAY_DEMO_PUBLISHABLE_KEY`,
-    /// `FERRYPAY_DEMO_WEBHOOK_SECRET`, `FERRYPAY_DEMO_NOTIFY_URL` (each pins that value) and
-    /// the service settings (`FERRYPAY_RATE_LIMIT_PER_MINUTE`, ...).
-    pub fn from_env(listen: SocketAddr) -> Result<DevOptions, String> {
+    /// `FERRYPAY_DEMO_WEBHOOK_SECRET`, `FERRYPAY_DEMO_NOTIFY_URL` (each pins that value),
+    /// `FERRYPAY_PUBLIC_URL`, the service settings and, if any is set, the `WECHATPAY_*` ones.
+    pub fn from_env(listen: SocketAddr, mock_listen: SocketAddr) -> Result<DevOptions, String> {
         let mut env = Env::process();
         let mut config = ServiceConfig::from_env(&mut env);
         config.allow_http_notify_urls = true;
@@ -49,7 +81,20 @@ impl DevOptions {
                 .optional("FERRYPAY_DEMO_WEBHOOK_SECRET")
                 .map(Secret::new),
         };
+        let public_url = env.optional("FERRYPAY_PUBLIC_URL");
+        let wechat = if any_wechatpay_setting(&env) {
+            WechatPayConfig::from_env(&mut env, String::new())
+                .map(|config| DevWechat::External(Box::new(config)))
+        } else {
+            Some(DevWechat::Mock {
+                listen: mock_listen,
+                notify_retry: MockConfig::DEV_NOTIFY_RETRY
+                    .map(Duration::from_secs)
+                    .to_vec(),
+            })
+        };
         env.finish().map_err(|e| e.to_string())?;
+        let wechat = wechat.ok_or("WeChat Pay settings are incomplete")?;
         if let Some(url) = &demo.notify_url {
             if !api::orders::notify_url_acceptable(url, true) {
                 return Err(format!(
@@ -59,36 +104,90 @@ impl DevOptions {
         }
         Ok(DevOptions {
             listen,
+            public_url,
             demo,
             config,
+            wechat,
         })
     }
 }
 
-/// A running local stack. Dropping it stops the server.
+/// The WeChat Pay client settings that talk to the mock with the dev keys.
+pub fn mock_client_config(base_url: String, notify_url: String) -> Result<WechatPayConfig, String> {
+    Ok(WechatPayConfig {
+        base_url,
+        mchid: dev_keys::MCHID.into(),
+        appid: dev_keys::APPID.into(),
+        merchant_serial: dev_keys::MERCHANT_SERIAL.into(),
+        private_key: PrivateKey::from_pem(dev_keys::MERCHANT_PRIVATE_KEY)
+            .map_err(|e| e.to_string())?,
+        apiv3_key: dev_keys::APIV3_KEY.parse().map_err(|e| format!("{e}"))?,
+        public_key: Some((
+            dev_keys::PLATFORM_PUBLIC_KEY_ID.into(),
+            VerifyingKey::from_spki_pem(dev_keys::PLATFORM_PUBLIC_KEY)
+                .map_err(|e| e.to_string())?,
+        )),
+        notify_url,
+        retry: RetryPolicy::default(),
+        timeout: WechatPayConfig::DEFAULT_TIMEOUT,
+        connect_timeout: WechatPayConfig::DEFAULT_CONNECT_TIMEOUT,
+    })
+}
+
+/// A running local stack. Dropping it stops the servers.
 pub struct DevStack {
     pub addr: SocketAddr,
+    pub public_url: String,
     pub app: Arc<DevApp>,
     pub merchant: Merchant,
     pub keys: IssuedKeys,
+    /// The in-process WeChat Pay mock, unless an external endpoint is configured.
+    pub mock: Option<MockServer>,
     server: JoinHandle<()>,
 }
 
 impl DevStack {
     pub async fn start(options: DevOptions) -> Result<DevStack, String> {
-        let app = Arc::new(Ferrypay::new(
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let public_url = options
+            .public_url
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let notify_url = format!("{public_url}{WECHAT_NOTIFY_PATH}");
+        let (client_config, mock) = match options.wechat {
+            DevWechat::Mock {
+                listen,
+                notify_retry,
+            } => {
+                let mut mock_config = MockConfig::dev()?;
+                mock_config.notify_retry = notify_retry;
+                let mock = MockServer::start(listen, mock_config, Arc::clone(&clock)).await?;
+                (mock_client_config(mock.base_url(), notify_url)?, Some(mock))
+            }
+            DevWechat::External(mut config) => {
+                config.notify_url = notify_url;
+                (*config, None)
+            }
+        };
+        let channel = WechatPayClient::connect(client_config, Arc::clone(&clock))
+            .await
+            .map_err(|e| format!("WeChat Pay client: {e}"))?;
+        let app = Arc::new(Ferrypay::with_clock(
             MemoryStore::new(),
-            FakeChannel::new(),
+            channel,
+            MemoryQueue::default(),
             options.config,
+            clock,
         ));
         let (merchant, keys) = app
             .onboard_merchant(options.demo)
             .await
             .map_err(|e| format!("demo merchant: {e}"))?;
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let served = Arc::clone(&app);
         let server = http_server::serve(listener, move |req, _peer| {
             let app = Arc::clone(&served);
@@ -96,9 +195,11 @@ impl DevStack {
         });
         Ok(DevStack {
             addr,
+            public_url,
             app,
             merchant,
             keys,
+            mock,
             server,
         })
     }
@@ -107,12 +208,24 @@ impl DevStack {
         format!("http://{}", self.addr)
     }
 
-    /// What `ferrypay dev` prints on start: the demo keys and a first request to try.
+    /// What `ferrypay dev` prints on start: the demo keys and first requests to try.
     pub fn banner(&self) -> String {
         let base = self.base_url();
         let sk = self.keys.secret_key.expose();
+        let wechat = match &self.mock {
+            Some(mock) => format!("WeChat Pay mock on {} (dev keys)", mock.base_url()),
+            None => "WeChat Pay endpoint from WECHATPAY_BASE_URL".to_string(),
+        };
+        let pay = match &self.mock {
+            Some(mock) => format!(
+                "curl -s -X POST {}/mock/pay -d '{{\"out_trade_no\": \"FP...\"}}'   # the payer pays (mock)\n",
+                mock.base_url()
+            ),
+            None => String::new(),
+        };
         format!(
-            "ferrypay dev: merchant API on {base} (in-memory store, fake WeChat Pay channel)\n\
+            "ferrypay dev: API on {base} (in-memory store and queue)\n\
+             {wechat}; notifications to {public}{WECHAT_NOTIFY_PATH}\n\
              \n\
              demo merchant   {id} ({name})\n\
              secret key      {sk}\n\
@@ -123,7 +236,8 @@ impl DevStack {
              try:\n\
              curl -s -X POST {base}/api/v1/pay/create -H 'X-API-Key: {sk}' \\\n  \
                -H 'Content-Type: application/json' -d '{{\"amount\": 100, \"description\": \"Coffee\"}}'\n\
-             curl -s -X POST {base}{DEV_PAY_PATH} -d '{{\"order_no\": \"FP...\"}}'   # dev only: the payer pays\n",
+             {pay}",
+            public = self.public_url,
             id = self.merchant.id,
             name = self.merchant.name,
             pk = self.keys.publishable_key,
@@ -141,35 +255,7 @@ impl Drop for DevStack {
 
 async fn route(app: &DevApp, req: http::Request<Bytes>) -> http::Response<String> {
     match (req.method(), req.uri().path()) {
-        (&Method::POST, DEV_PAY_PATH) => match dev_pay(app, &req).await {
-            Ok(body) => api::json_response(StatusCode::OK, &body),
-            Err(err) => api::error_response(&err),
-        },
         (&Method::GET, "/healthz") => api::json_response(StatusCode::OK, &json!({"ok": true})),
         _ => api::handle(app, req).await,
     }
-}
-
-/// The payer pays `order_no` in the fake channel; the order then settles by query-through,
-/// exactly as a lost-notification order would with WeChat Pay.
-async fn dev_pay(app: &DevApp, req: &http::Request<Bytes>) -> Result<serde_json::Value, ApiError> {
-    let params = Params::parse(req.uri().query(), req.body())?;
-    params.only(&["order_no"])?;
-    let no = params
-        .text("order_no")?
-        .ok_or(ApiError::MissingField("order_no"))?;
-    let order_no = OrderNo::parse(&no).ok_or(ApiError::InvalidField("order_no"))?;
-    let order = app
-        .store
-        .get_order(&order_no)
-        .await?
-        .ok_or(ApiError::OrderNotFound)?;
-    if app.channel.pay(&order_no, app.clock.now()).is_none() {
-        return Err(match order.status {
-            ferrypay::model::OrderStatus::Paid => ApiError::OrderPaid,
-            _ => ApiError::OrderClosed,
-        });
-    }
-    let order = app.refresh(order).await?;
-    Ok(json!({"success": true, "order": api::orders::order_json(&order)}))
 }

@@ -1,4 +1,6 @@
 //! The `ferrypay` binary's library: the local stack (`ferrypay dev`), usable from tests.
 
 pub mod dev;
+pub mod dev_keys;
 pub mod http_server;
+pub mod wechat_mock;

@@ -1,22 +1,36 @@
-//! `ferrypay`: the local stack and (later) operator commands.
+//! `ferrypay`: the local stack, the WeChat Pay mock and (later) operator commands.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
-use ferrypay_cli::dev::{DevOptions, DevStack, DEFAULT_LISTEN};
+use ferrypay::model::SystemClock;
+use ferrypay_cli::{
+    dev::{DevOptions, DevStack, DEFAULT_LISTEN, DEFAULT_MOCK_LISTEN},
+    dev_keys,
+    wechat_mock::{MockConfig, MockServer},
+};
 
 const USAGE: &str = "\
 usage:
-  ferrypay dev [--listen ADDR]   run the whole merchant API locally (default 127.0.0.1:8080)
-  ferrypay help                  this text
+  ferrypay dev [--listen ADDR] [--mock-listen ADDR]
+      run the whole API locally (default 127.0.0.1:8080) with the WeChat Pay mock
+      (default 127.0.0.1:8081). Set WECHATPAY_* to use another APIv3 endpoint instead.
+  ferrypay wechat-mock [--listen ADDR]
+      run only the WeChat Pay APIv3 mock (default 127.0.0.1:8081), with the dev keys
+  ferrypay help
 
 ferrypay dev reads FERRYPAY_DEMO_API_KEY, FERRYPAY_DEMO_PUBLISHABLE_KEY,
-FERRYPAY_DEMO_WEBHOOK_SECRET and FERRYPAY_DEMO_NOTIFY_URL to pin the demo merchant's values.";
+FERRYPAY_DEMO_WEBHOOK_SECRET and FERRYPAY_DEMO_NOTIFY_URL to pin the demo merchant's values,
+FERRYPAY_PUBLIC_URL (default http://LISTEN) to build the notify_url sent to WeChat Pay, and
+WECHATPAY_BASE_URL, WECHATPAY_MCHID, WECHATPAY_APPID, WECHATPAY_MERCHANT_SERIAL,
+WECHATPAY_PRIVATE_KEY_FILE, WECHATPAY_APIV3_KEY, WECHATPAY_PUBLIC_KEY_FILE, WECHATPAY_PUBLIC_KEY_ID.";
 
 fn main() -> std::process::ExitCode {
     ferrypay::telemetry::init_terminal();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
-        Some("dev") => run_dev(args.get(1..).unwrap_or_default()),
+        Some("dev") => run_dev(rest),
+        Some("wechat-mock") => run_mock(rest),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -32,25 +46,83 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_dev(args: &[String]) -> Result<(), String> {
-    let mut listen = DEFAULT_LISTEN.to_string();
+/// Parses `--NAME ADDR` options, each with a default.
+fn addresses<const N: usize>(
+    args: &[String],
+    options: [(&str, &str); N],
+) -> Result<[SocketAddr; N], String> {
+    let mut values = options.map(|(_, default)| default.to_string());
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--listen" => listen = rest.next().ok_or("--listen needs an address")?.clone(),
-            other => return Err(format!("unknown option {other}\n\n{USAGE}")),
+        let slot = options
+            .iter()
+            .position(|(name, _)| name == arg)
+            .ok_or_else(|| format!("unknown option {arg}\n\n{USAGE}"))?;
+        let value = rest.next().ok_or(format!("{arg} needs an address"))?;
+        if let Some(v) = values.get_mut(slot) {
+            v.clone_from(value);
         }
     }
-    let listen: SocketAddr = listen
-        .parse()
-        .map_err(|_| format!("--listen {listen}: not an address like 127.0.0.1:8080"))?;
-    let options = DevOptions::from_env(listen)?;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+    let mut out = Vec::with_capacity(N);
+    for ((name, _), value) in options.iter().zip(values) {
+        out.push(
+            value
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("{name} {value}: not an address like 127.0.0.1:8080"))?,
+        );
+    }
+    out.try_into()
+        .map_err(|_| "internal: option count".to_string())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Runtime::new().map_err(|e| e.to_string())
+}
+
+fn run_dev(args: &[String]) -> Result<(), String> {
+    let [listen, mock_listen] = addresses(
+        args,
+        [
+            ("--listen", DEFAULT_LISTEN),
+            ("--mock-listen", DEFAULT_MOCK_LISTEN),
+        ],
+    )?;
+    let options = DevOptions::from_env(listen, mock_listen)?;
+    runtime()?.block_on(async {
         let stack = DevStack::start(options).await?;
         println!("{}", stack.banner());
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
         println!("ferrypay dev: stopped");
+        Ok(())
+    })
+}
+
+fn run_mock(args: &[String]) -> Result<(), String> {
+    let [listen] = addresses(args, [("--listen", DEFAULT_MOCK_LISTEN)])?;
+    runtime()?.block_on(async {
+        let mock = MockServer::start(listen, MockConfig::dev()?, Arc::new(SystemClock)).await?;
+        println!(
+            "ferrypay wechat-mock: WeChat Pay APIv3 mock on {url} (public test keys)\n\
+             \n\
+             point ferrypay dev at it (from the repository root):\n\
+             WECHATPAY_BASE_URL={url} WECHATPAY_MCHID={mchid} WECHATPAY_APPID={appid} \\\n  \
+             WECHATPAY_MERCHANT_SERIAL={serial} \\\n  \
+             WECHATPAY_PRIVATE_KEY_FILE={key} \\\n  \
+             WECHATPAY_APIV3_KEY={apiv3} \\\n  \
+             WECHATPAY_PUBLIC_KEY_FILE={pubkey} WECHATPAY_PUBLIC_KEY_ID={pubid} \\\n  \
+             ferrypay dev\n\
+             \n\
+             pay an order: curl -s -X POST {url}/mock/pay -d '{{\"out_trade_no\": \"FP...\"}}'",
+            url = mock.base_url(),
+            mchid = dev_keys::MCHID,
+            appid = dev_keys::APPID,
+            serial = dev_keys::MERCHANT_SERIAL,
+            key = dev_keys::MERCHANT_PRIVATE_KEY_PATH,
+            apiv3 = dev_keys::APIV3_KEY,
+            pubkey = dev_keys::PLATFORM_PUBLIC_KEY_PATH,
+            pubid = dev_keys::PLATFORM_PUBLIC_KEY_ID,
+        );
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
         Ok(())
     })
 }

@@ -31,9 +31,15 @@ fn free_port() -> u16 {
 }
 
 /// Starts `ferrypay dev` and waits (bounded) until its banner is out and it answers.
-fn start_dev(port: u16) -> (Stack, String) {
+fn start_dev(port: u16, mock_port: u16) -> (Stack, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrypay"))
-        .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--mock-listen",
+            &format!("127.0.0.1:{mock_port}"),
+        ])
         .env("FERRYPAY_DEMO_API_KEY", DEMO_KEY)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -48,7 +54,7 @@ fn start_dev(port: u16) -> (Stack, String) {
     while Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) => {
-                let done = line.starts_with("curl -s -X POST") && line.contains("/dev/pay");
+                let done = line.starts_with("curl -s -X POST") && line.contains("/mock/pay");
                 banner.push_str(&line);
                 banner.push('\n');
                 if done {
@@ -75,12 +81,14 @@ fn readme_block(name: &str) -> String {
 }
 
 /// Runs a README block with `$FP` pointing at the test's stack; one JSON answer per line.
-fn run_block(block: &str, port: u16) -> Vec<serde_json::Value> {
+fn run_block(block: &str, port: u16, mock: u16) -> Vec<serde_json::Value> {
     let script = format!(
         "set -euo pipefail\n\
          curl() {{ command curl --max-time 5 \"$@\"; echo; }}\n\
-         FP=http://127.0.0.1:{port}\nKEY={DEMO_KEY}\n{}",
-        block.replace("FP=http://127.0.0.1:8080", "")
+         FP=http://127.0.0.1:{port}\nWX=http://127.0.0.1:{mock}\nKEY={DEMO_KEY}\n{}",
+        block
+            .replace("FP=http://127.0.0.1:8080", "")
+            .replace("WX=http://127.0.0.1:8081", ""),
     );
     let out = Command::new("bash")
         .arg("-c")
@@ -105,10 +113,18 @@ fn printing_curls(block: &str) -> Vec<&str> {
     block.lines().filter(|l| l.starts_with("curl ")).collect()
 }
 
+/// Answers from the merchant API (the mock's control answers have no `success`).
+fn api_answers(answers: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    answers
+        .iter()
+        .filter(|a| a.get("success").is_some())
+        .collect()
+}
+
 #[test]
 fn readme_run_command_starts_the_stack_and_its_examples_work() {
-    let port = free_port();
-    let (_stack, banner) = start_dev(port);
+    let (port, mock_port) = (free_port(), free_port());
+    let (_stack, banner) = start_dev(port, mock_port);
     assert!(banner.contains(DEMO_KEY), "banner:\n{banner}");
     assert!(
         banner.contains(&format!("http://127.0.0.1:{port}")),
@@ -116,11 +132,29 @@ fn readme_run_command_starts_the_stack_and_its_examples_work() {
     );
 
     let ok = readme_block("ok");
-    let answers = run_block(&ok, port);
+    let answers = run_block(&ok, port, mock_port);
     assert_eq!(answers.len(), printing_curls(&ok).len(), "{answers:#?}");
+    let paid_by_mock = answers
+        .iter()
+        .find(|a| a.get("transaction_id").is_some())
+        .unwrap();
+    assert_eq!(
+        paid_by_mock["first_attempts"],
+        serde_json::json!([204]),
+        "{paid_by_mock}"
+    );
+    let answers = api_answers(&answers);
     for answer in &answers {
         assert_eq!(answer["success"], true, "{answer}");
     }
+    let after_pay = answers
+        .iter()
+        .find(|a| a["order"]["status"] == "paid")
+        .unwrap();
+    assert_eq!(
+        after_pay["order"]["transaction_id"],
+        paid_by_mock["transaction_id"]
+    );
     // The paid order shows up in the paid list.
     let paid_list = &answers[answers.len() - 2];
     assert_eq!(paid_list["total"], 1, "{paid_list}");
@@ -128,7 +162,7 @@ fn readme_run_command_starts_the_stack_and_its_examples_work() {
 
     // Each error example answers with the code its comment promises.
     let errors = readme_block("errors");
-    let answers = run_block(&errors, port);
+    let answers = run_block(&errors, port, mock_port);
     let expected: Vec<(&str, &str)> = printing_curls(&errors)
         .iter()
         .map(|l| {

@@ -12,7 +12,8 @@ use ferrypay::{
     api,
     channel::FakeChannel,
     qr,
-    service::{Ferrypay, NewMerchant, ServiceConfig},
+    queue::MemoryQueue,
+    service::{Ferrypay, InMemory, NewMerchant, ServiceConfig},
     store::MemoryStore,
 };
 use http::Method;
@@ -35,7 +36,12 @@ fn benches(c: &mut Criterion) {
         rate_limit_per_minute: None,
         ..ServiceConfig::default()
     };
-    let app = Ferrypay::new(MemoryStore::new(), FakeChannel::new(), config);
+    let app: Ferrypay<InMemory> = Ferrypay::new(
+        MemoryStore::new(),
+        FakeChannel::new(),
+        MemoryQueue::default(),
+        config,
+    );
     let (_, keys) = rt
         .block_on(app.onboard_merchant(NewMerchant {
             name: "Bench Shop".into(),

@@ -67,6 +67,11 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// Records a problem found while interpreting a variable.
+    pub fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() {
             Ok(())

@@ -3,7 +3,8 @@
 use crate::{
     channel::FakeChannel,
     config::{ConfigError, Env},
-    service::{Ferrypay, ServiceConfig},
+    queue::MemoryQueue,
+    service::{Ferrypay, InMemory, ServiceConfig},
     store::MemoryStore,
 };
 
@@ -12,7 +13,7 @@ use crate::{
 /// For now the only backends are the in-memory store and the fake channel: the DynamoDB/SQS
 /// backends and the real WeChat Pay client replace them here (issues 3 and 4), and the
 /// handlers, being generic, do not change.
-pub type LambdaApp = Ferrypay<MemoryStore, FakeChannel>;
+pub type LambdaApp = Ferrypay<InMemory>;
 
 pub fn lambda_app_from_env() -> Result<LambdaApp, ConfigError> {
     let mut env = Env::process();
@@ -24,6 +25,7 @@ pub fn lambda_app_from_env() -> Result<LambdaApp, ConfigError> {
     Ok(Ferrypay::new(
         MemoryStore::new(),
         FakeChannel::new(),
+        MemoryQueue::default(),
         config,
     ))
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use crate::{
     channel::FakeChannel,
     model::{Clock, Fen, Merchant, Order, OutTradeNo, PayType, Secret},
-    service::{CreateOrder, Ferrypay, IssuedKeys, NewMerchant, ServiceConfig},
+    queue::MemoryQueue,
+    service::{CreateOrder, Ferrypay, InMemory, IssuedKeys, NewMerchant, ServiceConfig},
     store::MemoryStore,
 };
 
@@ -15,7 +16,7 @@ pub const TEST_SECRET_KEY: &str = "sk_test_ferrypay_events_0000000000000";
 pub const TEST_PUBLISHABLE_KEY: &str = "pk_test_ferrypay_events_0000000000000";
 pub const TEST_WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC1mb3ItZXZlbnRz";
 
-pub type TestApp = Ferrypay<MemoryStore, FakeChannel>;
+pub type TestApp = Ferrypay<InMemory>;
 
 /// An app with default settings (rate limit off) and the given clock.
 pub fn app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
@@ -23,7 +24,13 @@ pub fn app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
         rate_limit_per_minute: None,
         ..ServiceConfig::default()
     };
-    Ferrypay::with_clock(MemoryStore::new(), FakeChannel::new(), config, clock)
+    Ferrypay::with_clock(
+        MemoryStore::new(),
+        FakeChannel::new(),
+        MemoryQueue::default(),
+        config,
+        clock,
+    )
 }
 
 /// Onboards the test merchant (the fixed keys above).

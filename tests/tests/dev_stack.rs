@@ -1,4 +1,5 @@
-//! The local stack over real HTTP: `DevStack` is what `ferrypay dev` runs.
+//! The local stack over real HTTP: `DevStack` is what `ferrypay dev` runs (the API server, the
+//! real WeChat Pay client and the in-process WeChat Pay mock).
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -6,7 +7,7 @@
 use std::time::Duration;
 
 use ferrypay::{model::Secret, service::NewMerchant, service::ServiceConfig};
-use ferrypay_cli::dev::{DevOptions, DevStack};
+use ferrypay_cli::dev::{DevOptions, DevStack, DevWechat};
 use serde_json::{json, Value};
 
 const SK: &str = "sk_test_dev_stack_pinned";
@@ -16,6 +17,7 @@ const WHSEC: &str = "whsec_dGVzdC1kZXYtc3RhY2s=";
 fn options() -> DevOptions {
     DevOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
         demo: NewMerchant {
             name: "Dev Shop".into(),
             notify_url: Some("http://127.0.0.1:9/notify".into()),
@@ -26,6 +28,10 @@ fn options() -> DevOptions {
         config: ServiceConfig {
             allow_http_notify_urls: true,
             ..ServiceConfig::default()
+        },
+        wechat: DevWechat::Mock {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            notify_retry: vec![Duration::from_millis(50)],
         },
     }
 }
@@ -51,12 +57,14 @@ async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: Value) -> 
 async fn pinned_demo_keys_work_and_are_printed() {
     let stack = DevStack::start(options()).await.unwrap();
     let banner = stack.banner();
+    let mock = stack.mock.as_ref().unwrap().base_url();
     for expected in [
         SK,
         PK,
         WHSEC,
         "http://127.0.0.1:9/notify",
         &stack.base_url(),
+        &mock,
     ] {
         assert!(
             banner.contains(expected),
@@ -74,9 +82,10 @@ async fn pinned_demo_keys_work_and_are_printed() {
 }
 
 #[tokio::test]
-async fn pay_through_the_dev_route_then_query_shows_paid() {
+async fn pay_through_the_mock_then_query_shows_paid() {
     let stack = DevStack::start(options()).await.unwrap();
     let base = stack.base_url();
+    let mock = stack.mock.as_ref().unwrap().base_url();
     let (_, created) = post(
         &base,
         "/api/v1/pay/create",
@@ -85,9 +94,13 @@ async fn pay_through_the_dev_route_then_query_shows_paid() {
     )
     .await;
     let no = created["order_no"].as_str().unwrap();
-    let (status, paid) = post(&base, "/dev/pay", &[], json!({"order_no": no})).await;
+    let (status, paid) = post(&mock, "/mock/pay", &[], json!({"out_trade_no": no})).await;
     assert_eq!(status, 200, "{paid}");
-    assert_eq!(paid["order"]["status"], "paid");
+    assert_eq!(
+        paid["first_attempts"],
+        json!([204]),
+        "the notification was accepted"
+    );
     let res = client()
         .get(format!("{base}/api/v1/pay/query?order_no={no}&key={SK}"))
         .send()
@@ -96,13 +109,10 @@ async fn pay_through_the_dev_route_then_query_shows_paid() {
     assert_eq!(res.status().as_u16(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["order"]["status"], "paid");
-    assert!(body["order"]["transaction_id"]
-        .as_str()
-        .unwrap()
-        .starts_with("4200"));
-    // Paying twice is a conflict, not a second payment.
-    let (status, again) = post(&base, "/dev/pay", &[], json!({"order_no": no})).await;
-    assert_eq!((status, again["code"].as_str()), (409, Some("order_paid")));
+    assert_eq!(body["order"]["transaction_id"], paid["transaction_id"]);
+    // Paying twice is refused by WeChat Pay (the mock), not a second payment.
+    let (status, _) = post(&mock, "/mock/pay", &[], json!({"out_trade_no": no})).await;
+    assert_eq!(status, 409);
 }
 
 #[tokio::test]
@@ -127,23 +137,21 @@ async fn http_level_errors_are_json() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 413);
-    let (status, body) = post(
-        &base,
-        "/dev/pay",
-        &[],
-        json!({"order_no": "FP20251221103000ZZZZZZ"}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (404, Some("order_not_found"))
-    );
     let res = client()
         .get(format!("{base}/healthz"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
+    // The dev-only mark-paid route of the skeleton is gone: payments come from WeChat Pay.
+    let (status, _) = post(
+        &base,
+        "/dev/pay",
+        &[],
+        json!({"order_no": "FP20251221103000ZZZZZZ"}),
+    )
+    .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

@@ -3,9 +3,7 @@
 
 use ferrypay::{
     api::{self, Endpoint},
-    channel::PayChannel,
-    service::Ferrypay,
-    store::Store,
+    service::{Backends, Ferrypay},
 };
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
 
@@ -16,10 +14,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|req| handler(&app, req))).await
 }
 
-async fn handler<S: Store, C: PayChannel>(
-    app: &Ferrypay<S, C>,
-    req: Request,
-) -> Result<Response<Body>, Error> {
+async fn handler<B: Backends>(app: &Ferrypay<B>, req: Request) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
     let body = bytes::Bytes::copy_from_slice(body.as_ref());
     let response = api::handle_endpoint(

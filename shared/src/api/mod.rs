@@ -2,6 +2,7 @@
 //! `lambda_http`) and `ferrypay dev` (through a local HTTP server) run exactly this code.
 
 mod error;
+pub mod notify;
 pub mod orders;
 pub mod params;
 
@@ -12,7 +13,7 @@ use serde_json::{json, Value};
 pub use error::ApiError;
 use params::{api_key, Params};
 
-use crate::{channel::PayChannel, service::Ferrypay, store::Store};
+use crate::service::{Backends, Ferrypay};
 
 pub type ApiRequest = http::Request<Bytes>;
 pub type ApiResponse = http::Response<String>;
@@ -57,8 +58,12 @@ impl Endpoint {
     }
 }
 
-/// Routes any merchant API request (the dev stack's single server).
-pub async fn handle<S: Store, C: PayChannel>(app: &Ferrypay<S, C>, req: ApiRequest) -> ApiResponse {
+/// Routes any request of the public API (the dev stack's single server): the merchant
+/// endpoints and WeChat Pay's notification callback.
+pub async fn handle<B: Backends>(app: &Ferrypay<B>, req: ApiRequest) -> ApiResponse {
+    if req.uri().path() == notify::WECHAT_NOTIFY_PATH {
+        return notify::handle_wechat_notify(app, req).await;
+    }
     match Endpoint::for_path(req.uri().path()) {
         Some(endpoint) => handle_endpoint(app, endpoint, req).await,
         None => error_response(&ApiError::RouteNotFound),
@@ -66,8 +71,8 @@ pub async fn handle<S: Store, C: PayChannel>(app: &Ferrypay<S, C>, req: ApiReque
 }
 
 /// Serves one endpoint (a Lambda function is wired to exactly one).
-pub async fn handle_endpoint<S: Store, C: PayChannel>(
-    app: &Ferrypay<S, C>,
+pub async fn handle_endpoint<B: Backends>(
+    app: &Ferrypay<B>,
     endpoint: Endpoint,
     req: ApiRequest,
 ) -> ApiResponse {
@@ -84,8 +89,8 @@ pub async fn handle_endpoint<S: Store, C: PayChannel>(
     response
 }
 
-async fn dispatch<S: Store, C: PayChannel>(
-    app: &Ferrypay<S, C>,
+async fn dispatch<B: Backends>(
+    app: &Ferrypay<B>,
     endpoint: Endpoint,
     req: &ApiRequest,
 ) -> Result<Value, ApiError> {

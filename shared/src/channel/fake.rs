@@ -9,7 +9,10 @@ use std::{
     },
 };
 
-use super::{ChannelError, CloseOutcome, JsapiParams, PayChannel, PrepayRequest, TradeState};
+use super::{
+    ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, PayChannel, PaymentNotice,
+    PrepayRequest, TradeState,
+};
 use crate::{
     model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
     sign::hex_lower,
@@ -180,5 +183,39 @@ impl PayChannel for FakeChannel {
             sign_type: "RSA".into(),
             pay_sign: "FAKE-SIGNATURE".into(),
         })
+    }
+
+    /// The fake's notifications are plain JSON `{out_trade_no, transaction_id, trade_state,
+    /// amount}` with the header `x-fake-verified: yes` standing in for a valid signature.
+    async fn open_notification(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<ChannelNotice, NoticeError> {
+        if headers.get("x-fake-verified").and_then(|v| v.to_str().ok()) != Some("yes") {
+            return Err(NoticeError::Unverified("missing x-fake-verified".into()));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| NoticeError::Malformed(e.to_string()))?;
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        match (
+            text("out_trade_no"),
+            text("transaction_id"),
+            text("trade_state"),
+            v.get("amount").and_then(serde_json::Value::as_i64),
+        ) {
+            (Some(out_trade_no), Some(transaction_id), Some(trade_state), Some(amount)) => {
+                Ok(ChannelNotice::Payment(PaymentNotice {
+                    out_trade_no,
+                    transaction_id,
+                    trade_state,
+                    amount: Fen::new(amount),
+                    paid_at: None,
+                }))
+            }
+            _ => Ok(ChannelNotice::Other {
+                event_type: text("event_type").unwrap_or_default(),
+            }),
+        }
     }
 }

@@ -6,8 +6,8 @@ mod fake;
 
 use std::future::Future;
 
-use serde::{Deserialize, Serialize};
-
+/// The parameters a WeChat page hands to `WeixinJSBridge.invoke('getBrandWCPayRequest', ...)`.
+pub use crate::wechat::JsapiPayParams as JsapiParams;
 pub use fake::FakeChannel;
 
 use crate::model::{Fen, OrderNo, PayCredential, PayType, Timestamp};
@@ -49,16 +49,40 @@ pub enum CloseOutcome {
     AlreadyPaid,
 }
 
-/// The parameters a WeChat page hands to `WeixinJSBridge.invoke('getBrandWCPayRequest', ...)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JsapiParams {
-    pub app_id: String,
-    pub time_stamp: String,
-    pub nonce_str: String,
-    pub package: String,
-    pub sign_type: String,
-    pub pay_sign: String,
+/// A notification from the channel, verified (signature, timestamp, merchant) and decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelNotice {
+    /// A transaction's state (WeChat's `TRANSACTION.SUCCESS`).
+    Payment(PaymentNotice),
+    /// Any other event (refunds, later): acknowledged and logged, not acted on yet.
+    Other { event_type: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentNotice {
+    /// The channel's `out_trade_no`: ours, if the order is ours.
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    /// The channel's trade state (`SUCCESS`, ...).
+    pub trade_state: String,
+    pub amount: Fen,
+    pub paid_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    /// Signature, timestamp or key check failed: the notification is not from the channel.
+    #[error("notification not verified: {0}")]
+    Unverified(String),
+    /// Verified, but its body or resource cannot be read.
+    #[error("notification malformed: {0}")]
+    Malformed(String),
+    /// Verified, but for another merchant or app.
+    #[error("notification for another merchant: {0}")]
+    WrongMerchant(String),
+    /// The check itself could not run (platform certificates unreachable): ask for a retry.
+    #[error("notification check unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,4 +114,11 @@ pub trait PayChannel: Send + Sync + 'static {
 
     /// Signs fresh JSAPI parameters for a prepay id (a new timestamp and nonce each time).
     fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> Result<JsapiParams, ChannelError>;
+
+    /// Verifies (over the raw body, before parsing anything) and decrypts a notification.
+    fn open_notification(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> impl Future<Output = Result<ChannelNotice, NoticeError>> + Send;
 }

@@ -93,6 +93,10 @@ pub struct Order {
     pub transaction_id: Option<String>,
     pub paid_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
+    /// When the merchant-webhook job for the payment was queued. Paid without it means the
+    /// job still has to be queued (a crash between the two writes): the next notification or
+    /// query queues it.
+    pub webhook_queued_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     /// SHA-256 over the create parameters, so a repeated `out_trade_no` can be told apart
@@ -113,6 +117,9 @@ pub enum OrderUpdate {
     },
     /// The order can no longer be paid. Only `pending -> closed`.
     MarkClosed { closed_at: Timestamp },
+    /// The webhook job of a paid order is on the queue. Only on a paid order; the first time
+    /// is kept.
+    RecordWebhookQueued { at: Timestamp },
 }
 
 /// Why an update was refused: the order was not in the state the update needs.
@@ -122,6 +129,8 @@ pub enum UpdateRefused {
     NotPending(OrderStatus),
     #[error("amount {reported} differs from the order's {expected}")]
     AmountMismatch { expected: Fen, reported: Fen },
+    #[error("order is {0:?}, not paid")]
+    NotPaid(OrderStatus),
 }
 
 impl Order {
@@ -129,10 +138,17 @@ impl Order {
     /// same conditions atomically (the in-memory store calls this under its lock; DynamoDB
     /// expresses it as a condition expression).
     pub fn apply(&self, update: &OrderUpdate) -> Result<Order, UpdateRefused> {
+        let mut next = self.clone();
+        if let OrderUpdate::RecordWebhookQueued { at } = update {
+            if self.status != OrderStatus::Paid {
+                return Err(UpdateRefused::NotPaid(self.status));
+            }
+            next.webhook_queued_at = Some(self.webhook_queued_at.unwrap_or(*at));
+            return Ok(next);
+        }
         if self.status != OrderStatus::Pending {
             return Err(UpdateRefused::NotPending(self.status));
         }
-        let mut next = self.clone();
         match update {
             OrderUpdate::AttachCredential(credential) => {
                 next.credential = Some(credential.clone());
@@ -156,6 +172,7 @@ impl Order {
                 next.status = OrderStatus::Closed;
                 next.closed_at = Some(*closed_at);
             }
+            OrderUpdate::RecordWebhookQueued { .. } => {}
         }
         Ok(next)
     }
@@ -186,6 +203,7 @@ mod tests {
             transaction_id: None,
             paid_at: None,
             closed_at: None,
+            webhook_queued_at: None,
             created_at: Timestamp::from_unix(1_766_284_200),
             expires_at: Timestamp::from_unix(1_766_284_200 + 7200),
             request_fingerprint: String::new(),
@@ -241,6 +259,22 @@ mod tests {
                 code_url: "weixin://x".into()
             }))
             .is_err());
+    }
+
+    #[test]
+    fn webhook_queued_only_on_paid_orders_and_the_first_time_stays() {
+        let queued = |at| OrderUpdate::RecordWebhookQueued {
+            at: Timestamp::from_unix(at),
+        };
+        assert_eq!(
+            pending_order().apply(&queued(1)),
+            Err(UpdateRefused::NotPaid(OrderStatus::Pending))
+        );
+        let paid = pending_order().apply(&paid()).unwrap();
+        let once = paid.apply(&queued(10)).unwrap();
+        let twice = once.apply(&queued(20)).unwrap();
+        assert_eq!(twice.webhook_queued_at, Some(Timestamp::from_unix(10)));
+        assert_eq!(twice.status, OrderStatus::Paid);
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! Merchants: onboarding and API-key authentication.
 
-use super::Ferrypay;
+use super::{Backends, Ferrypay};
 use crate::{
     api::ApiError,
-    channel::PayChannel,
     model::{KeyKind, Merchant, MerchantId, MerchantStatus, Secret},
     sign::{
         generate_publishable_key, generate_secret_key, generate_webhook_secret, hash_api_key,
@@ -59,7 +58,7 @@ fn given_or_generated(
     }
 }
 
-impl<S: Store, C: PayChannel> Ferrypay<S, C> {
+impl<B: Backends> Ferrypay<B> {
     /// Creates a merchant and returns it with its keys (the only time the keys are shown).
     pub async fn onboard_merchant(
         &self,

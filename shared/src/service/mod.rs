@@ -2,17 +2,22 @@
 //! every rule here is tested with the in-memory store and the fake channel.
 
 mod merchants;
+mod notifications;
 mod orders;
+mod webhooks;
 
 use std::sync::Arc;
 
 pub use merchants::{IssuedKeys, NewMerchant};
-pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo};
+pub use notifications::{NoticeOutcome, NotifyError};
+pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
+pub use webhooks::{WebhookJob, WEBHOOK_JOB_VERSION};
 
 use crate::{
-    channel::PayChannel,
+    channel::{FakeChannel, PayChannel},
     model::{Clock, SystemClock},
-    store::Store,
+    queue::{MemoryQueue, Queue},
+    store::{MemoryStore, Store},
 };
 
 /// Settings of the services, read once at start.
@@ -36,23 +41,52 @@ impl Default for ServiceConfig {
     }
 }
 
-/// ferrypay's services over one store and one payment channel.
-pub struct Ferrypay<S, C> {
-    pub store: S,
-    pub channel: C,
+/// Which implementations a deployment plugs in: one type names all three.
+pub trait Backends: Send + Sync + 'static {
+    type Store: Store;
+    type Channel: PayChannel;
+    type Queue: Queue;
+}
+
+/// Everything in memory, with the fake channel: unit tests and benchmarks.
+pub struct InMemory;
+
+impl Backends for InMemory {
+    type Store = MemoryStore;
+    type Channel = FakeChannel;
+    type Queue = MemoryQueue;
+}
+
+/// ferrypay's services over one store, one payment channel and one queue.
+pub struct Ferrypay<B: Backends> {
+    pub store: B::Store,
+    pub channel: B::Channel,
+    pub queue: B::Queue,
     pub clock: Arc<dyn Clock>,
     pub config: ServiceConfig,
 }
 
-impl<S: Store, C: PayChannel> Ferrypay<S, C> {
-    pub fn new(store: S, channel: C, config: ServiceConfig) -> Self {
-        Self::with_clock(store, channel, config, Arc::new(SystemClock))
+impl<B: Backends> Ferrypay<B> {
+    pub fn new(
+        store: B::Store,
+        channel: B::Channel,
+        queue: B::Queue,
+        config: ServiceConfig,
+    ) -> Self {
+        Self::with_clock(store, channel, queue, config, Arc::new(SystemClock))
     }
 
-    pub fn with_clock(store: S, channel: C, config: ServiceConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(
+        store: B::Store,
+        channel: B::Channel,
+        queue: B::Queue,
+        config: ServiceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Ferrypay {
             store,
             channel,
+            queue,
             clock,
             config,
         }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::Ferrypay;
+use super::{Backends, Ferrypay};
 use crate::{
     api::ApiError,
     channel::{CloseOutcome, JsapiParams, PayChannel, PrepayRequest, TradeState},
@@ -66,11 +66,31 @@ pub struct ListOrders {
     pub per_page: u32,
 }
 
+/// What became of a payment the channel reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// The order is paid with this transaction (now, or already before).
+    Paid(Order),
+    /// The order cannot take this payment (closed, another amount, another transaction).
+    Refused {
+        current: Order,
+        reason: UpdateRefused,
+    },
+}
+
+impl Settlement {
+    pub fn order(self) -> Order {
+        match self {
+            Settlement::Paid(order) | Settlement::Refused { current: order, .. } => order,
+        }
+    }
+}
+
 /// Generated order numbers collide only if two land in the same second with the same 6 random
 /// characters (1 in 2 billion); a few fresh draws settle it.
 const ORDER_NO_ATTEMPTS: usize = 3;
 
-impl<S: Store, C: PayChannel> Ferrypay<S, C> {
+impl<B: Backends> Ferrypay<B> {
     /// Creates an order and opens it with the payment channel. The same `out_trade_no` with the
     /// same parameters returns the existing order; with other parameters it is a conflict.
     pub async fn create_order(
@@ -109,6 +129,7 @@ impl<S: Store, C: PayChannel> Ferrypay<S, C> {
             transaction_id: None,
             paid_at: None,
             closed_at: None,
+            webhook_queued_at: None,
             created_at: now,
             expires_at: now.plus_secs(i64::from(expire_minutes) * 60),
             request_fingerprint: fingerprint.clone(),
@@ -293,10 +314,18 @@ impl<S: Store, C: PayChannel> Ferrypay<S, C> {
                 transaction_id,
                 paid_at,
                 amount,
-            } => {
-                self.settle_paid(order, transaction_id, paid_at, amount)
-                    .await
-            }
+            } => match self
+                .settle_paid(order, transaction_id, paid_at, amount)
+                .await?
+            {
+                Settlement::Paid(paid) => {
+                    // The notification may never come: queue the webhook now. If the queue
+                    // is down, the order is still paid; the next query or notification queues it.
+                    let fallback = paid.clone();
+                    Ok(self.ensure_webhook_queued(paid).await.unwrap_or(fallback))
+                }
+                refused => Ok(refused.order()),
+            },
             TradeState::Closed => self.settle_closed(order, now).await,
             TradeState::NotFound if order.is_expired(now) => self.settle_closed(order, now).await,
             TradeState::NotPaid if order.is_expired(now) => {
@@ -315,13 +344,14 @@ impl<S: Store, C: PayChannel> Ferrypay<S, C> {
     }
 
     /// Records a payment the channel confirmed: `pending -> paid`, only for the exact amount.
+    /// Anything else is an anomaly: logged loudly, never written.
     pub async fn settle_paid(
         &self,
         order: Order,
         transaction_id: String,
         paid_at: Timestamp,
         amount: Fen,
-    ) -> Result<Order, ApiError> {
+    ) -> Result<Settlement, ApiError> {
         let update = OrderUpdate::MarkPaid {
             transaction_id: transaction_id.clone(),
             paid_at,
@@ -330,13 +360,15 @@ impl<S: Store, C: PayChannel> Ferrypay<S, C> {
         match self.store.update_order(&order.order_no, &update).await {
             Ok(paid) => {
                 tracing::info!(order_no = %paid.order_no, %transaction_id, amount = paid.amount.get(), "order paid");
-                Ok(paid)
+                Ok(Settlement::Paid(paid))
             }
             Err(UpdateOrderError::Refused { current, reason }) => {
-                match (&reason, current.status) {
-                    (UpdateRefused::NotPending(OrderStatus::Paid), _)
-                        if current.transaction_id.as_deref() == Some(transaction_id.as_str()) => {}
-                    _ => tracing::error!(
+                let same_payment = reason == UpdateRefused::NotPending(OrderStatus::Paid)
+                    && current.transaction_id.as_deref() == Some(transaction_id.as_str());
+                if same_payment {
+                    return Ok(Settlement::Paid(*current));
+                }
+                tracing::error!(
                         anomaly = true,
                         order_no = %current.order_no,
                         %transaction_id,
@@ -344,10 +376,12 @@ impl<S: Store, C: PayChannel> Ferrypay<S, C> {
                         order_amount = current.amount.get(),
                         status = current.status.as_str(),
                         %reason,
-                        "ANOMALY: the channel reports a payment this order cannot take; money may need a refund"
-                    ),
-                }
-                Ok(*current)
+                    "ANOMALY: the channel reports a payment this order cannot take; money may need a refund"
+                );
+                Ok(Settlement::Refused {
+                    current: *current,
+                    reason,
+                })
             }
             Err(UpdateOrderError::NotFound) => Err(ApiError::OrderNotFound),
             Err(UpdateOrderError::Store(e)) => Err(e.into()),

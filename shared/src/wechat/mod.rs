@@ -17,11 +17,13 @@
 
 pub mod aead;
 pub mod certificates;
+pub mod client;
 pub mod error;
 pub mod jsapi;
 pub mod keys;
 pub mod notification;
 pub mod server;
+pub mod settings;
 pub mod signer;
 pub mod verifier;
 
@@ -29,6 +31,7 @@ pub use aead::{encrypt_resource, ApiV3Key, EncryptedResource, AEAD_AES_256_GCM};
 pub use certificates::{
     parse_certificates_response, CertificatesResponse, EncryptedCertificate, PlatformCertificate,
 };
+pub use client::{RetryPolicy, WechatPayClient, WechatPayConfig, DEFAULT_BASE_URL};
 pub use error::{
     AeadError, CertificatesError, KeyError, NotificationError, SignError, VerifyError,
 };

@@ -1,0 +1,744 @@
+//! A WeChat Pay APIv3 mock that speaks the real protocol: it checks our `Authorization`
+//! signatures with the merchant's public key (bad or stale ones get WeChat's 401 `SIGN_ERROR`),
+//! signs every answer with its own platform key, keeps order state (NOTPAY, SUCCESS, CLOSED), and
+//! on a control request pays an order and sends the `TRANSACTION.SUCCESS` notification,
+//! encrypted and signed as WeChat Pay does, retried while the answer is not 2xx.
+//!
+//! Endpoints: `POST /v3/pay/transactions/{native,jsapi,h5}`,
+//! `GET /v3/pay/transactions/out-trade-no/{no}?mchid=`,
+//! `POST /v3/pay/transactions/out-trade-no/{no}/close`, `GET /v3/certificates`.
+//! Control (no signature, mock only): `POST /mock/pay` with `{"out_trade_no": ..., "notify":
+//! true, "duplicates": 0, "tamper_signature": false, "amount": null, "stale_seconds": 0}`,
+//! `POST /mock/fail` with `{"count": 2, "status": 500, "code": "SYSTEM_ERROR"}` (the next
+//! API calls fail so), `GET /mock/orders/{no}`, `GET /mock/deliveries`.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use ferrypay::{
+    model::{Clock, Timestamp},
+    wechat::{
+        encrypt_resource, sign_response, signer::random_alphanumeric, ApiV3Key,
+        AuthorizationVerifier, Certificate, EncryptedCertificate, Notification, PrivateKey,
+        VerifyingKey,
+    },
+};
+use http::{header, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{dev_keys, http_server};
+
+/// How the mock signs: with a WeChat Pay public key id, or as a platform certificate.
+#[derive(Debug, Clone)]
+pub enum SigningMode {
+    PublicKey { id: String },
+    Certificate { pem: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub mchid: String,
+    pub appid: String,
+    pub merchant_serial: String,
+    pub merchant_public_key: VerifyingKey,
+    pub platform_key: PrivateKey,
+    pub signing: SigningMode,
+    pub apiv3_key: ApiV3Key,
+    /// Waits between notification attempts while the answer is not 2xx (WeChat Pay's own is
+    /// 15s, 15s, 30s, 3m, 10m, 20m, 30m, ... over about a day; the mock's default is short).
+    pub notify_retry: Vec<Duration>,
+}
+
+impl MockConfig {
+    /// The dev stack's notification retry waits, in seconds (short: a developer is watching).
+    pub const DEV_NOTIFY_RETRY: [u64; 6] = [1, 2, 4, 8, 15, 30];
+
+    /// The dev keys (public test keys), public-key mode, a short retry schedule.
+    pub fn dev() -> Result<MockConfig, String> {
+        let merchant_key =
+            PrivateKey::from_pem(dev_keys::MERCHANT_PRIVATE_KEY).map_err(|e| e.to_string())?;
+        Ok(MockConfig {
+            mchid: dev_keys::MCHID.into(),
+            appid: dev_keys::APPID.into(),
+            merchant_serial: dev_keys::MERCHANT_SERIAL.into(),
+            merchant_public_key: merchant_key.verifying_key().map_err(|e| e.to_string())?,
+            platform_key: PrivateKey::from_pem(dev_keys::PLATFORM_PRIVATE_KEY)
+                .map_err(|e| e.to_string())?,
+            signing: SigningMode::PublicKey {
+                id: dev_keys::PLATFORM_PUBLIC_KEY_ID.into(),
+            },
+            apiv3_key: dev_keys::APIV3_KEY.parse().map_err(|e| format!("{e}"))?,
+            notify_retry: Self::DEV_NOTIFY_RETRY.map(Duration::from_secs).to_vec(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MockOrder {
+    kind: String,
+    request: Value,
+    amount: i64,
+    notify_url: String,
+    openid: Option<String>,
+    credential: (String, String),
+    trade_state: &'static str,
+    transaction_id: Option<String>,
+    success_time: Option<Timestamp>,
+    time_expire: Option<Timestamp>,
+}
+
+/// One notification attempt, for tests and `GET /mock/deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    pub out_trade_no: String,
+    pub attempt: u32,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// Faults a pay control request can ask for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayControl {
+    pub out_trade_no: String,
+    /// Send the notification (false: the lost-notification case).
+    #[serde(default = "yes")]
+    pub notify: bool,
+    /// Extra copies of the notification, sent after the first.
+    #[serde(default)]
+    pub duplicates: u32,
+    /// Corrupt the signature (still valid base64).
+    #[serde(default)]
+    pub tamper_signature: bool,
+    /// Report this amount in the notification instead of the order's.
+    #[serde(default)]
+    pub amount: Option<i64>,
+    /// Date the notification's signature this many seconds in the past.
+    #[serde(default)]
+    pub stale_seconds: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Makes the next `count` API calls fail with this status and WeChat error code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailControl {
+    pub count: u32,
+    pub status: u16,
+    pub code: String,
+}
+
+pub struct WechatMock {
+    config: MockConfig,
+    verifier: AuthorizationVerifier,
+    clock: Arc<dyn Clock>,
+    orders: Mutex<HashMap<String, MockOrder>>,
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+    failures: Mutex<Option<FailControl>>,
+    /// API calls answered (signature checked), failures included.
+    calls: AtomicU64,
+    counter: AtomicU64,
+    http: reqwest::Client,
+}
+
+type Answer = http::Response<String>;
+/// A notification ready to send: its body and its `Wechatpay-*` headers.
+type SignedNotification = (String, Vec<(&'static str, String)>);
+
+impl WechatMock {
+    pub fn new(config: MockConfig, clock: Arc<dyn Clock>) -> Result<WechatMock, String> {
+        let verifier = AuthorizationVerifier::new().with_merchant(
+            &config.mchid,
+            &config.merchant_serial,
+            config.merchant_public_key.clone(),
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(WechatMock {
+            config,
+            verifier,
+            clock,
+            orders: Mutex::default(),
+            deliveries: Arc::default(),
+            failures: Mutex::default(),
+            calls: AtomicU64::new(0),
+            counter: AtomicU64::new(0),
+            http,
+        })
+    }
+
+    /// Every notification attempt so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.deliveries
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+
+    /// Makes the next API calls fail (after their signature is checked).
+    pub fn fail_next(&self, control: FailControl) {
+        if let Ok(mut f) = self.failures.lock() {
+            *f = Some(control);
+        }
+    }
+
+    /// API calls with a valid signature so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn injected_failure(&self) -> Option<Answer> {
+        let mut failures = self.failures.lock().ok()?;
+        let fail = failures.as_mut().filter(|f| f.count > 0)?;
+        fail.count -= 1;
+        let status = StatusCode::from_u16(fail.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = fail.code.clone();
+        drop(failures);
+        Some(self.error(status, &code, "injected failure"))
+    }
+
+    /// The mock's trade state of an order (`NOTPAY`, `SUCCESS`, `CLOSED`), if it has it.
+    pub fn trade_state(&self, out_trade_no: &str) -> Option<&'static str> {
+        self.orders
+            .lock()
+            .ok()?
+            .get(out_trade_no)
+            .map(|o| o.trade_state)
+    }
+
+    fn serial(&self) -> String {
+        match &self.config.signing {
+            SigningMode::PublicKey { id } => id.clone(),
+            SigningMode::Certificate { pem } => Certificate::from_pem(pem)
+                .map(|c| c.serial_no().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// An answer signed with the platform key, as WeChat Pay signs all of its answers.
+    fn signed(&self, status: StatusCode, body: String) -> Answer {
+        let nonce = random_alphanumeric(32).unwrap_or_else(|_| "nonce".into());
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        if !response.body().is_empty() {
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+        }
+        let signed = sign_response(
+            &self.config.platform_key,
+            &self.serial(),
+            self.clock.now().unix(),
+            &nonce,
+            response.body().as_bytes(),
+        );
+        if let Ok(signed) = signed {
+            for (name, value) in signed.to_pairs() {
+                if let Ok(value) = header::HeaderValue::from_str(value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+        }
+        response
+    }
+
+    fn error(&self, status: StatusCode, code: &str, message: &str) -> Answer {
+        self.signed(
+            status,
+            json!({"code": code, "message": message}).to_string(),
+        )
+    }
+
+    pub async fn handle(self: &Arc<Self>, req: http::Request<Bytes>) -> Answer {
+        let path = req.uri().path().to_string();
+        if let Some(control) = path.strip_prefix("/mock/") {
+            return self.control(&req, control).await;
+        }
+        // WeChat Pay checks the signature before anything else.
+        let canonical = req
+            .uri()
+            .path_and_query()
+            .map_or(path.clone(), |pq| pq.as_str().to_string());
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(err) = self.verifier.verify(
+            authorization,
+            req.method().as_str(),
+            &canonical,
+            req.body(),
+            self.clock.now().unix(),
+        ) {
+            let mut response = http::Response::new(err.to_json().to_string());
+            *response.status_mut() =
+                StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            return response;
+        }
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(failure) = self.injected_failure() {
+            return failure;
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method(), segments.as_slice()) {
+            (&Method::POST, ["v3", "pay", "transactions", kind @ ("native" | "jsapi" | "h5")]) => {
+                self.prepay(kind, req.body())
+            }
+            (&Method::GET, ["v3", "pay", "transactions", "out-trade-no", no]) => {
+                let mchid = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("mchid="))
+                    .unwrap_or_default();
+                if mchid != self.config.mchid {
+                    return self.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "mchid 错误");
+                }
+                self.query(no)
+            }
+            (&Method::POST, ["v3", "pay", "transactions", "out-trade-no", no, "close"]) => {
+                self.close(no, req.body())
+            }
+            (&Method::GET, ["v3", "certificates"]) => self.certificates(),
+            _ => self.error(StatusCode::NOT_FOUND, "NOT_FOUND", "无效的请求"),
+        }
+    }
+
+    fn prepay(&self, kind: &str, body: &[u8]) -> Answer {
+        let Ok(request) = serde_json::from_slice::<Value>(body) else {
+            return self.error(
+                StatusCode::BAD_REQUEST,
+                "PARAM_ERROR",
+                "请求体不是合法的JSON",
+            );
+        };
+        let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or_default();
+        if text("mchid") != self.config.mchid || text("appid") != self.config.appid {
+            return self.error(
+                StatusCode::BAD_REQUEST,
+                "PARAM_ERROR",
+                "appid和mch_id不匹配",
+            );
+        }
+        let out_trade_no = text("out_trade_no").to_string();
+        let amount = request["amount"]["total"].as_i64().unwrap_or(0);
+        let description = text("description");
+        let notify_url = text("notify_url").to_string();
+        let shape_ok = (6..=32).contains(&out_trade_no.len())
+            && out_trade_no
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_-|*".contains(&c))
+            && amount > 0
+            && !description.is_empty()
+            && description.chars().count() <= 127
+            && notify_url.starts_with("http");
+        if !shape_ok {
+            return self.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
+        }
+        let openid = request["payer"]["openid"].as_str().map(str::to_string);
+        if kind == "jsapi" && openid.is_none() {
+            return self.error(
+                StatusCode::BAD_REQUEST,
+                "PARAM_ERROR",
+                "缺少参数 payer.openid",
+            );
+        }
+        if kind == "h5" && request["scene_info"]["payer_client_ip"].as_str().is_none() {
+            return self.error(
+                StatusCode::BAD_REQUEST,
+                "PARAM_ERROR",
+                "缺少参数 scene_info",
+            );
+        }
+        let time_expire = request["time_expire"]
+            .as_str()
+            .map(Timestamp::parse_rfc3339);
+        if time_expire == Some(None) {
+            return self.error(
+                StatusCode::BAD_REQUEST,
+                "PARAM_ERROR",
+                "字符串必须是符合 RFC3339 日期时间格式",
+            );
+        }
+        let Ok(mut orders) = self.orders.lock() else {
+            return self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SYSTEM_ERROR",
+                "系统错误",
+            );
+        };
+        if let Some(existing) = orders.get(&out_trade_no) {
+            if existing.trade_state == "SUCCESS" {
+                return self.error(StatusCode::FORBIDDEN, "ORDERPAID", "该订单已支付");
+            }
+            if existing.request != request || existing.kind != kind {
+                return self.error(
+                    StatusCode::BAD_REQUEST,
+                    "OUT_TRADE_NO_USED",
+                    "商户订单号重复",
+                );
+            }
+            let (name, value) = existing.credential.clone();
+            return self.signed(StatusCode::OK, json!({ name: value }).to_string());
+        }
+        let n = self.next();
+        let prepay_id = format!("wx{}{:010}", self.clock.now().to_beijing_compact(), n);
+        let credential = match kind {
+            "native" => ("code_url".to_string(), format!("weixin://wxpay/bizpayurl?pr=mock{n:08}")),
+            "jsapi" => ("prepay_id".to_string(), prepay_id),
+            _ => (
+                "h5_url".to_string(),
+                format!("https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={prepay_id}&package=1"),
+            ),
+        };
+        orders.insert(
+            out_trade_no,
+            MockOrder {
+                kind: kind.to_string(),
+                request: request.clone(),
+                amount,
+                notify_url,
+                openid,
+                credential: credential.clone(),
+                trade_state: "NOTPAY",
+                transaction_id: None,
+                success_time: None,
+                time_expire: time_expire.flatten(),
+            },
+        );
+        let (name, value) = credential;
+        self.signed(StatusCode::OK, json!({ name: value }).to_string())
+    }
+
+    fn transaction_json(&self, no: &str, order: &MockOrder, reported_amount: i64) -> Value {
+        let mut tx = json!({
+            "appid": self.config.appid,
+            "mchid": self.config.mchid,
+            "out_trade_no": no,
+            "trade_type": match order.kind.as_str() { "native" => "NATIVE", "jsapi" => "JSAPI", _ => "MWEB" },
+            "trade_state": order.trade_state,
+            "trade_state_desc": match order.trade_state { "SUCCESS" => "支付成功", "CLOSED" => "订单已关闭", _ => "订单未支付" },
+            "attach": "",
+            "amount": {"total": reported_amount, "currency": "CNY"},
+        });
+        if let (Some(id), Some(time)) = (&order.transaction_id, order.success_time) {
+            tx["transaction_id"] = json!(id);
+            tx["success_time"] = json!(time.to_rfc3339_beijing());
+            tx["bank_type"] = json!("OTHERS");
+            tx["amount"]["payer_total"] = json!(reported_amount);
+            tx["amount"]["payer_currency"] = json!("CNY");
+            tx["payer"] = json!({"openid": order.openid.clone().unwrap_or_else(|| "oMockPayer0000000000000000000".into())});
+        }
+        tx
+    }
+
+    fn query(&self, no: &str) -> Answer {
+        let order = self.orders.lock().ok().and_then(|o| o.get(no).cloned());
+        match order {
+            Some(order) => {
+                let tx = self.transaction_json(no, &order, order.amount);
+                self.signed(StatusCode::OK, tx.to_string())
+            }
+            None => self.error(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在"),
+        }
+    }
+
+    fn close(&self, no: &str, body: &[u8]) -> Answer {
+        let mchid_ok = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["mchid"].as_str().map(|m| m == self.config.mchid))
+            .unwrap_or(false);
+        if !mchid_ok {
+            return self.error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "mchid 错误");
+        }
+        let Ok(mut orders) = self.orders.lock() else {
+            return self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SYSTEM_ERROR",
+                "系统错误",
+            );
+        };
+        match orders.get_mut(no) {
+            None => self.error(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在"),
+            Some(order) if order.trade_state == "SUCCESS" => {
+                self.error(StatusCode::BAD_REQUEST, "ORDERPAID", "订单已支付")
+            }
+            Some(order) => {
+                order.trade_state = "CLOSED";
+                self.signed(StatusCode::NO_CONTENT, String::new())
+            }
+        }
+    }
+
+    fn certificates(&self) -> Answer {
+        let SigningMode::Certificate { pem } = &self.config.signing else {
+            return self.error(StatusCode::NOT_FOUND, "NOT_FOUND", "使用微信支付公钥验签");
+        };
+        let nonce = random_alphanumeric(12).unwrap_or_default();
+        let now = self.clock.now();
+        let encrypted = EncryptedCertificate::encrypt(
+            &self.config.apiv3_key,
+            &nonce,
+            pem,
+            &now.plus_secs(-86_400).to_rfc3339_beijing(),
+            &now.plus_secs(5 * 365 * 86_400).to_rfc3339_beijing(),
+        );
+        match encrypted {
+            Ok(encrypted) => {
+                let body = json!({ "data": [encrypted] });
+                self.signed(StatusCode::OK, body.to_string())
+            }
+            Err(_) => self.error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SYSTEM_ERROR",
+                "系统错误",
+            ),
+        }
+    }
+
+    async fn control(self: &Arc<Self>, req: &http::Request<Bytes>, path: &str) -> Answer {
+        let json_answer = |status: StatusCode, body: Value| {
+            let mut response = http::Response::new(body.to_string());
+            *response.status_mut() = status;
+            response
+        };
+        match (req.method(), path) {
+            (&Method::POST, "pay") => match serde_json::from_slice::<PayControl>(req.body()) {
+                Ok(control) => match self.pay(control).await {
+                    Ok(body) => json_answer(StatusCode::OK, body),
+                    Err(message) => json_answer(StatusCode::CONFLICT, json!({"error": message})),
+                },
+                Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+            },
+            (&Method::POST, "fail") => match serde_json::from_slice::<FailControl>(req.body()) {
+                Ok(control) => {
+                    self.fail_next(control);
+                    json_answer(StatusCode::OK, json!({"ok": true}))
+                }
+                Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+            },
+            (&Method::GET, "deliveries") => json_answer(StatusCode::OK, json!(self.deliveries())),
+            (&Method::GET, other) if other.starts_with("orders/") => {
+                let no = other.trim_start_matches("orders/");
+                match self.orders.lock().ok().and_then(|o| o.get(no).cloned()) {
+                    Some(order) => json_answer(
+                        StatusCode::OK,
+                        self.transaction_json(no, &order, order.amount),
+                    ),
+                    None => json_answer(StatusCode::NOT_FOUND, json!({"error": "no such order"})),
+                }
+            }
+            _ => json_answer(StatusCode::NOT_FOUND, json!({"error": "unknown control"})),
+        }
+    }
+
+    /// The payer pays: NOTPAY becomes SUCCESS; then the notifications go out. Returns after the
+    /// first attempt of each notification (their statuses), retries continue in the background.
+    pub async fn pay(self: &Arc<Self>, control: PayControl) -> Result<Value, String> {
+        let now = self.clock.now();
+        let (order, transaction_id) = {
+            let mut orders = self
+                .orders
+                .lock()
+                .map_err(|_| "lock poisoned".to_string())?;
+            let order = orders
+                .get_mut(&control.out_trade_no)
+                .ok_or("no such order")?;
+            if order.trade_state != "NOTPAY" {
+                return Err(format!("order is {}", order.trade_state));
+            }
+            if order.time_expire.is_some_and(|t| now >= t) {
+                return Err("order expired".into());
+            }
+            let transaction_id = format!("42000{:023}", self.next());
+            order.trade_state = "SUCCESS";
+            order.transaction_id = Some(transaction_id.clone());
+            order.success_time = Some(now);
+            (order.clone(), transaction_id)
+        };
+        let mut statuses = Vec::new();
+        if control.notify {
+            let amount = control.amount.unwrap_or(order.amount);
+            let plaintext = self
+                .transaction_json(&control.out_trade_no, &order, amount)
+                .to_string();
+            for _ in 0..=control.duplicates {
+                let notification = self.notification(&plaintext, &control)?;
+                statuses.push(
+                    self.deliver(&control.out_trade_no, &order.notify_url, notification)
+                        .await,
+                );
+            }
+        }
+        Ok(json!({"transaction_id": transaction_id, "first_attempts": statuses}))
+    }
+
+    /// An encrypted, signed notification: (body, headers).
+    fn notification(
+        &self,
+        plaintext: &str,
+        control: &PayControl,
+    ) -> Result<SignedNotification, String> {
+        let now = self.clock.now();
+        let nonce = random_alphanumeric(12).map_err(|e| e.to_string())?;
+        let resource = encrypt_resource(
+            &self.config.apiv3_key,
+            &nonce,
+            "transaction",
+            Some("transaction"),
+            plaintext.as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        let notification = Notification {
+            id: format!("EV-2018022511223320873{:08}", self.next()),
+            create_time: now.to_rfc3339_beijing(),
+            event_type: "TRANSACTION.SUCCESS".into(),
+            resource_type: "encrypt-resource".into(),
+            resource,
+            summary: "支付成功".into(),
+        };
+        let body = notification.to_json().map_err(|e| e.to_string())?;
+        let signed_at = now.unix() - control.stale_seconds;
+        let sign_nonce = random_alphanumeric(32).map_err(|e| e.to_string())?;
+        let mut signed = sign_response(
+            &self.config.platform_key,
+            &self.serial(),
+            signed_at,
+            &sign_nonce,
+            body.as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        if control.tamper_signature {
+            signed.signature = tamper(&signed.signature);
+        }
+        let headers = signed
+            .to_pairs()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        Ok((body, headers))
+    }
+
+    /// Sends one notification now; while it is not answered 2xx, retries on the schedule in
+    /// the background. Returns the first attempt's status (or 0 for a network error).
+    async fn deliver(
+        self: &Arc<Self>,
+        out_trade_no: &str,
+        url: &str,
+        (body, headers): SignedNotification,
+    ) -> u16 {
+        let first = self.attempt(out_trade_no, url, &body, &headers, 1).await;
+        if !(200..300).contains(&first) {
+            let mock = Arc::clone(self);
+            let (no, url) = (out_trade_no.to_string(), url.to_string());
+            tokio::spawn(async move {
+                for (i, wait) in mock.config.notify_retry.clone().into_iter().enumerate() {
+                    tokio::time::sleep(wait).await;
+                    let attempt = u32::try_from(i).unwrap_or(u32::MAX).saturating_add(2);
+                    let status = mock.attempt(&no, &url, &body, &headers, attempt).await;
+                    if (200..300).contains(&status) {
+                        break;
+                    }
+                }
+            });
+        }
+        first
+    }
+
+    async fn attempt(
+        &self,
+        out_trade_no: &str,
+        url: &str,
+        body: &str,
+        headers: &[(&'static str, String)],
+        attempt: u32,
+    ) -> u16 {
+        let mut request = self
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let (status, error) = match request.send().await {
+            Ok(response) => (Some(response.status().as_u16()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if let Ok(mut log) = self.deliveries.lock() {
+            log.push(Delivery {
+                out_trade_no: out_trade_no.to_string(),
+                attempt,
+                status,
+                error,
+            });
+        }
+        status.unwrap_or(0)
+    }
+}
+
+/// Changes one base64 character of a signature, keeping it valid base64.
+fn tamper(signature: &str) -> String {
+    let mut chars: Vec<char> = signature.chars().collect();
+    if let Some(c) = chars.get_mut(10) {
+        *c = if *c == 'A' { 'B' } else { 'A' };
+    }
+    chars.into_iter().collect()
+}
+
+/// A running mock server. Dropping it stops the server.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    pub mock: Arc<WechatMock>,
+    server: JoinHandle<()>,
+}
+
+impl MockServer {
+    pub async fn start(
+        listen: SocketAddr,
+        config: MockConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<MockServer, String> {
+        let mock = Arc::new(WechatMock::new(config, clock)?);
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let served = Arc::clone(&mock);
+        let server = http_server::serve(listener, move |req, _peer| {
+            let mock = Arc::clone(&served);
+            async move { mock.handle(req).await }
+        });
+        Ok(MockServer { addr, mock, server })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

@@ -1,0 +1,120 @@
+//! Payment notifications from the channel (WeChat Pay's callback): verify, decrypt, check,
+//! then the conditional `pending -> paid` write and the merchant-webhook job.
+
+use http::StatusCode;
+
+use super::{Backends, Ferrypay, Settlement};
+use crate::{
+    channel::{ChannelNotice, NoticeError, PayChannel},
+    model::OrderNo,
+    store::Store,
+};
+
+/// How a notification that was answered with success was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    /// The order is paid (now, or it already was: a duplicate) and its webhook is queued.
+    Paid { order_no: OrderNo },
+    /// Not a payment, or not a successful one: acknowledged, logged, nothing changed.
+    Ignored { reason: String },
+    /// A payment the order cannot take (other amount, already closed): logged loudly as an
+    /// anomaly for an operator, nothing changed. Retrying would not help, so it is acknowledged.
+    Anomaly { order_no: OrderNo },
+}
+
+/// A notification answered with an error. WeChat Pay retries these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    #[error("signature verification failed")]
+    Unverified,
+    #[error("malformed notification")]
+    Malformed,
+    #[error("notification for another merchant")]
+    WrongMerchant,
+    #[error("unknown order")]
+    UnknownOrder,
+    /// Our side failed (storage, queue, certificates): WeChat Pay should try again.
+    #[error("temporarily unable to process")]
+    Retry,
+}
+
+impl NotifyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            NotifyError::Unverified => StatusCode::UNAUTHORIZED,
+            NotifyError::Malformed | NotifyError::WrongMerchant => StatusCode::BAD_REQUEST,
+            NotifyError::UnknownOrder => StatusCode::NOT_FOUND,
+            NotifyError::Retry => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl<B: Backends> Ferrypay<B> {
+    /// Handles one notification, idempotently: duplicates change nothing and queue nothing new.
+    pub async fn handle_channel_notification(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<NoticeOutcome, NotifyError> {
+        let notice = self
+            .channel
+            .open_notification(headers, body)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "notification refused");
+                match err {
+                    NoticeError::Unverified(_) => NotifyError::Unverified,
+                    NoticeError::Malformed(_) => NotifyError::Malformed,
+                    NoticeError::WrongMerchant(_) => NotifyError::WrongMerchant,
+                    NoticeError::Unavailable(_) => NotifyError::Retry,
+                }
+            })?;
+        let payment = match notice {
+            ChannelNotice::Payment(payment) => payment,
+            ChannelNotice::Other { event_type } => {
+                tracing::warn!(%event_type, "notification of an event ferrypay does not handle yet; acknowledged");
+                return Ok(NoticeOutcome::Ignored {
+                    reason: format!("event {event_type}"),
+                });
+            }
+        };
+        if payment.trade_state != "SUCCESS" {
+            tracing::info!(out_trade_no = %payment.out_trade_no, trade_state = %payment.trade_state, "non-success transaction notification; acknowledged");
+            return Ok(NoticeOutcome::Ignored {
+                reason: format!("trade_state {}", payment.trade_state),
+            });
+        }
+        let order = match OrderNo::parse(&payment.out_trade_no) {
+            Some(no) => self.store.get_order(&no).await.map_err(|e| {
+                tracing::error!(error = %e, "storage failure while handling a notification");
+                NotifyError::Retry
+            })?,
+            None => None,
+        };
+        let Some(order) = order else {
+            tracing::error!(
+                anomaly = true,
+                out_trade_no = %payment.out_trade_no,
+                transaction_id = %payment.transaction_id,
+                amount = payment.amount.get(),
+                "ANOMALY: WeChat Pay reports a payment for an order ferrypay does not know"
+            );
+            return Err(NotifyError::UnknownOrder);
+        };
+        let order_no = order.order_no.clone();
+        let paid_at = payment.paid_at.unwrap_or_else(|| self.clock.now());
+        let settlement = self
+            .settle_paid(order, payment.transaction_id, paid_at, payment.amount)
+            .await
+            .map_err(|_| NotifyError::Retry)?;
+        match settlement {
+            Settlement::Paid(order) => {
+                self.ensure_webhook_queued(order)
+                    .await
+                    .map_err(|_| NotifyError::Retry)?;
+                Ok(NoticeOutcome::Paid { order_no })
+            }
+            Settlement::Refused { .. } => Ok(NoticeOutcome::Anomaly { order_no }),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Merchant webhooks, the queueing side: every payment queues exactly one job, even across a
+//! crash between the payment write and the enqueue. (The notify-worker delivers them.)
+
+use serde::{Deserialize, Serialize};
+
+use super::{Backends, Ferrypay};
+use crate::{
+    api::ApiError,
+    model::{Order, OrderNo, OrderStatus, OrderUpdate, Timestamp},
+    queue::{OutgoingMessage, Queue},
+    store::{Store, UpdateOrderError},
+};
+
+pub const WEBHOOK_JOB_VERSION: u32 = 1;
+
+/// A notify-queue message: versioned, and carrying ids only (the worker loads the order, so a
+/// retry always sends the order as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    pub v: u32,
+    /// The Standard Webhooks `webhook-id`: the same on every retry of one event.
+    pub event_id: String,
+    pub event: String,
+    pub order_no: OrderNo,
+    /// Delivery attempts made so far.
+    pub attempt: u32,
+    /// Not to be delivered before this time (waits longer than the queue's delay cap hop).
+    pub not_before: Option<Timestamp>,
+}
+
+impl WebhookJob {
+    pub fn order_paid(order_no: &OrderNo) -> Self {
+        WebhookJob {
+            v: WEBHOOK_JOB_VERSION,
+            event_id: format!("evt_{order_no}_paid"),
+            event: "order.paid".into(),
+            order_no: order_no.clone(),
+            attempt: 0,
+            not_before: None,
+        }
+    }
+}
+
+impl<B: Backends> Ferrypay<B> {
+    /// Queues the `order.paid` webhook of a paid order unless that was done before, then
+    /// records it on the order. A crash in between queues it again on the next try: the job
+    /// carries a stable event id, so the worker sends it once.
+    pub async fn ensure_webhook_queued(&self, order: Order) -> Result<Order, ApiError> {
+        if order.status != OrderStatus::Paid || order.webhook_queued_at.is_some() {
+            return Ok(order);
+        }
+        let job = WebhookJob::order_paid(&order.order_no);
+        let body = serde_json::to_string(&job).map_err(|e| {
+            tracing::error!(error = %e, "webhook job does not serialise");
+            ApiError::Internal
+        })?;
+        self.queue
+            .send(&OutgoingMessage::now(body))
+            .await
+            .map_err(|e| {
+                tracing::error!(order_no = %order.order_no, error = %e, "could not queue the webhook job");
+                ApiError::Internal
+            })?;
+        let update = OrderUpdate::RecordWebhookQueued {
+            at: self.clock.now(),
+        };
+        match self.store.update_order(&order.order_no, &update).await {
+            Ok(updated) => Ok(updated),
+            Err(UpdateOrderError::Store(e)) => Err(e.into()),
+            Err(e) => {
+                tracing::error!(order_no = %order.order_no, error = %e, "could not record the queued webhook");
+                Err(ApiError::Internal)
+            }
+        }
+    }
+}
