@@ -10,7 +10,7 @@ use lambda_http::{run, service_fn, Body, Error, Request, Response};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     ferrypay::telemetry::init_lambda();
-    let app = ferrypay::runtime::lambda_app_from_env()?;
+    let app = ferrypay::runtime::lambda_app_from_env().await?;
     run(service_fn(|req| handler(&app, req))).await
 }
 
