@@ -49,11 +49,19 @@ fn start_dev(port: u16, mock_port: u16) -> (Stack, String) {
     let stdout = child.stdout.take().unwrap();
     let stack = Stack(child);
     let mut banner = String::new();
-    let mut lines = BufReader::new(stdout).lines();
+    let lines = BufReader::new(stdout).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading stdout for the whole run (after the banner nobody listens: the lines are
+    // dropped), so the binary never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in lines {
+            let _ = tx.send(line);
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) => {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok(line)) => {
                 let done = line.starts_with("curl -s -X POST") && line.contains("/mock/pay");
                 banner.push_str(&line);
                 banner.push('\n');

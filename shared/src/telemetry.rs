@@ -15,9 +15,10 @@ pub fn init_lambda() {
         .try_init();
 }
 
-/// Human-readable logs for `ferrypay dev` and the CLI.
+/// Human-readable logs on stderr for `ferrypay dev` and the CLI (stdout is for their output).
 pub fn init_terminal() {
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
