@@ -664,3 +664,62 @@ async fn a_notification_for_an_unknown_order_is_404_and_unsigned_ones_401() {
     let res = f.http.get(&url).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 405);
 }
+
+#[tokio::test]
+async fn a_crash_between_the_payment_write_and_the_enqueue_is_repaired_by_the_retry() {
+    let f = Flow::start().await;
+    let no = f.create(json!({"amount": 640})).await;
+    // The queue is down when the notification arrives: the order is paid, the job is not
+    // queued, and WeChat Pay is told to retry (500).
+    f.stack.app.queue.fail_next_sends(1);
+    let (_, paid) = f.pay(json!({"out_trade_no": no})).await;
+    assert_eq!(paid["first_attempts"], json!([500]));
+    let order = f.stored(&no).await;
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert_eq!(order.webhook_queued_at, None);
+    assert!(f.jobs(&no).is_empty());
+    // WeChat Pay's retry finds the order paid without its job, and queues it, once.
+    let mock = Arc::clone(&f.mock().mock);
+    let no2 = no.clone();
+    wait_until("the retried notification", move || {
+        mock.deliveries()
+            .iter()
+            .any(|d| d.out_trade_no == no2 && d.status == Some(204))
+    })
+    .await;
+    assert_eq!(f.jobs(&no).len(), 1);
+    assert!(f.stored(&no).await.webhook_queued_at.is_some());
+}
+
+#[tokio::test]
+async fn the_dev_stack_can_talk_to_an_external_apiv3_endpoint() {
+    // Another WeChat Pay (here a separately started mock), configured as WECHATPAY_* would be.
+    let external = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig::dev().unwrap(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let mut opts = options(None);
+    opts.wechat = DevWechat::External(Box::new(
+        mock_client_config(external.base_url(), String::new()).unwrap(),
+    ));
+    let f = Flow::with(opts).await;
+    assert!(f.stack.mock.is_none());
+    let no = f.create(json!({"amount": 100})).await;
+    assert_eq!(external.mock.trade_state(&no), Some("NOTPAY"));
+    let (status, paid) = external
+        .mock
+        .pay(ferrypay_cli::wechat_mock::PayControl {
+            out_trade_no: no.clone(),
+            notify: true,
+            ..Default::default()
+        })
+        .await
+        .map(|v| (200, v))
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(paid["first_attempts"], json!([204]));
+    assert_eq!(f.stored(&no).await.status, OrderStatus::Paid);
+}

@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Mutex, MutexGuard,
     },
     time::Duration,
@@ -52,6 +52,8 @@ pub struct MemoryQueue {
     config: MemoryQueueConfig,
     state: Mutex<State>,
     counter: AtomicU64,
+    /// The next N sends fail as unavailable (fault tests).
+    fail_sends: AtomicU32,
 }
 
 impl MemoryQueue {
@@ -60,7 +62,13 @@ impl MemoryQueue {
             config,
             state: Mutex::default(),
             counter: AtomicU64::new(0),
+            fail_sends: AtomicU32::new(0),
         }
+    }
+
+    /// Makes the next `n` sends fail as if the queue were unreachable.
+    pub fn fail_next_sends(&self, n: u32) {
+        self.fail_sends.store(n, Ordering::SeqCst);
     }
 
     fn state(&self) -> Result<MutexGuard<'_, State>, QueueError> {
@@ -120,6 +128,13 @@ impl Queue for MemoryQueue {
 
     async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<(), QueueError> {
         validate(messages)?;
+        let failing = self
+            .fail_sends
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(QueueError::Unavailable("injected failure".into()));
+        }
         let now = Instant::now();
         let entries: Vec<Entry> = messages
             .iter()
