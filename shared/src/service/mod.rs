@@ -4,6 +4,7 @@
 mod merchants;
 mod notifications;
 mod orders;
+pub mod retry;
 mod webhooks;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
-//! Merchant-facing crypto: API keys and their hashes, constant-time comparison.
-//! (Webhook signatures join this module with the notify-worker.)
+//! Merchant-facing crypto: API keys and their hashes, constant-time comparison, and merchant
+//! webhook signatures ([`webhook`]).
+
+pub mod webhook;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
