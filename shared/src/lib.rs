@@ -5,6 +5,7 @@ pub mod api;
 pub mod channel;
 pub mod config;
 pub mod model;
+pub mod outbound;
 pub mod qr;
 pub mod queue;
 pub mod runtime;
