@@ -10,8 +10,10 @@ dev:
 	$(CARGO) run -p ferrypay-cli --bin ferrypay -- dev --listen $(LISTEN)
 
 ## Run every test in the workspace (unit, contract, function events, dev stack over HTTP, README examples).
+## scripts/test.sh installs moto's server into .venv (Python 3), starts it on a free 127.0.0.1 port
+## for the DynamoDB/SQS contract suites, runs `cargo test --workspace --all-targets --locked`, stops it.
 test:
-	$(CARGO) test --workspace --all-targets --locked
+	CARGO="$(CARGO)" bash scripts/test.sh
 
 ## Formatting and lints, as CI runs them.
 lint:

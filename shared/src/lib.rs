@@ -2,6 +2,7 @@
 //! the domain model, the merchant API, the services and the storage and channel adapters.
 
 pub mod api;
+pub mod aws;
 pub mod channel;
 pub mod config;
 pub mod model;

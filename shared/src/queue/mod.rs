@@ -3,10 +3,12 @@
 //! every consumer is idempotent.
 
 mod memory;
+mod sqs;
 
 use std::{future::Future, time::Duration};
 
 pub use memory::{MemoryQueue, MemoryQueueConfig};
+pub use sqs::SqsQueue;
 
 /// SQS's longest per-message delay. Longer waits are the caller's hops.
 pub const MAX_DELAY: Duration = Duration::from_secs(900);

@@ -3,10 +3,12 @@
 //! Every state change is conditional: the store applies an [`OrderUpdate`] only if the order is
 //! still in the state the update requires (see [`Order::apply`]), atomically.
 
+mod dynamodb;
 mod memory;
 
 use std::future::Future;
 
+pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;
 
 use crate::model::{

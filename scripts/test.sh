@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# `make test`: every test in the workspace, with the DynamoDB/SQS contract suites run against
+# moto's server.
+#
+# Installs moto's server into the project-local virtualenv `.venv` (pinned; reused when that
+# version is already there), starts it on a free 127.0.0.1 port, waits until it answers, exports
+# FERRYPAY_TEST_AWS_ENDPOINT for the contract tests, runs
+# `cargo test --workspace --all-targets --locked`, and always stops moto again.
+#
+# Environment: CARGO (default cargo), PYTHON (default python3), CARGO_TARGET_DIR (honoured by
+# cargo). A FERRYPAY_TEST_AWS_ENDPOINT already set is used as it is (no moto is started).
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p ferrypay-tests`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION="5.2.5"
+CARGO="${CARGO:-cargo}"
+PYTHON="${PYTHON:-python3}"
+VENV=".venv"
+
+run_tests() {
+  echo "== cargo test (FERRYPAY_TEST_AWS_ENDPOINT=$FERRYPAY_TEST_AWS_ENDPOINT)"
+  "$CARGO" test --workspace --all-targets --locked "$@"
+}
+
+if [ -n "${FERRYPAY_TEST_AWS_ENDPOINT:-}" ]; then
+  echo "== using the AWS emulator at $FERRYPAY_TEST_AWS_ENDPOINT (not starting moto)"
+  run_tests "$@"
+  exit 0
+fi
+
+installed_moto() {
+  "$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || true
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ "$(installed_moto)" != "$MOTO_VERSION" ] || [ ! -x "$VENV/bin/moto_server" ]; then
+  echo "== installing moto[server]==$MOTO_VERSION into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+MOTO_PID=""
+LOG="$(mktemp "${TMPDIR:-/tmp}/ferrypay-moto.XXXXXX")"
+stop_moto() {
+  local status=$?
+  if [ -n "$MOTO_PID" ] && kill -0 "$MOTO_PID" 2>/dev/null; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+  fi
+  if [ "$status" -eq 0 ]; then
+    rm -f "$LOG"
+  else
+    echo "(moto's log: $LOG)" >&2
+  fi
+}
+trap stop_moto EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+answers() {
+  "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('$1/moto-api/', timeout=1)" 2>/dev/null
+}
+
+# Start moto on a free port; wait (at most ~30 s) until it answers. A port taken between
+# choosing and binding it makes moto exit: then try another (three times at most).
+ENDPOINT=""
+for _ in 1 2 3; do
+  PORT="$(free_port)"
+  echo "== starting moto $MOTO_VERSION on 127.0.0.1:$PORT"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 1 150); do
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+      break
+    fi
+    if answers "http://127.0.0.1:$PORT"; then
+      ENDPOINT="http://127.0.0.1:$PORT"
+      break 2
+    fi
+    sleep 0.2
+  done
+  if kill -0 "$MOTO_PID" 2>/dev/null; then
+    echo "moto did not answer on 127.0.0.1:$PORT within 30 s" >&2
+    cat "$LOG" >&2
+    exit 1
+  fi
+  echo "moto exited on start:" >&2
+  cat "$LOG" >&2
+done
+if [ -z "$ENDPOINT" ]; then
+  echo "moto could not be started" >&2
+  exit 1
+fi
+
+export FERRYPAY_TEST_AWS_ENDPOINT="$ENDPOINT"
+run_tests "$@"

@@ -1,0 +1,946 @@
+//! The `Store` contract: every behaviour is written once, generic over the store, and runs
+//! against the in-memory store and against DynamoDB (moto's server, a fresh table per test).
+//!
+//! The DynamoDB runs need `FERRYPAY_TEST_AWS_ENDPOINT`, which `make test` sets after starting
+//! moto; without it they fail (never skip).
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use ferrypay::{
+    model::{
+        Fen, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderStatus,
+        OrderUpdate, OutTradeNo, PayCredential, PayType, Secret, Timestamp, UpdateRefused,
+    },
+    sign::hash_api_key,
+    store::{
+        DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store,
+        UpdateOrderError,
+    },
+};
+
+/// Declares each behaviour as one test per store.
+macro_rules! contract {
+    ($($behaviour:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    super::bounded(super::$behaviour(ferrypay::store::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    super::bounded(super::$behaviour(super::dynamo_store().await)).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    merchants_are_found_by_id_and_by_either_key,
+    merchant_conflicts_are_refused_and_change_nothing,
+    orders_are_found_by_number_and_by_out_trade_no,
+    a_replay_right_after_create_sees_the_order,
+    order_conflicts_are_refused_and_change_nothing,
+    out_trade_no_is_unique_per_merchant_only,
+    an_order_is_paid_once_and_only_for_its_amount,
+    closed_orders_cannot_be_paid_or_credentialed,
+    paid_orders_cannot_be_closed,
+    credentials_attach_to_pending_orders,
+    webhook_jobs_are_recorded_only_on_paid_orders,
+    unknown_orders_cannot_be_updated,
+    lists_are_newest_first_with_page_numbers_and_totals,
+    a_cursor_walks_every_order_once_newest_first,
+    status_filters_and_totals_follow_state_changes,
+    lists_never_show_another_merchants_orders,
+    rate_windows_count_and_restart,
+);
+
+// ---------------------------------------------------------------- the two stores
+
+/// Every test finishes within this, whatever the backend does.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn bounded(test: impl Future<Output = ()>) {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .expect("contract test timed out");
+}
+
+fn aws_endpoint() -> String {
+    match std::env::var("FERRYPAY_TEST_AWS_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ => panic!(
+            "FERRYPAY_TEST_AWS_ENDPOINT is not set: the DynamoDB and SQS contract tests run \
+             against moto's server, which `make test` installs and starts. Run `make test`."
+        ),
+    }
+}
+
+/// A name no other test (in this or another run against the same moto) uses.
+fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+async fn dynamo_store() -> DynamoStore {
+    let config = ferrypay::aws::emulator_config(&aws_endpoint()).await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        unique_name("ferrypay-store"),
+    );
+    store.create_table().await.expect("create the test table");
+    store
+}
+
+// ---------------------------------------------------------------- fixtures
+
+/// 2025-12-21 10:30:00 Beijing time.
+const START: i64 = 1_766_284_200;
+
+fn merchant(tag: &str) -> Merchant {
+    Merchant {
+        id: MerchantId::new(format!("mch_{tag}")),
+        name: format!("Shop {tag}"),
+        secret_key_hash: hash_api_key(&format!("sk_{tag}")),
+        publishable_key_hash: hash_api_key(&format!("pk_{tag}")),
+        webhook_secret: Secret::new(format!("whsec_{tag}")),
+        notify_url: Some(format!("https://{tag}.example/notify")),
+        status: MerchantStatus::Active,
+        created_at: Timestamp::from_unix(START),
+    }
+}
+
+/// A pending order created `second` seconds after START (so later orders sort first).
+fn order(merchant: &Merchant, second: i64, out_trade_no: Option<&str>) -> Order {
+    let created_at = Timestamp::from_unix(START + second);
+    Order {
+        order_no: OrderNo::generate(created_at).unwrap(),
+        merchant_id: merchant.id.clone(),
+        out_trade_no: out_trade_no.map(|o| OutTradeNo::parse(o).unwrap()),
+        amount: Fen::new(100 + second),
+        description: format!("Order {second}"),
+        pay_type: PayType::Native,
+        openid: None,
+        client_ip: None,
+        attach: None,
+        notify_url: None,
+        status: OrderStatus::Pending,
+        credential: None,
+        transaction_id: None,
+        paid_at: None,
+        closed_at: None,
+        webhook_queued_at: None,
+        created_at,
+        expires_at: created_at.plus_secs(7200),
+        request_fingerprint: format!("fingerprint-{second}"),
+    }
+}
+
+/// An order with every optional field set.
+fn full_order(merchant: &Merchant, second: i64, out_trade_no: &str) -> Order {
+    Order {
+        pay_type: PayType::Jsapi,
+        openid: Some("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into()),
+        client_ip: Some("203.0.113.7".into()),
+        attach: Some("user_id=123&note=是".into()),
+        notify_url: Some("https://merchant.example/orders/notify".into()),
+        credential: Some(PayCredential::Jsapi {
+            prepay_id: "wx201410272009395522657a690389285100".into(),
+        }),
+        ..order(merchant, second, Some(out_trade_no))
+    }
+}
+
+fn pay(order: &Order) -> OrderUpdate {
+    OrderUpdate::MarkPaid {
+        transaction_id: format!("4200{}", order.order_no.as_str().get(2..16).unwrap()),
+        paid_at: order.created_at.plus_secs(30),
+        amount: order.amount,
+    }
+}
+
+fn close(order: &Order) -> OrderUpdate {
+    OrderUpdate::MarkClosed {
+        closed_at: order.created_at.plus_secs(60),
+    }
+}
+
+fn otn(s: &str) -> OutTradeNo {
+    OutTradeNo::parse(s).unwrap()
+}
+
+async fn insert_orders<S: Store>(store: &S, merchant: &Merchant, seconds: &[i64]) -> Vec<Order> {
+    let mut orders = Vec::new();
+    for &second in seconds {
+        let order = order(merchant, second, None);
+        store.insert_order(&order).await.unwrap();
+        orders.push(order);
+    }
+    orders
+}
+
+/// Newest first, as lists return them.
+fn newest_first(mut orders: Vec<Order>) -> Vec<Order> {
+    orders.sort_by(|a, b| b.order_no.cmp(&a.order_no));
+    orders
+}
+
+fn numbers(orders: &[Order]) -> Vec<&str> {
+    orders.iter().map(|o| o.order_no.as_str()).collect()
+}
+
+async fn list<S: Store>(
+    store: &S,
+    merchant: &Merchant,
+    status: Option<OrderStatus>,
+    start: PageStart,
+    per_page: u32,
+) -> OrderPage {
+    store
+        .list_orders(&ListQuery {
+            merchant_id: merchant.id.clone(),
+            status,
+            start,
+            per_page,
+        })
+        .await
+        .unwrap()
+}
+
+/// Follows `next_after` from the first page to the last (at most 50 pages).
+async fn walk<S: Store>(
+    store: &S,
+    merchant: &Merchant,
+    status: Option<OrderStatus>,
+    per_page: u32,
+) -> Vec<Order> {
+    let mut all = Vec::new();
+    let mut start = PageStart::Page(1);
+    for _ in 0..50 {
+        let page = list(store, merchant, status, start, per_page).await;
+        assert!(page.orders.len() <= per_page as usize);
+        all.extend(page.orders);
+        match page.next_after {
+            Some(after) => start = PageStart::After(after),
+            None => return all,
+        }
+    }
+    panic!("cursor paging did not end within 50 pages");
+}
+
+fn assert_refused(result: Result<Order, UpdateOrderError>, current: &Order, reason: UpdateRefused) {
+    match result {
+        Err(UpdateOrderError::Refused {
+            current: actual,
+            reason: actual_reason,
+        }) => {
+            assert_eq!(*actual, *current, "the refusal carries the order as it is");
+            assert_eq!(actual_reason, reason);
+        }
+        other => panic!("expected a refusal ({reason}), got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- merchants
+
+async fn merchants_are_found_by_id_and_by_either_key<S: Store>(store: S) {
+    let a = merchant("a");
+    let b = Merchant {
+        notify_url: None,
+        status: MerchantStatus::Disabled,
+        ..merchant("b")
+    };
+    store.insert_merchant(&a).await.unwrap();
+    store.insert_merchant(&b).await.unwrap();
+
+    assert_eq!(store.get_merchant(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_merchant(&b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        store.merchant_by_key(&a.secret_key_hash).await.unwrap(),
+        Some((a.clone(), KeyKind::Secret))
+    );
+    assert_eq!(
+        store
+            .merchant_by_key(&a.publishable_key_hash)
+            .await
+            .unwrap(),
+        Some((a.clone(), KeyKind::Publishable))
+    );
+    assert_eq!(
+        store
+            .merchant_by_key(&b.publishable_key_hash)
+            .await
+            .unwrap(),
+        Some((b.clone(), KeyKind::Publishable))
+    );
+    assert_eq!(
+        store
+            .merchant_by_key(&hash_api_key("sk_nobody"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_merchant(&MerchantId::new("mch_nobody"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn merchant_conflicts_are_refused_and_change_nothing<S: Store>(store: S) {
+    let a = merchant("a");
+    store.insert_merchant(&a).await.unwrap();
+
+    let fresh = merchant("fresh");
+    let attempts = [
+        // Same id, new keys.
+        Merchant {
+            id: a.id.clone(),
+            ..fresh.clone()
+        },
+        // New id, a's secret key.
+        Merchant {
+            secret_key_hash: a.secret_key_hash.clone(),
+            ..fresh.clone()
+        },
+        // New id, a's publishable key.
+        Merchant {
+            publishable_key_hash: a.publishable_key_hash.clone(),
+            ..fresh.clone()
+        },
+        // New id, a's secret key offered as a publishable one.
+        Merchant {
+            publishable_key_hash: a.secret_key_hash.clone(),
+            ..fresh.clone()
+        },
+    ];
+    for attempt in &attempts {
+        assert!(
+            matches!(
+                store.insert_merchant(attempt).await,
+                Err(InsertMerchantError::Exists)
+            ),
+            "{attempt:?}"
+        );
+    }
+    // Nothing of the refused merchants was stored, and a is as it was.
+    assert_eq!(store.get_merchant(&fresh.id).await.unwrap(), None);
+    assert_eq!(
+        store.merchant_by_key(&fresh.secret_key_hash).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .merchant_by_key(&fresh.publishable_key_hash)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_merchant(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store.merchant_by_key(&a.secret_key_hash).await.unwrap(),
+        Some((a.clone(), KeyKind::Secret))
+    );
+    // The fresh merchant itself is fine.
+    store.insert_merchant(&fresh).await.unwrap();
+    assert_eq!(
+        store.merchant_by_key(&fresh.secret_key_hash).await.unwrap(),
+        Some((fresh, KeyKind::Secret))
+    );
+}
+
+// ---------------------------------------------------------------- orders
+
+async fn orders_are_found_by_number_and_by_out_trade_no<S: Store>(store: S) {
+    let a = merchant("a");
+    let full = full_order(&a, 1, "shop-1001");
+    let bare = order(&a, 2, None);
+    let h5 = Order {
+        pay_type: PayType::H5,
+        credential: Some(PayCredential::H5 {
+            h5_url: "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id=wx1".into(),
+        }),
+        ..order(&a, 3, Some("shop-1003"))
+    };
+    for o in [&full, &bare, &h5] {
+        store.insert_order(o).await.unwrap();
+    }
+    for o in [&full, &bare, &h5] {
+        assert_eq!(
+            store.get_order(&o.order_no).await.unwrap().as_ref(),
+            Some(o)
+        );
+    }
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1001"))
+            .await
+            .unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1003"))
+            .await
+            .unwrap(),
+        Some(h5)
+    );
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-9999"))
+            .await
+            .unwrap(),
+        None
+    );
+    // Another merchant's number is not found through this merchant.
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&merchant("b").id, &otn("shop-1001"))
+            .await
+            .unwrap(),
+        None
+    );
+    let unknown = OrderNo::generate(Timestamp::from_unix(START)).unwrap();
+    assert_eq!(store.get_order(&unknown).await.unwrap(), None);
+}
+
+async fn a_replay_right_after_create_sees_the_order<S: Store>(store: S) {
+    let a = merchant("a");
+    for i in 0..5 {
+        let number = format!("replay-{i}");
+        let first = order(&a, i, Some(&number));
+        store.insert_order(&first).await.unwrap();
+        // At once, with no pause: the lookup a replayed create makes.
+        assert_eq!(
+            store
+                .order_by_out_trade_no(&a.id, &otn(&number))
+                .await
+                .unwrap(),
+            Some(first.clone())
+        );
+        let replay = order(&a, i + 100, Some(&number));
+        assert!(matches!(
+            store.insert_order(&replay).await,
+            Err(InsertOrderError::OutTradeNoTaken)
+        ));
+    }
+}
+
+async fn order_conflicts_are_refused_and_change_nothing<S: Store>(store: S) {
+    let a = merchant("a");
+    let first = order(&a, 1, Some("shop-1"));
+    store.insert_order(&first).await.unwrap();
+
+    // The same order number again (even with another out_trade_no).
+    let same_number = Order {
+        out_trade_no: Some(otn("shop-2")),
+        ..first.clone()
+    };
+    assert!(matches!(
+        store.insert_order(&same_number).await,
+        Err(InsertOrderError::OrderNoTaken)
+    ));
+    // The other out_trade_no was not taken by the refused insert.
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-2"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The same out_trade_no on a new order number.
+    let same_out_trade_no = order(&a, 2, Some("shop-1"));
+    assert!(matches!(
+        store.insert_order(&same_out_trade_no).await,
+        Err(InsertOrderError::OutTradeNoTaken)
+    ));
+    assert_eq!(
+        store.get_order(&same_out_trade_no.order_no).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1"))
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+
+    // Only the first order exists, and counts.
+    let page = list(&store, &a, None, PageStart::Page(1), 10).await;
+    assert_eq!(page.orders, vec![first]);
+    assert_eq!(page.total, 1);
+}
+
+async fn out_trade_no_is_unique_per_merchant_only<S: Store>(store: S) {
+    let (a, b) = (merchant("a"), merchant("b"));
+    let for_a = order(&a, 1, Some("shared-42"));
+    let for_b = order(&b, 2, Some("shared-42"));
+    store.insert_order(&for_a).await.unwrap();
+    store.insert_order(&for_b).await.unwrap();
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shared-42"))
+            .await
+            .unwrap(),
+        Some(for_a)
+    );
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&b.id, &otn("shared-42"))
+            .await
+            .unwrap(),
+        Some(for_b)
+    );
+    // Orders without an out_trade_no never conflict with each other.
+    insert_orders(&store, &a, &[3, 4, 5]).await;
+}
+
+// ---------------------------------------------------------------- conditional updates
+
+async fn an_order_is_paid_once_and_only_for_its_amount<S: Store>(store: S) {
+    let a = merchant("a");
+    let pending = order(&a, 1, Some("shop-1"));
+    store.insert_order(&pending).await.unwrap();
+
+    // The wrong amount is refused and changes nothing.
+    let wrong = OrderUpdate::MarkPaid {
+        transaction_id: "4200000000000001".into(),
+        paid_at: pending.created_at.plus_secs(10),
+        amount: Fen::new(pending.amount.get() - 1),
+    };
+    assert_refused(
+        store.update_order(&pending.order_no, &wrong).await,
+        &pending,
+        UpdateRefused::AmountMismatch {
+            expected: pending.amount,
+            reported: Fen::new(pending.amount.get() - 1),
+        },
+    );
+    assert_eq!(
+        store.get_order(&pending.order_no).await.unwrap(),
+        Some(pending.clone())
+    );
+
+    // The right amount pays it.
+    let paid = store
+        .update_order(&pending.order_no, &pay(&pending))
+        .await
+        .unwrap();
+    assert_eq!(paid, pending.apply(&pay(&pending)).unwrap());
+    assert_eq!(paid.status, OrderStatus::Paid);
+    assert_eq!(
+        store.get_order(&pending.order_no).await.unwrap(),
+        Some(paid.clone())
+    );
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1"))
+            .await
+            .unwrap(),
+        Some(paid.clone()),
+        "the out_trade_no lookup sees the payment too"
+    );
+
+    // A duplicate notification (even with another transaction id) changes nothing.
+    let again = OrderUpdate::MarkPaid {
+        transaction_id: "4200000000000099".into(),
+        paid_at: pending.created_at.plus_secs(99),
+        amount: pending.amount,
+    };
+    assert_refused(
+        store.update_order(&pending.order_no, &again).await,
+        &paid,
+        UpdateRefused::NotPending(OrderStatus::Paid),
+    );
+    assert_eq!(
+        store.get_order(&pending.order_no).await.unwrap(),
+        Some(paid)
+    );
+}
+
+async fn closed_orders_cannot_be_paid_or_credentialed<S: Store>(store: S) {
+    let a = merchant("a");
+    let pending = order(&a, 1, Some("shop-1"));
+    store.insert_order(&pending).await.unwrap();
+    let closed = store
+        .update_order(&pending.order_no, &close(&pending))
+        .await
+        .unwrap();
+    assert_eq!(closed, pending.apply(&close(&pending)).unwrap());
+    assert_eq!(closed.status, OrderStatus::Closed);
+
+    let refused = UpdateRefused::NotPending(OrderStatus::Closed);
+    assert_refused(
+        store.update_order(&pending.order_no, &pay(&pending)).await,
+        &closed,
+        refused.clone(),
+    );
+    let credential = OrderUpdate::AttachCredential(PayCredential::Native {
+        code_url: "weixin://wxpay/bizpayurl?pr=late".into(),
+    });
+    assert_refused(
+        store.update_order(&pending.order_no, &credential).await,
+        &closed,
+        refused.clone(),
+    );
+    assert_refused(
+        store
+            .update_order(&pending.order_no, &close(&pending))
+            .await,
+        &closed,
+        refused,
+    );
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1"))
+            .await
+            .unwrap(),
+        Some(closed)
+    );
+}
+
+async fn paid_orders_cannot_be_closed<S: Store>(store: S) {
+    let a = merchant("a");
+    let pending = order(&a, 1, None);
+    store.insert_order(&pending).await.unwrap();
+    let paid = store
+        .update_order(&pending.order_no, &pay(&pending))
+        .await
+        .unwrap();
+    assert_refused(
+        store
+            .update_order(&pending.order_no, &close(&pending))
+            .await,
+        &paid,
+        UpdateRefused::NotPending(OrderStatus::Paid),
+    );
+    assert_eq!(
+        store.get_order(&pending.order_no).await.unwrap(),
+        Some(paid)
+    );
+}
+
+async fn credentials_attach_to_pending_orders<S: Store>(store: S) {
+    let a = merchant("a");
+    let with_number = order(&a, 1, Some("shop-1"));
+    let without = order(&a, 2, None);
+    store.insert_order(&with_number).await.unwrap();
+    store.insert_order(&without).await.unwrap();
+
+    let native = OrderUpdate::AttachCredential(PayCredential::Native {
+        code_url: "weixin://wxpay/bizpayurl?pr=abc123".into(),
+    });
+    let updated = store
+        .update_order(&with_number.order_no, &native)
+        .await
+        .unwrap();
+    assert_eq!(updated.status, OrderStatus::Pending);
+    assert_eq!(updated, with_number.apply(&native).unwrap());
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1"))
+            .await
+            .unwrap(),
+        Some(updated.clone())
+    );
+
+    let jsapi = OrderUpdate::AttachCredential(PayCredential::Jsapi {
+        prepay_id: "wx201410272009395522657a690389285100".into(),
+    });
+    let updated_without = store.update_order(&without.order_no, &jsapi).await.unwrap();
+    assert_eq!(
+        store.get_order(&without.order_no).await.unwrap(),
+        Some(updated_without.clone())
+    );
+
+    // Still pending: it can be paid, and the credential stays.
+    let paid = store
+        .update_order(&with_number.order_no, &pay(&with_number))
+        .await
+        .unwrap();
+    assert_eq!(paid.credential, updated.credential);
+    assert_eq!(paid.status, OrderStatus::Paid);
+}
+
+async fn webhook_jobs_are_recorded_only_on_paid_orders<S: Store>(store: S) {
+    let a = merchant("a");
+    let pending = order(&a, 1, Some("shop-1"));
+    store.insert_order(&pending).await.unwrap();
+    let queued = |second: i64| OrderUpdate::RecordWebhookQueued {
+        at: pending.created_at.plus_secs(second),
+    };
+    assert_refused(
+        store.update_order(&pending.order_no, &queued(40)).await,
+        &pending,
+        UpdateRefused::NotPaid(OrderStatus::Pending),
+    );
+    let paid = store
+        .update_order(&pending.order_no, &pay(&pending))
+        .await
+        .unwrap();
+    let once = store
+        .update_order(&pending.order_no, &queued(40))
+        .await
+        .unwrap();
+    assert_eq!(once, paid.apply(&queued(40)).unwrap());
+    // The first time stays.
+    let twice = store
+        .update_order(&pending.order_no, &queued(50))
+        .await
+        .unwrap();
+    assert_eq!(twice, once);
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1"))
+            .await
+            .unwrap(),
+        Some(twice)
+    );
+}
+
+async fn unknown_orders_cannot_be_updated<S: Store>(store: S) {
+    let unknown = OrderNo::generate(Timestamp::from_unix(START)).unwrap();
+    let update = OrderUpdate::MarkClosed {
+        closed_at: Timestamp::from_unix(START),
+    };
+    assert!(matches!(
+        store.update_order(&unknown, &update).await,
+        Err(UpdateOrderError::NotFound)
+    ));
+}
+
+// ---------------------------------------------------------------- lists
+
+async fn lists_are_newest_first_with_page_numbers_and_totals<S: Store>(store: S) {
+    let a = merchant("a");
+    let all = newest_first(insert_orders(&store, &a, &[1, 2, 3, 4, 5, 6, 7]).await);
+
+    let page1 = list(&store, &a, None, PageStart::Page(1), 3).await;
+    assert_eq!(numbers(&page1.orders), numbers(&all[0..3]));
+    assert_eq!(page1.total, 7);
+    assert_eq!(page1.next_after.as_ref(), Some(&all[2].order_no));
+
+    let page2 = list(&store, &a, None, PageStart::Page(2), 3).await;
+    assert_eq!(numbers(&page2.orders), numbers(&all[3..6]));
+    assert_eq!(page2.total, 7);
+    assert_eq!(page2.next_after.as_ref(), Some(&all[5].order_no));
+
+    let page3 = list(&store, &a, None, PageStart::Page(3), 3).await;
+    assert_eq!(
+        page3.orders,
+        all[6..7].to_vec(),
+        "full orders, not just numbers"
+    );
+    assert_eq!(page3.next_after, None);
+
+    let page4 = list(&store, &a, None, PageStart::Page(4), 3).await;
+    assert!(page4.orders.is_empty());
+    assert_eq!(page4.total, 7);
+    assert_eq!(page4.next_after, None);
+
+    // A page that ends exactly at the last order has no next page.
+    let exact = list(&store, &a, None, PageStart::Page(1), 7).await;
+    assert_eq!(exact.orders, all);
+    assert_eq!(exact.next_after, None);
+
+    // A merchant without orders.
+    let empty = list(&store, &merchant("b"), None, PageStart::Page(1), 20).await;
+    assert_eq!(
+        empty,
+        OrderPage {
+            orders: Vec::new(),
+            total: 0,
+            next_after: None
+        }
+    );
+}
+
+async fn a_cursor_walks_every_order_once_newest_first<S: Store>(store: S) {
+    let a = merchant("a");
+    let all = newest_first(insert_orders(&store, &a, &[5, 1, 9, 3, 7, 2, 8, 4, 6]).await);
+    for per_page in [1, 2, 4, 9, 100] {
+        let walked = walk(&store, &a, None, per_page).await;
+        assert_eq!(numbers(&walked), numbers(&all), "per_page {per_page}");
+    }
+    // A cursor taken in the middle continues strictly after it.
+    let after = list(
+        &store,
+        &a,
+        None,
+        PageStart::After(all[3].order_no.clone()),
+        3,
+    )
+    .await;
+    assert_eq!(numbers(&after.orders), numbers(&all[4..7]));
+    assert_eq!(after.total, 9, "total counts every page");
+    assert_eq!(after.next_after.as_ref(), Some(&all[6].order_no));
+}
+
+async fn status_filters_and_totals_follow_state_changes<S: Store>(store: S) {
+    let a = merchant("a");
+    let orders = insert_orders(&store, &a, &[1, 2, 3, 4, 5, 6]).await;
+    for o in [&orders[1], &orders[4]] {
+        store.update_order(&o.order_no, &pay(o)).await.unwrap();
+    }
+    store
+        .update_order(&orders[2].order_no, &close(&orders[2]))
+        .await
+        .unwrap();
+    // A refused update moves no count.
+    let _ = store
+        .update_order(&orders[1].order_no, &close(&orders[1]))
+        .await;
+
+    // What the store now holds.
+    let stored: Vec<Order> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| match i {
+            1 | 4 => o.apply(&pay(o)).unwrap(),
+            2 => o.apply(&close(o)).unwrap(),
+            _ => o.clone(),
+        })
+        .collect();
+    let expect = |status: OrderStatus| -> Vec<Order> {
+        newest_first(
+            stored
+                .iter()
+                .filter(|o| o.status == status)
+                .cloned()
+                .collect(),
+        )
+    };
+    for (status, count) in [
+        (OrderStatus::Pending, 3),
+        (OrderStatus::Paid, 2),
+        (OrderStatus::Closed, 1),
+        (OrderStatus::Refunded, 0),
+    ] {
+        let page = list(&store, &a, Some(status), PageStart::Page(1), 20).await;
+        assert_eq!(page.total, count, "{status:?}");
+        assert_eq!(page.orders, expect(status), "{status:?}");
+        assert_eq!(page.next_after, None);
+    }
+    let everything = list(&store, &a, None, PageStart::Page(1), 20).await;
+    assert_eq!(everything.total, 6);
+
+    // Paging within a status: page numbers and the cursor.
+    let pending = expect(OrderStatus::Pending);
+    let first = list(
+        &store,
+        &a,
+        Some(OrderStatus::Pending),
+        PageStart::Page(1),
+        2,
+    )
+    .await;
+    assert_eq!(numbers(&first.orders), numbers(&pending[0..2]));
+    assert_eq!(first.total, 3);
+    let second = list(
+        &store,
+        &a,
+        Some(OrderStatus::Pending),
+        PageStart::Page(2),
+        2,
+    )
+    .await;
+    assert_eq!(numbers(&second.orders), numbers(&pending[2..3]));
+    assert_eq!(second.next_after, None);
+    let walked = walk(&store, &a, Some(OrderStatus::Pending), 2).await;
+    assert_eq!(numbers(&walked), numbers(&pending));
+}
+
+async fn lists_never_show_another_merchants_orders<S: Store>(store: S) {
+    let (a, b) = (merchant("a"), merchant("b"));
+    // Interleaved in time: a at odd seconds, b at even ones.
+    let a_orders = newest_first(insert_orders(&store, &a, &[1, 3, 5, 7, 9]).await);
+    let b_orders = newest_first(insert_orders(&store, &b, &[2, 4, 6, 8]).await);
+    store
+        .update_order(&b_orders[0].order_no, &pay(&b_orders[0]))
+        .await
+        .unwrap();
+
+    let a_list = list(&store, &a, None, PageStart::Page(1), 100).await;
+    assert_eq!(numbers(&a_list.orders), numbers(&a_orders));
+    assert_eq!(a_list.total, 5);
+    let b_list = list(&store, &b, None, PageStart::Page(1), 100).await;
+    assert_eq!(numbers(&b_list.orders), numbers(&b_orders));
+    assert_eq!(b_list.total, 4);
+    assert_eq!(
+        numbers(&walk(&store, &a, None, 2).await),
+        numbers(&a_orders)
+    );
+
+    // A cursor taken from b's list, used by a: only a's orders older than it.
+    let foreign = b_orders[1].order_no.clone();
+    let expected: Vec<&Order> = a_orders.iter().filter(|o| o.order_no < foreign).collect();
+    for status in [None, Some(OrderStatus::Pending)] {
+        let page = list(&store, &a, status, PageStart::After(foreign.clone()), 100).await;
+        assert!(page.orders.iter().all(|o| o.merchant_id == a.id));
+        assert_eq!(
+            page.orders.iter().collect::<Vec<_>>(),
+            expected,
+            "{status:?}"
+        );
+        assert_eq!(page.total, 5);
+    }
+    // b's paid order is not in a's paid list.
+    let a_paid = list(&store, &a, Some(OrderStatus::Paid), PageStart::Page(1), 100).await;
+    assert!(a_paid.orders.is_empty());
+    assert_eq!(a_paid.total, 0);
+}
+
+// ---------------------------------------------------------------- rate windows
+
+async fn rate_windows_count_and_restart<S: Store>(store: S) {
+    let end = Timestamp::from_unix(START + 60);
+    for expected in 1..=3 {
+        assert_eq!(
+            store.count_in_window("rate#mch_a#0", end).await.unwrap(),
+            expected
+        );
+    }
+    // Another bucket counts on its own.
+    assert_eq!(store.count_in_window("rate#mch_b#0", end).await.unwrap(), 1);
+    // The same bucket with a new window starts again (the old window may still be stored).
+    let next_end = end.plus_secs(60);
+    assert_eq!(
+        store
+            .count_in_window("rate#mch_a#0", next_end)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_in_window("rate#mch_a#0", next_end)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.count_in_window("rate#mch_b#0", end).await.unwrap(), 2);
+}
