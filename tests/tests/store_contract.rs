@@ -21,7 +21,7 @@ use ferrypay::{
     sign::hash_api_key,
     store::{
         DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store,
-        UpdateOrderError,
+        UpdateMerchantError, UpdateOrderError,
     },
 };
 
@@ -50,6 +50,8 @@ macro_rules! contract {
 contract!(
     merchants_are_found_by_id_and_by_either_key,
     merchant_conflicts_are_refused_and_change_nothing,
+    merchant_updates_are_atomic_and_replaced_keys_stop_working,
+    merchants_are_listed_by_id,
     orders_are_found_by_number_and_by_out_trade_no,
     a_replay_right_after_create_sees_the_order,
     order_conflicts_are_refused_and_change_nothing,
@@ -943,4 +945,92 @@ async fn rate_windows_count_and_restart<S: Store>(store: S) {
         2
     );
     assert_eq!(store.count_in_window("rate#mch_b#0", end).await.unwrap(), 2);
+}
+
+// ---------------------------------------------------------------- merchant administration
+
+async fn merchant_updates_are_atomic_and_replaced_keys_stop_working<S: Store>(store: S) {
+    let a = merchant("upd_a");
+    let b = merchant("upd_b");
+    store.insert_merchant(&a).await.unwrap();
+    store.insert_merchant(&b).await.unwrap();
+
+    // Disable and rotate the secret key in one update.
+    let rotated = Merchant {
+        status: MerchantStatus::Disabled,
+        secret_key_hash: hash_api_key("sk_upd_a_rotated"),
+        notify_url: None,
+        ..a.clone()
+    };
+    store.update_merchant(&rotated).await.unwrap();
+    assert!(store
+        .merchant_by_key(&a.secret_key_hash)
+        .await
+        .unwrap()
+        .is_none());
+    let (by_new, kind) = store
+        .merchant_by_key(&hash_api_key("sk_upd_a_rotated"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((by_new.clone(), kind), (rotated.clone(), KeyKind::Secret));
+    // The unchanged publishable key sees the new state too.
+    let (by_pk, kind) = store
+        .merchant_by_key(&a.publishable_key_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((by_pk, kind), (rotated.clone(), KeyKind::Publishable));
+    assert_eq!(
+        store.get_merchant(&a.id).await.unwrap(),
+        Some(rotated.clone())
+    );
+
+    // Taking another merchant's key is refused and changes nothing.
+    let thief = Merchant {
+        secret_key_hash: b.secret_key_hash.clone(),
+        ..rotated.clone()
+    };
+    assert!(matches!(
+        store.update_merchant(&thief).await,
+        Err(UpdateMerchantError::KeyTaken)
+    ));
+    assert_eq!(
+        store.get_merchant(&a.id).await.unwrap(),
+        Some(rotated.clone())
+    );
+    let (owner, _) = store
+        .merchant_by_key(&b.secret_key_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owner.id, b.id);
+
+    // An unknown merchant cannot be updated into existence.
+    let ghost = merchant("upd_ghost");
+    assert!(matches!(
+        store.update_merchant(&ghost).await,
+        Err(UpdateMerchantError::NotFound)
+    ));
+    assert!(store
+        .merchant_by_key(&ghost.secret_key_hash)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn merchants_are_listed_by_id<S: Store>(store: S) {
+    let b = merchant("list_b");
+    let a = merchant("list_a");
+    store.insert_merchant(&b).await.unwrap();
+    store.insert_merchant(&a).await.unwrap();
+    insert_orders(&store, &a, &[1, 2]).await;
+    let ids: Vec<String> = store
+        .list_merchants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id.as_str().to_string())
+        .collect();
+    assert_eq!(ids, ["mch_list_a", "mch_list_b"]);
 }

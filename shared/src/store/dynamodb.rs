@@ -56,8 +56,8 @@ use aws_sdk_dynamodb::{
         update_item::UpdateItemError,
     },
     types::{
-        AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus,
-        KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
+        AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+        IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
         ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
         TransactWriteItem, Update,
     },
@@ -66,7 +66,7 @@ use aws_sdk_dynamodb::{
 
 use super::{
     InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store, StoreError,
-    UpdateOrderError,
+    UpdateMerchantError, UpdateOrderError,
 };
 use crate::model::{
     Fen, KeyHash, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderStatus,
@@ -528,6 +528,90 @@ impl Store for DynamoStore {
             .await?
             .map(|item| merchant_from_item(&item))
             .transpose()
+    }
+
+    /// One transaction: the merchant record (only if it exists), each key item rewritten (a new
+    /// hash only if unused), and the key items of replaced hashes deleted.
+    async fn update_merchant(&self, merchant: &Merchant) -> Result<(), UpdateMerchantError> {
+        if merchant.secret_key_hash == merchant.publishable_key_hash {
+            return Err(StoreError("a merchant's two keys must differ".into()).into());
+        }
+        let current = self
+            .get_merchant(&merchant.id)
+            .await?
+            .ok_or(UpdateMerchantError::NotFound)?;
+        let exists = || Condition::new("attribute_exists(#pk)").name("#pk", PK);
+        let new = || Condition::new("attribute_not_exists(#pk)").name("#pk", PK);
+        let mut items = vec![TransactWriteItem::builder()
+            .put(self.put(
+                merchant_item(merchant, merchant_pk(&merchant.id), MERCHANT_SK, None),
+                exists(),
+            )?)
+            .build()];
+        for (kind, old, new_hash) in [
+            (
+                KeyKind::Secret,
+                &current.secret_key_hash,
+                &merchant.secret_key_hash,
+            ),
+            (
+                KeyKind::Publishable,
+                &current.publishable_key_hash,
+                &merchant.publishable_key_hash,
+            ),
+        ] {
+            let condition = if old == new_hash { exists() } else { new() };
+            let key_item = merchant_item(merchant, key_pk(new_hash), KEY_SK, Some(kind));
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(key_item, condition)?)
+                    .build(),
+            );
+            if old != new_hash {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .key(PK, s(key_pk(old)))
+                    .key(SK, s(KEY_SK))
+                    .build()
+                    .map_err(|e| StoreError(format!("delete request: {e}")))?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+        }
+        match self
+            .transact(items, &format!("update merchant {}", merchant.id))
+            .await?
+        {
+            Ok(()) => Ok(()),
+            Err(failed) if failed.contains(&0) => Err(UpdateMerchantError::NotFound),
+            Err(_) => Err(UpdateMerchantError::KeyTaken),
+        }
+    }
+
+    async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
+        let mut merchants = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#sk = :merchant")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":merchant", s(MERCHANT_SK))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("list merchants", e))?;
+            for item in page.items() {
+                merchants.push(merchant_from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        merchants.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(merchants)
     }
 
     async fn insert_order(&self, order: &Order) -> Result<(), InsertOrderError> {

@@ -7,7 +7,7 @@ use std::{
 
 use super::{
     InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store, StoreError,
-    UpdateOrderError,
+    UpdateMerchantError, UpdateOrderError,
 };
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
@@ -88,6 +88,32 @@ impl Store for MemoryStore {
 
     async fn get_merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
         Ok(self.lock()?.merchants.get(id).cloned())
+    }
+
+    async fn update_merchant(&self, merchant: &Merchant) -> Result<(), UpdateMerchantError> {
+        {
+            let t = self.lock()?;
+            if !t.merchants.contains_key(&merchant.id) {
+                return Err(UpdateMerchantError::NotFound);
+            }
+            let taken_by_other = |hash| {
+                t.keys
+                    .get(hash)
+                    .is_some_and(|(owner, _)| *owner != merchant.id)
+            };
+            if taken_by_other(&merchant.secret_key_hash)
+                || taken_by_other(&merchant.publishable_key_hash)
+            {
+                return Err(UpdateMerchantError::KeyTaken);
+            }
+        }
+        Ok(self.save_merchant(merchant)?)
+    }
+
+    async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
+        let mut merchants: Vec<Merchant> = self.lock()?.merchants.values().cloned().collect();
+        merchants.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(merchants)
     }
 
     async fn insert_order(&self, order: &Order) -> Result<(), InsertOrderError> {

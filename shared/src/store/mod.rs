@@ -30,6 +30,17 @@ pub enum InsertMerchantError {
 }
 
 #[derive(Debug, thiserror::Error)]
+pub enum UpdateMerchantError {
+    #[error("no such merchant")]
+    NotFound,
+    /// A new key hash belongs to another merchant (a collision, or a reused key).
+    #[error("key already in use")]
+    KeyTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
 pub enum InsertOrderError {
     /// The merchant already has an order with this `out_trade_no`.
     #[error("out_trade_no already used by this merchant")]
@@ -101,6 +112,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &MerchantId,
     ) -> impl Future<Output = Result<Option<Merchant>, StoreError>> + Send;
+
+    /// Replaces an existing merchant (status, name, notify URL, keys, webhook secret) in one
+    /// atomic write; new key hashes must be unused, replaced ones stop working at once.
+    fn update_merchant(
+        &self,
+        merchant: &Merchant,
+    ) -> impl Future<Output = Result<(), UpdateMerchantError>> + Send;
+
+    /// Every merchant, ordered by id (operators; DynamoDB scans for it).
+    fn list_merchants(&self) -> impl Future<Output = Result<Vec<Merchant>, StoreError>> + Send;
 
     /// Adds a new order. The order number and the merchant's `out_trade_no` are unique,
     /// both checked in the same atomic write.
