@@ -11,8 +11,9 @@ use ferrypay::{
     config::Env,
     model::{Clock, Merchant, Secret, SystemClock},
     queue::MemoryQueue,
-    service::{Backends, Ferrypay, IssuedKeys, NewMerchant, ServiceConfig},
-    store::MemoryStore,
+    service::{Backends, Ferrypay, IssuedKeys, NewMerchant, OnboardError, ServiceConfig},
+    sign::hash_api_key,
+    store::{DynamoStore, EitherStore, MemoryStore, Store},
     wechat::{
         settings::any_wechatpay_setting, PrivateKey, RetryPolicy, VerifyingKey, WechatPayClient,
         WechatPayConfig,
@@ -27,11 +28,12 @@ use crate::{
     wechat_mock::{MockConfig, MockServer},
 };
 
-/// The dev stack's backends: memory for storage and the queue, the real WeChat Pay client.
+/// The dev stack's backends: the in-memory store (or DynamoDB), the in-memory queue, the real
+/// WeChat Pay client.
 pub struct DevBackends;
 
 impl Backends for DevBackends {
-    type Store = MemoryStore;
+    type Store = EitherStore;
     type Channel = WechatPayClient;
     type Queue = MemoryQueue;
 }
@@ -39,6 +41,7 @@ impl Backends for DevBackends {
 pub type DevApp = Ferrypay<DevBackends>;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_TABLE: &str = "ferrypay-dev";
 pub const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:8081";
 
 /// Which WeChat Pay the dev stack talks to.
@@ -53,6 +56,18 @@ pub enum DevWechat {
     External(Box<WechatPayConfig>),
 }
 
+/// Where the dev stack keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevStore {
+    Memory,
+    /// A DynamoDB table (created if missing); with an endpoint, a local emulator such as
+    /// moto (dummy credentials), without one, AWS itself (the usual credentials).
+    Dynamo {
+        endpoint: Option<String>,
+        table: String,
+    },
+}
+
 /// What `ferrypay dev` starts with.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
@@ -62,13 +77,18 @@ pub struct DevOptions {
     pub demo: NewMerchant,
     pub config: ServiceConfig,
     pub wechat: DevWechat,
+    pub store: DevStore,
 }
 
 impl DevOptions {
     /// Reads `FERRYPAY_DEMO_API_KEY`, `FERRYPAY_DEMO_PUBLISHABLE_KEY`,
     /// `FERRYPAY_DEMO_WEBHOOK_SECRET`, `FERRYPAY_DEMO_NOTIFY_URL` (each pins that value),
     /// `FERRYPAY_PUBLIC_URL`, the service settings and, if any is set, the `WECHATPAY_*` ones.
-    pub fn from_env(listen: SocketAddr, mock_listen: SocketAddr) -> Result<DevOptions, String> {
+    pub fn from_env(
+        listen: SocketAddr,
+        mock_listen: SocketAddr,
+        store: DevStore,
+    ) -> Result<DevOptions, String> {
         let mut env = Env::process();
         let mut config = ServiceConfig::from_env(&mut env);
         config.allow_http_notify_urls = true;
@@ -108,6 +128,7 @@ impl DevOptions {
             demo,
             config,
             wechat,
+            store,
         })
     }
 }
@@ -177,17 +198,26 @@ impl DevStack {
         let channel = WechatPayClient::connect(client_config, Arc::clone(&clock))
             .await
             .map_err(|e| format!("WeChat Pay client: {e}"))?;
+        let store = match options.store {
+            DevStore::Memory => EitherStore::Memory(MemoryStore::new()),
+            DevStore::Dynamo { endpoint, table } => {
+                let config = match endpoint.as_deref() {
+                    Some(url) => ferrypay::aws::emulator_config(url).await,
+                    None => ferrypay::aws::sdk_config(None).await,
+                };
+                let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+                store.ensure_table().await.map_err(|e| e.to_string())?;
+                EitherStore::Dynamo(store)
+            }
+        };
         let app = Arc::new(Ferrypay::with_clock(
-            MemoryStore::new(),
+            store,
             channel,
             MemoryQueue::default(),
             options.config,
             clock,
         ));
-        let (merchant, keys) = app
-            .onboard_merchant(options.demo)
-            .await
-            .map_err(|e| format!("demo merchant: {e}"))?;
+        let (merchant, keys) = demo_merchant(&app, options.demo).await?;
         let served = Arc::clone(&app);
         let server = http_server::serve(listener, move |req, _peer| {
             let app = Arc::clone(&served);
@@ -244,6 +274,31 @@ impl DevStack {
             wh = self.keys.webhook_secret.expose(),
             notify = self.merchant.notify_url.as_deref().unwrap_or("(none)"),
         )
+    }
+}
+
+/// The demo merchant: a new one, or, on a kept (DynamoDB) table started before with the same
+/// pinned secret key, that one again.
+async fn demo_merchant(app: &DevApp, demo: NewMerchant) -> Result<(Merchant, IssuedKeys), String> {
+    let pinned = demo.secret_key.clone();
+    match app.onboard_merchant(demo.clone()).await {
+        Ok(done) => Ok(done),
+        Err(OnboardError::Exists) => {
+            let sk = pinned.ok_or("demo merchant: a generated key collided")?;
+            let (merchant, _) = app
+                .store
+                .merchant_by_key(&hash_api_key(sk.expose()))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("demo merchant: its pinned keys belong to another merchant")?;
+            let keys = IssuedKeys {
+                secret_key: sk,
+                publishable_key: demo.publishable_key.unwrap_or_else(|| "(unchanged)".into()),
+                webhook_secret: merchant.webhook_secret.clone(),
+            };
+            Ok((merchant, keys))
+        }
+        Err(e) => Err(format!("demo merchant: {e}")),
     }
 }
 

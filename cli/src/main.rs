@@ -1,21 +1,26 @@
-//! `ferrypay`: the local stack, the WeChat Pay mock and (later) operator commands.
+//! `ferrypay`: the local stack, the WeChat Pay mock and the operators' merchant commands.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use ferrypay::model::SystemClock;
 use ferrypay_cli::{
-    dev::{DevOptions, DevStack, DEFAULT_LISTEN, DEFAULT_MOCK_LISTEN},
-    dev_keys,
+    args::Args,
+    dev::{DevOptions, DevStack, DevStore, DEFAULT_LISTEN, DEFAULT_MOCK_LISTEN, DEFAULT_TABLE},
+    dev_keys, merchant,
     wechat_mock::{MockConfig, MockServer},
 };
 
 const USAGE: &str = "\
 usage:
-  ferrypay dev [--listen ADDR] [--mock-listen ADDR]
-      run the whole API locally (default 127.0.0.1:8080) with the WeChat Pay mock
-      (default 127.0.0.1:8081). Set WECHATPAY_* to use another APIv3 endpoint instead.
+  ferrypay dev [--listen ADDR] [--mock-listen ADDR] [--store memory|dynamodb]
+               [--dynamodb-endpoint URL] [--table NAME]
+      run the whole API locally (default 127.0.0.1:8080) with the WeChat Pay mock (default
+      127.0.0.1:8081), on the in-memory store or a DynamoDB table (default ferrypay-dev,
+      created if missing; --dynamodb-endpoint for a local emulator such as moto).
+      Set WECHATPAY_* to use another APIv3 endpoint instead of the mock.
   ferrypay wechat-mock [--listen ADDR]
       run only the WeChat Pay APIv3 mock (default 127.0.0.1:8081), with the dev keys
+{MERCHANT}
   ferrypay help
 
 ferrypay dev reads FERRYPAY_DEMO_API_KEY, FERRYPAY_DEMO_PUBLISHABLE_KEY,
@@ -24,6 +29,10 @@ FERRYPAY_PUBLIC_URL (default http://LISTEN) to build the notify_url sent to WeCh
 WECHATPAY_BASE_URL, WECHATPAY_MCHID, WECHATPAY_APPID, WECHATPAY_MERCHANT_SERIAL,
 WECHATPAY_PRIVATE_KEY_FILE, WECHATPAY_APIV3_KEY, WECHATPAY_PUBLIC_KEY_FILE, WECHATPAY_PUBLIC_KEY_ID.";
 
+fn usage() -> String {
+    USAGE.replace("{MERCHANT}", merchant::USAGE)
+}
+
 fn main() -> std::process::ExitCode {
     ferrypay::telemetry::init_terminal();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,11 +40,14 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("dev") => run_dev(rest),
         Some("wechat-mock") => run_mock(rest),
+        Some("merchant") => {
+            runtime().and_then(|rt| rt.block_on(merchant::run(rest)).map(|out| print!("{out}")))
+        }
         Some("help" | "--help" | "-h") => {
-            println!("{USAGE}");
+            println!("{}", usage());
             Ok(())
         }
-        _ => Err(format!("unknown command\n\n{USAGE}")),
+        _ => Err(format!("unknown command\n\n{}", usage())),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -46,33 +58,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Parses `--NAME ADDR` options, each with a default.
-fn addresses<const N: usize>(
-    args: &[String],
-    options: [(&str, &str); N],
-) -> Result<[SocketAddr; N], String> {
-    let mut values = options.map(|(_, default)| default.to_string());
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let slot = options
-            .iter()
-            .position(|(name, _)| name == arg)
-            .ok_or_else(|| format!("unknown option {arg}\n\n{USAGE}"))?;
-        let value = rest.next().ok_or(format!("{arg} needs an address"))?;
-        if let Some(v) = values.get_mut(slot) {
-            v.clone_from(value);
-        }
-    }
-    let mut out = Vec::with_capacity(N);
-    for ((name, _), value) in options.iter().zip(values) {
-        out.push(
-            value
-                .parse::<SocketAddr>()
-                .map_err(|_| format!("{name} {value}: not an address like 127.0.0.1:8080"))?,
-        );
-    }
-    out.try_into()
-        .map_err(|_| "internal: option count".to_string())
+fn address(args: &Args, name: &str, default: &str) -> Result<SocketAddr, String> {
+    let value = args.option(name).unwrap_or(default);
+    value
+        .parse()
+        .map_err(|_| format!("{name} {value}: not an address like 127.0.0.1:8080"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -80,14 +70,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn run_dev(args: &[String]) -> Result<(), String> {
-    let [listen, mock_listen] = addresses(
+    let args = Args::parse(
         args,
-        [
-            ("--listen", DEFAULT_LISTEN),
-            ("--mock-listen", DEFAULT_MOCK_LISTEN),
+        &[
+            "--listen",
+            "--mock-listen",
+            "--store",
+            "--dynamodb-endpoint",
+            "--table",
         ],
-    )?;
-    let options = DevOptions::from_env(listen, mock_listen)?;
+        &[],
+    )
+    .map_err(|e| format!("{e}\n\n{}", usage()))?;
+    let listen = address(&args, "--listen", DEFAULT_LISTEN)?;
+    let mock_listen = address(&args, "--mock-listen", DEFAULT_MOCK_LISTEN)?;
+    let store = match args.option("--store").unwrap_or("memory") {
+        "memory" => DevStore::Memory,
+        "dynamodb" => DevStore::Dynamo {
+            endpoint: args.option("--dynamodb-endpoint").map(str::to_string),
+            table: args.option("--table").unwrap_or(DEFAULT_TABLE).to_string(),
+        },
+        other => return Err(format!("--store {other}: memory or dynamodb")),
+    };
+    let options = DevOptions::from_env(listen, mock_listen, store)?;
     runtime()?.block_on(async {
         let stack = DevStack::start(options).await?;
         println!("{}", stack.banner());
@@ -98,7 +103,8 @@ fn run_dev(args: &[String]) -> Result<(), String> {
 }
 
 fn run_mock(args: &[String]) -> Result<(), String> {
-    let [listen] = addresses(args, [("--listen", DEFAULT_MOCK_LISTEN)])?;
+    let args = Args::parse(args, &["--listen"], &[])?;
+    let listen = address(&args, "--listen", DEFAULT_MOCK_LISTEN)?;
     runtime()?.block_on(async {
         let mock = MockServer::start(listen, MockConfig::dev()?, Arc::new(SystemClock)).await?;
         println!(

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use ferrypay::{model::Secret, service::NewMerchant, service::ServiceConfig};
-use ferrypay_cli::dev::{DevOptions, DevStack, DevWechat};
+use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
 use serde_json::{json, Value};
 
 const SK: &str = "sk_test_dev_stack_pinned";
@@ -29,6 +29,7 @@ fn options() -> DevOptions {
             allow_http_notify_urls: true,
             ..ServiceConfig::default()
         },
+        store: DevStore::Memory,
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: vec![Duration::from_millis(50)],
@@ -160,4 +161,49 @@ async fn a_pinned_key_without_its_prefix_stops_the_start() {
     bad.demo.secret_key = Some(Secret::new("pk_wrong_prefix".into()));
     let err = DevStack::start(bad).await.err().unwrap();
     assert!(err.contains("must start with sk_"), "{err}");
+}
+
+#[tokio::test]
+async fn the_dev_stack_runs_on_dynamodb_and_keeps_its_state() {
+    let endpoint = std::env::var("FERRYPAY_TEST_AWS_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .expect("FERRYPAY_TEST_AWS_ENDPOINT is not set: run `make test`, which starts moto");
+    let table = format!("ferrypay-dev-{}", std::process::id());
+    let on_dynamo = || {
+        let mut o = options();
+        o.store = DevStore::Dynamo {
+            endpoint: Some(endpoint.clone()),
+            table: table.clone(),
+        };
+        o
+    };
+    let order_no = {
+        let stack = DevStack::start(on_dynamo()).await.unwrap();
+        let base = stack.base_url();
+        let mock = stack.mock.as_ref().unwrap().base_url();
+        let (status, created) = post(
+            &base,
+            "/api/v1/pay/create",
+            &[("X-API-Key", SK)],
+            json!({"amount": 880}),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        let no = created["order_no"].as_str().unwrap().to_string();
+        let (_, paid) = post(&mock, "/mock/pay", &[], json!({"out_trade_no": no})).await;
+        assert_eq!(paid["first_attempts"], json!([204]));
+        no
+    };
+    // A second start on the same table finds the demo merchant and its paid order.
+    let stack = DevStack::start(on_dynamo()).await.unwrap();
+    let (status, body) = post(
+        &stack.base_url(),
+        "/api/v1/pay/query",
+        &[("X-API-Key", SK)],
+        json!({"order_no": order_no}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["order"]["status"], "paid");
 }

@@ -26,7 +26,7 @@ use ferrypay::{
     },
 };
 use ferrypay_cli::{
-    dev::{mock_client_config, DevOptions, DevStack, DevWechat},
+    dev::{mock_client_config, DevOptions, DevStack, DevStore, DevWechat},
     dev_keys, http_server,
     wechat_mock::{FailControl, MockConfig, MockServer, SigningMode},
 };
@@ -48,6 +48,7 @@ fn options(public_url: Option<String>) -> DevOptions {
             rate_limit_per_minute: None,
             ..ServiceConfig::default()
         },
+        store: DevStore::Memory,
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: vec![Duration::from_millis(100), Duration::from_millis(200)],

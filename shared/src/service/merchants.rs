@@ -2,13 +2,13 @@
 
 use super::{Backends, Ferrypay};
 use crate::{
-    api::ApiError,
-    model::{KeyKind, Merchant, MerchantId, MerchantStatus, Secret},
+    api::{orders::notify_url_acceptable, ApiError},
+    model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, Secret},
     sign::{
         generate_publishable_key, generate_secret_key, generate_webhook_secret, hash_api_key,
-        PUBLISHABLE_KEY_PREFIX, SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
+        webhook::webhook_key, PUBLISHABLE_KEY_PREFIX, SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
     },
-    store::{InsertMerchantError, Store},
+    store::{InsertMerchantError, Store, StoreError, UpdateMerchantError},
 };
 
 /// A merchant to onboard. Keys left `None` are generated; given ones must carry their prefix.
@@ -36,6 +36,10 @@ pub enum OnboardError {
     BadPrefix(&'static str, &'static str),
     #[error("merchant name must be 1..=127 characters")]
     BadName,
+    #[error("notify URL must be an https URL without credentials")]
+    BadNotifyUrl,
+    #[error("webhook secret must be whsec_ followed by base64")]
+    BadWebhookSecret,
     #[error("a merchant with this id or key already exists")]
     Exists,
     /// The random source or the store failed.
@@ -58,15 +62,49 @@ fn given_or_generated(
     }
 }
 
-impl<B: Backends> Ferrypay<B> {
+/// Merchant administration (onboarding and operator actions), over any store.
+pub struct MerchantAdmin<'a, S> {
+    store: &'a S,
+    clock: &'a dyn Clock,
+    /// Accept `http://` notify URLs (dev tables only).
+    allow_http_notify_urls: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no merchant {0}")]
+    NotFound(MerchantId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage failure: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        AdminError::Store(e.0)
+    }
+}
+
+impl<'a, S: Store> MerchantAdmin<'a, S> {
+    pub fn new(store: &'a S, clock: &'a dyn Clock, allow_http_notify_urls: bool) -> Self {
+        MerchantAdmin {
+            store,
+            clock,
+            allow_http_notify_urls,
+        }
+    }
+
     /// Creates a merchant and returns it with its keys (the only time the keys are shown).
-    pub async fn onboard_merchant(
-        &self,
-        new: NewMerchant,
-    ) -> Result<(Merchant, IssuedKeys), OnboardError> {
+    pub async fn onboard(&self, new: NewMerchant) -> Result<(Merchant, IssuedKeys), OnboardError> {
         let name_len = new.name.chars().count();
         if name_len == 0 || name_len > 127 || new.name.chars().any(char::is_control) {
             return Err(OnboardError::BadName);
+        }
+        if let Some(url) = &new.notify_url {
+            if !notify_url_acceptable(url, self.allow_http_notify_urls) {
+                return Err(OnboardError::BadNotifyUrl);
+            }
         }
         let secret_key = given_or_generated(
             new.secret_key,
@@ -86,6 +124,8 @@ impl<B: Backends> Ferrypay<B> {
             WEBHOOK_SECRET_PREFIX,
             generate_webhook_secret,
         )?;
+        // It must be usable as a Standard Webhooks key (base64 after the prefix).
+        webhook_key(webhook_secret.expose()).map_err(|_| OnboardError::BadWebhookSecret)?;
         let id = MerchantId::generate().map_err(|e| OnboardError::Other(e.to_string()))?;
         let merchant = Merchant {
             id,
@@ -110,6 +150,111 @@ impl<B: Backends> Ferrypay<B> {
             webhook_secret,
         };
         Ok((merchant, keys))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Merchant>, AdminError> {
+        Ok(self.store.list_merchants().await?)
+    }
+
+    pub async fn get(&self, id: &MerchantId) -> Result<Merchant, AdminError> {
+        self.store
+            .get_merchant(id)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(id.clone()))
+    }
+
+    async fn save(&self, merchant: Merchant) -> Result<Merchant, AdminError> {
+        match self.store.update_merchant(&merchant).await {
+            Ok(()) => Ok(merchant),
+            Err(UpdateMerchantError::NotFound) => Err(AdminError::NotFound(merchant.id)),
+            Err(UpdateMerchantError::KeyTaken) => Err(AdminError::Invalid(
+                "the new key collides with another merchant's".into(),
+            )),
+            Err(UpdateMerchantError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Enables or disables a merchant: a disabled one gets `403 Product disabled` at once.
+    pub async fn set_status(
+        &self,
+        id: &MerchantId,
+        status: MerchantStatus,
+    ) -> Result<Merchant, AdminError> {
+        let merchant = self.get(id).await?;
+        self.save(Merchant { status, ..merchant }).await
+    }
+
+    /// Sets (or with `None` clears) the default notify URL.
+    pub async fn set_notify_url(
+        &self,
+        id: &MerchantId,
+        url: Option<String>,
+    ) -> Result<Merchant, AdminError> {
+        if let Some(url) = &url {
+            if !notify_url_acceptable(url, self.allow_http_notify_urls) {
+                return Err(AdminError::Invalid(format!(
+                    "{url:?} is not an https URL without credentials"
+                )));
+            }
+        }
+        let merchant = self.get(id).await?;
+        self.save(Merchant {
+            notify_url: url,
+            ..merchant
+        })
+        .await
+    }
+
+    /// Replaces one of the merchant's API keys; the old one stops working at once. Returns the
+    /// new key: the only time it is shown.
+    pub async fn rotate_key(
+        &self,
+        id: &MerchantId,
+        kind: KeyKind,
+    ) -> Result<(Merchant, Secret<String>), AdminError> {
+        let merchant = self.get(id).await?;
+        let random = |e: crate::model::RandomError| AdminError::Store(e.to_string());
+        let (key, rotated) = match kind {
+            KeyKind::Secret => {
+                let key = generate_secret_key().map_err(random)?;
+                let hash = hash_api_key(key.expose());
+                (
+                    key,
+                    Merchant {
+                        secret_key_hash: hash,
+                        ..merchant
+                    },
+                )
+            }
+            KeyKind::Publishable => {
+                let key = Secret::new(generate_publishable_key().map_err(random)?);
+                let hash = hash_api_key(key.expose());
+                (
+                    key,
+                    Merchant {
+                        publishable_key_hash: hash,
+                        ..merchant
+                    },
+                )
+            }
+        };
+        Ok((self.save(rotated).await?, key))
+    }
+}
+
+impl<B: Backends> Ferrypay<B> {
+    /// Creates a merchant and returns it with its keys (the only time the keys are shown).
+    pub async fn onboard_merchant(
+        &self,
+        new: NewMerchant,
+    ) -> Result<(Merchant, IssuedKeys), OnboardError> {
+        MerchantAdmin::new(
+            &self.store,
+            &*self.clock,
+            self.config.allow_http_notify_urls,
+        )
+        .onboard(new)
+        .await
     }
 
     /// The merchant behind a secret API key, if it may use the server endpoints now.

@@ -9,7 +9,7 @@ mod webhooks;
 
 use std::sync::Arc;
 
-pub use merchants::{IssuedKeys, NewMerchant};
+pub use merchants::{AdminError, IssuedKeys, MerchantAdmin, NewMerchant, OnboardError};
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
 pub use webhooks::{WebhookJob, WEBHOOK_JOB_VERSION};

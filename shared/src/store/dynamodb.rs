@@ -159,6 +159,41 @@ impl DynamoStore {
     /// it and its indexes are active, and turns TTL on. An existing table is left as it is (TTL
     /// is still turned on if it is off). For tests and `ferrypay dev`; production tables come from
     /// the SAM template, which mirrors this definition.
+    /// Creates the table unless it exists (`ferrypay dev --store dynamodb`, operators' local
+    /// tables); in AWS the SAM template creates it.
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                self.create_table().await
+            }
+            Err(e) => Err(sdk_error(&format!("describe table {}", self.table), e)),
+        }
+    }
+
+    /// Opens the connection (TLS included) with a cheap `DescribeTable`, so the first request
+    /// of a cold Lambda does not pay for the handshake. Failures are only logged.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            tracing::warn!(table = %self.table, error = %DisplayErrorContext(&e), "DynamoDB warm-up failed");
+        }
+    }
+
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let string_attribute = |name: &str| {
             AttributeDefinition::builder()

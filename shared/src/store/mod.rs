@@ -4,11 +4,13 @@
 //! still in the state the update requires (see [`Order::apply`]), atomically.
 
 mod dynamodb;
+mod either;
 mod memory;
 
 use std::future::Future;
 
 pub use dynamodb::DynamoStore;
+pub use either::EitherStore;
 pub use memory::MemoryStore;
 
 use crate::model::{

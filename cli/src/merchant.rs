@@ -1,0 +1,153 @@
+//! `ferrypay merchant ...`: operators manage merchants in the DynamoDB table.
+
+use std::sync::Arc;
+
+use ferrypay::{
+    model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, SystemClock},
+    service::{MerchantAdmin, NewMerchant},
+    store::DynamoStore,
+};
+
+use crate::args::Args;
+
+pub const USAGE: &str = "\
+  ferrypay merchant create --name NAME [--notify-url URL]
+  ferrypay merchant list
+  ferrypay merchant show ID
+  ferrypay merchant disable ID | enable ID
+  ferrypay merchant rotate-key ID [--publishable]
+  ferrypay merchant set-notify-url ID (URL | --clear)
+      manage merchants in the DynamoDB table: --table NAME (or FERRYPAY_TABLE);
+      --endpoint URL (or FERRYPAY_DYNAMODB_ENDPOINT) for a local emulator (dummy credentials);
+      otherwise AWS with the usual AWS_* credentials and region. --allow-http accepts http://
+      notify URLs (dev tables only). New keys are printed once and never again.";
+
+/// Runs one merchant command; returns what to print.
+pub async fn run(args: &[String]) -> Result<String, String> {
+    let args = Args::parse(
+        args,
+        &["--table", "--endpoint", "--name", "--notify-url"],
+        &["--publishable", "--clear", "--allow-http"],
+    )?;
+    let table = args
+        .option_or_env("--table", "FERRYPAY_TABLE")
+        .ok_or("the table: --table NAME or FERRYPAY_TABLE")?;
+    let config = match args.option_or_env("--endpoint", "FERRYPAY_DYNAMODB_ENDPOINT") {
+        Some(url) => ferrypay::aws::emulator_config(&url).await,
+        None => ferrypay::aws::sdk_config(None).await,
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let admin = MerchantAdmin::new(&store, &*clock, args.switch("--allow-http"));
+    let positional: Vec<&str> = args.positional.iter().map(String::as_str).collect();
+    let id = |i: usize| {
+        positional
+            .get(i)
+            .map(|id| MerchantId::new(*id))
+            .ok_or_else(|| "which merchant? give its id".to_string())
+    };
+    let text = |e: ferrypay::service::AdminError| e.to_string();
+    match positional.first().copied() {
+        Some("create") => {
+            let name = args.option("--name").ok_or("--name NAME is required")?;
+            let new = NewMerchant {
+                name: name.to_string(),
+                notify_url: args.option("--notify-url").map(str::to_string),
+                ..NewMerchant::default()
+            };
+            let (merchant, keys) = admin.onboard(new).await.map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{}secret key      {}   (shown once: store it now)\n\
+                 publishable key {}\n\
+                 webhook secret  {}\n",
+                describe(&merchant),
+                keys.secret_key.expose(),
+                keys.publishable_key,
+                keys.webhook_secret.expose(),
+            ))
+        }
+        Some("list") => {
+            let merchants = admin.list().await.map_err(text)?;
+            let mut out = format!("{:<22} {:<9} {:<30} notify url\n", "id", "status", "name");
+            for m in &merchants {
+                out.push_str(&format!(
+                    "{:<22} {:<9} {:<30} {}\n",
+                    m.id.as_str(),
+                    status(m.status),
+                    m.name,
+                    m.notify_url.as_deref().unwrap_or("-")
+                ));
+            }
+            out.push_str(&format!("{} merchant(s)\n", merchants.len()));
+            Ok(out)
+        }
+        Some("show") => Ok(describe(&admin.get(&id(1)?).await.map_err(text)?)),
+        Some("disable") => {
+            let m = admin
+                .set_status(&id(1)?, MerchantStatus::Disabled)
+                .await
+                .map_err(text)?;
+            Ok(describe(&m))
+        }
+        Some("enable") => {
+            let m = admin
+                .set_status(&id(1)?, MerchantStatus::Active)
+                .await
+                .map_err(text)?;
+            Ok(describe(&m))
+        }
+        Some("rotate-key") => {
+            let kind = if args.switch("--publishable") {
+                KeyKind::Publishable
+            } else {
+                KeyKind::Secret
+            };
+            let (m, key) = admin.rotate_key(&id(1)?, kind).await.map_err(text)?;
+            let label = match kind {
+                KeyKind::Secret => "new secret key     ",
+                KeyKind::Publishable => "new publishable key",
+            };
+            Ok(format!(
+                "{}{label} {}   (shown once; the old key no longer works)\n",
+                describe(&m),
+                key.expose()
+            ))
+        }
+        Some("set-notify-url") => {
+            let url = match (positional.get(2), args.switch("--clear")) {
+                (Some(url), false) => Some(url.to_string()),
+                (None, true) => None,
+                _ => return Err("give a URL, or --clear".into()),
+            };
+            let m = admin.set_notify_url(&id(1)?, url).await.map_err(text)?;
+            Ok(describe(&m))
+        }
+        _ => Err(format!("usage:\n{USAGE}")),
+    }
+}
+
+fn status(status: MerchantStatus) -> &'static str {
+    match status {
+        MerchantStatus::Active => "active",
+        MerchantStatus::Disabled => "disabled",
+    }
+}
+
+/// A merchant for people: no key, and only the start of the webhook secret.
+fn describe(m: &Merchant) -> String {
+    let secret = m.webhook_secret.expose();
+    let shown: String = secret.chars().take(10).collect();
+    format!(
+        "merchant        {}\n\
+         name            {}\n\
+         status          {}\n\
+         notify url      {}\n\
+         webhook secret  {shown}... (shown in full only at creation)\n\
+         created         {}\n",
+        m.id,
+        m.name,
+        status(m.status),
+        m.notify_url.as_deref().unwrap_or("-"),
+        m.created_at.to_beijing_string(),
+    )
+}

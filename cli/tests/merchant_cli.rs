@@ -1,0 +1,135 @@
+//! `ferrypay merchant ...` against DynamoDB (moto's server, which `make test` starts): the real
+//! binary, a fresh table per run.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use ferrypay::{
+    model::{KeyKind, MerchantId, MerchantStatus},
+    sign::hash_api_key,
+    store::{DynamoStore, Store},
+};
+
+fn endpoint() -> String {
+    std::env::var("FERRYPAY_TEST_AWS_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| {
+            panic!("FERRYPAY_TEST_AWS_ENDPOINT is not set: run `make test`, which starts moto")
+        })
+}
+
+struct Cli {
+    table: String,
+}
+
+impl Cli {
+    /// Runs `ferrypay merchant ARGS...`; (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferrypay"))
+            .arg("merchant")
+            .args(args)
+            .env("FERRYPAY_TABLE", &self.table)
+            .env("FERRYPAY_DYNAMODB_ENDPOINT", endpoint())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "ferrypay merchant {args:?} failed: {err}");
+        out
+    }
+}
+
+fn field<'a>(output: &'a str, label: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|rest| rest.split_whitespace().next().unwrap())
+        .unwrap_or_else(|| panic!("no {label} in:\n{output}"))
+}
+
+#[tokio::test]
+async fn operators_manage_merchants_from_the_command_line() {
+    let table = format!("ferrypay-cli-{}", std::process::id());
+    let config = ferrypay::aws::emulator_config(&endpoint()).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
+    store.ensure_table().await.unwrap();
+    let cli = Cli { table };
+
+    let created = cli.ok(&[
+        "create",
+        "--name",
+        "Tea House",
+        "--notify-url",
+        "https://tea.example/n",
+    ]);
+    let id = MerchantId::new(field(&created, "merchant"));
+    let sk = field(&created, "secret key").to_string();
+    assert!(sk.starts_with("sk_"), "{created}");
+    assert!(created.contains("shown once"));
+    let (m, kind) = store
+        .merchant_by_key(&hash_api_key(&sk))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.id.clone(), kind), (id.clone(), KeyKind::Secret));
+
+    let shown = cli.ok(&["show", id.as_str()]);
+    assert!(
+        shown.contains("Tea House") && shown.contains("active"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&sk), "show never prints a key");
+    assert!(
+        !shown.contains(m.webhook_secret.expose()),
+        "nor the whole webhook secret"
+    );
+    assert!(cli.ok(&["list"]).contains(id.as_str()));
+
+    cli.ok(&["disable", id.as_str()]);
+    let status = store.get_merchant(&id).await.unwrap().unwrap().status;
+    assert_eq!(status, MerchantStatus::Disabled);
+    cli.ok(&["enable", id.as_str()]);
+    let status = store.get_merchant(&id).await.unwrap().unwrap().status;
+    assert_eq!(status, MerchantStatus::Active);
+
+    let rotated = cli.ok(&["rotate-key", id.as_str()]);
+    let new_sk = field(&rotated, "new secret key");
+    assert_ne!(new_sk, sk);
+    assert!(store
+        .merchant_by_key(&hash_api_key(&sk))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .merchant_by_key(&hash_api_key(new_sk))
+        .await
+        .unwrap()
+        .is_some());
+
+    cli.ok(&["set-notify-url", id.as_str(), "https://tea.example/v2"]);
+    let m = store.get_merchant(&id).await.unwrap().unwrap();
+    assert_eq!(m.notify_url.as_deref(), Some("https://tea.example/v2"));
+    let (ok, _, err) = cli.run(&["set-notify-url", id.as_str(), "http://tea.example/v2"]);
+    assert!(!ok && err.contains("https"), "{err}");
+    cli.ok(&["set-notify-url", id.as_str(), "--clear"]);
+    assert_eq!(
+        store.get_merchant(&id).await.unwrap().unwrap().notify_url,
+        None
+    );
+
+    let (ok, _, err) = cli.run(&["disable", "mch_nosuchmerchant00"]);
+    assert!(!ok && err.contains("no merchant"), "{err}");
+    let (ok, _, err) = cli.run(&["create"]);
+    assert!(!ok && err.contains("--name"), "{err}");
+}

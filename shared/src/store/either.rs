@@ -1,0 +1,85 @@
+//! A store chosen at run time (`ferrypay dev --store memory|dynamodb`).
+
+use super::{
+    DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, MemoryStore, OrderPage, Store,
+    StoreError, UpdateMerchantError, UpdateOrderError,
+};
+use crate::model::{
+    KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
+};
+
+pub enum EitherStore {
+    Memory(MemoryStore),
+    Dynamo(DynamoStore),
+}
+
+/// Forwards one call to whichever store this is.
+macro_rules! forward {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            EitherStore::Memory($store) => $call.await,
+            EitherStore::Dynamo($store) => $call.await,
+        }
+    };
+}
+
+impl Store for EitherStore {
+    async fn insert_merchant(&self, merchant: &Merchant) -> Result<(), InsertMerchantError> {
+        forward!(self, s => s.insert_merchant(merchant))
+    }
+
+    async fn merchant_by_key(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<(Merchant, KeyKind)>, StoreError> {
+        forward!(self, s => s.merchant_by_key(hash))
+    }
+
+    async fn get_merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
+        forward!(self, s => s.get_merchant(id))
+    }
+
+    async fn update_merchant(&self, merchant: &Merchant) -> Result<(), UpdateMerchantError> {
+        forward!(self, s => s.update_merchant(merchant))
+    }
+
+    async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
+        forward!(self, s => s.list_merchants())
+    }
+
+    async fn insert_order(&self, order: &Order) -> Result<(), InsertOrderError> {
+        forward!(self, s => s.insert_order(order))
+    }
+
+    async fn get_order(&self, order_no: &OrderNo) -> Result<Option<Order>, StoreError> {
+        forward!(self, s => s.get_order(order_no))
+    }
+
+    async fn order_by_out_trade_no(
+        &self,
+        merchant_id: &MerchantId,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Option<Order>, StoreError> {
+        forward!(self, s => s.order_by_out_trade_no(merchant_id, out_trade_no))
+    }
+
+    async fn update_order(
+        &self,
+        order_no: &OrderNo,
+        update: &OrderUpdate,
+    ) -> Result<Order, UpdateOrderError> {
+        forward!(self, s => s.update_order(order_no, update))
+    }
+
+    async fn list_orders(&self, query: &ListQuery) -> Result<OrderPage, StoreError> {
+        forward!(self, s => s.list_orders(query))
+    }
+
+    async fn count_in_window(
+        &self,
+        bucket: &str,
+        expires_at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        forward!(self, s => s.count_in_window(bucket, expires_at))
+    }
+}
