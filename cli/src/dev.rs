@@ -199,7 +199,7 @@ impl DevStack {
             .await
             .map_err(|e| format!("WeChat Pay client: {e}"))?;
         let store = match options.store {
-            DevStore::Memory => EitherStore::Memory(MemoryStore::new()),
+            DevStore::Memory => EitherStore::Memory(Box::new(MemoryStore::new())),
             DevStore::Dynamo { endpoint, table } => {
                 let config = match endpoint.as_deref() {
                     Some(url) => ferrypay::aws::emulator_config(url).await,

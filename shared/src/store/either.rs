@@ -9,7 +9,7 @@ use crate::model::{
 };
 
 pub enum EitherStore {
-    Memory(MemoryStore),
+    Memory(Box<MemoryStore>),
     Dynamo(DynamoStore),
 }
 
