@@ -1,27 +1,30 @@
-//! How a Lambda function builds its services, once per cold start.
+//! How a Lambda function builds its services, once per cold start: configuration read and
+//! checked once (every problem reported at once), SDK clients built once, the WeChat Pay
+//! secrets read once from Secrets Manager, and the DynamoDB connection opened before the
+//! first request.
 
 use std::sync::Arc;
+
+use aws_config::SdkConfig;
 
 use crate::{
     api::notify::WECHAT_NOTIFY_PATH,
     channel::ChannelError,
     config::{ConfigError, Env},
     model::SystemClock,
-    queue::MemoryQueue,
+    queue::SqsQueue,
     service::{Backends, Ferrypay, ServiceConfig},
-    store::MemoryStore,
-    wechat::{WechatPayClient, WechatPayConfig},
+    store::DynamoStore,
+    wechat::{settings::WechatSecrets, WechatPayClient, WechatPayConfig},
 };
 
-/// The backends the Lambda functions run on: the real WeChat Pay client; storage and the queue
-/// are still in memory until the DynamoDB and SQS backends are wired in here (issue 4). The
-/// handlers, being generic, do not change when they are.
+/// The production backends.
 pub struct LambdaBackends;
 
 impl Backends for LambdaBackends {
-    type Store = MemoryStore;
+    type Store = DynamoStore;
     type Channel = WechatPayClient;
-    type Queue = MemoryQueue;
+    type Queue = SqsQueue;
 }
 
 pub type LambdaApp = Ferrypay<LambdaBackends>;
@@ -30,29 +33,65 @@ pub type LambdaApp = Ferrypay<LambdaBackends>;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("reading the WeChat Pay secret: {0}")]
+    Secret(String),
     #[error("WeChat Pay client: {0}")]
     Channel(#[from] ChannelError),
 }
 
-/// Reads the settings (`FERRYPAY_PUBLIC_URL`, `WECHATPAY_*`, service settings; every problem
-/// reported at once) and builds the services, the WeChat Pay client included (which, in
-/// certificate mode, downloads the platform certificates now rather than on a request).
+/// [`lambda_app`] with the process environment and the SDK's own configuration (the function
+/// role in Lambda; `AWS_ENDPOINT_URL` is honoured).
 pub async fn lambda_app_from_env() -> Result<LambdaApp, StartError> {
-    let mut env = Env::process();
+    let sdk = crate::aws::sdk_config(None).await;
+    lambda_app(Env::process(), &sdk).await
+}
+
+/// Builds the services from `env`: `FERRYPAY_TABLE`, `FERRYPAY_NOTIFY_QUEUE_URL`,
+/// `FERRYPAY_PUBLIC_URL`, the service settings, the public `WECHATPAY_*` settings, and the
+/// secrets: from `FERRYPAY_WECHAT_SECRET_ARN` (Secrets Manager, read once) or else from the
+/// `WECHATPAY_*_FILE` variables.
+pub async fn lambda_app(mut env: Env<'_>, sdk: &SdkConfig) -> Result<LambdaApp, StartError> {
     let config = ServiceConfig::from_env(&mut env);
+    let table = env.required("FERRYPAY_TABLE");
+    let queue_url = env.required("FERRYPAY_NOTIFY_QUEUE_URL");
     let public_url = env.required("FERRYPAY_PUBLIC_URL");
     let notify_url = format!("{}{WECHAT_NOTIFY_PATH}", public_url.trim_end_matches('/'));
-    let wechat = WechatPayConfig::from_env(&mut env, notify_url);
+    let wechat = match env.optional("FERRYPAY_WECHAT_SECRET_ARN") {
+        Some(arn) => {
+            let secrets = read_secret(sdk, &arn).await?;
+            WechatPayConfig::from_env_and_secrets(&mut env, notify_url, &secrets)
+        }
+        None => WechatPayConfig::from_env(&mut env, notify_url),
+    };
     env.finish()?;
     let wechat = wechat.ok_or_else(|| ConfigError(vec!["WeChat Pay settings".into()]))?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url);
     let clock = Arc::new(SystemClock);
-    let channel = WechatPayClient::connect(wechat, clock.clone()).await?;
-    tracing::warn!("storage and queue are in memory until the DynamoDB/SQS backends are wired in");
-    Ok(Ferrypay::with_clock(
-        MemoryStore::new(),
-        channel,
-        MemoryQueue::default(),
-        config,
-        clock,
-    ))
+    // Both open their connections now, not on the first request: the DynamoDB warm-up and,
+    // in certificate mode, the certificate download.
+    let (channel, ()) = tokio::join!(
+        WechatPayClient::connect(wechat, clock.clone()),
+        store.warm_up()
+    );
+    Ok(Ferrypay::with_clock(store, channel?, queue, config, clock))
+}
+
+async fn read_secret(sdk: &SdkConfig, arn: &str) -> Result<WechatSecrets, StartError> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            StartError::Secret(format!(
+                "{arn}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let text = out
+        .secret_string()
+        .ok_or_else(|| StartError::Secret(format!("{arn} has no string value")))?;
+    WechatSecrets::from_json(text).map_err(StartError::Secret)
 }

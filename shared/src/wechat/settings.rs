@@ -23,6 +23,53 @@ pub fn any_wechatpay_setting(env: &Env<'_>) -> bool {
         .any(|name| env.optional(name).is_some())
 }
 
+/// The secret half of the WeChat Pay settings: from files (`WECHATPAY_PRIVATE_KEY_FILE`,
+/// `WECHATPAY_APIV3_KEY`, `WECHATPAY_PUBLIC_KEY_FILE`) or, in AWS, one Secrets Manager secret
+/// holding `{"private_key_pem", "apiv3_key", "public_key_pem"?, "oauth_secret"?}`.
+#[derive(Clone, Default, serde::Deserialize)]
+pub struct WechatSecrets {
+    pub private_key_pem: String,
+    pub apiv3_key: String,
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    #[serde(default)]
+    pub oauth_secret: Option<String>,
+}
+
+impl std::fmt::Debug for WechatSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WechatSecrets([redacted])")
+    }
+}
+
+impl WechatSecrets {
+    /// Parses the Secrets Manager secret's JSON.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| {
+            // Never echo the text: it is the secret.
+            format!(
+                "the WeChat Pay secret is not the expected JSON ({})",
+                e.classify_name()
+            )
+        })
+    }
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "missing or wrong fields",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
 impl WechatPayConfig {
     /// Reads `WECHATPAY_BASE_URL` (default the real API), `WECHATPAY_MCHID`, `WECHATPAY_APPID`,
     /// `WECHATPAY_MERCHANT_SERIAL`, `WECHATPAY_PRIVATE_KEY_FILE` (PKCS#8 PEM),
@@ -30,45 +77,73 @@ impl WechatPayConfig {
     /// `WECHATPAY_PUBLIC_KEY_FILE` and `WECHATPAY_PUBLIC_KEY_ID` (without them, platform
     /// certificates are downloaded). Problems are recorded in `env`; `None` if any.
     pub fn from_env(env: &mut Env<'_>, notify_url: String) -> Option<WechatPayConfig> {
+        let key_file = env.required("WECHATPAY_PRIVATE_KEY_FILE");
+        let read = |env: &mut Env<'_>, name: &str, file: &str| {
+            std::fs::read_to_string(file)
+                .map_err(|e| env.problem(format!("{name}={file}: {e}")))
+                .ok()
+        };
+        let private_key_pem = if key_file.is_empty() {
+            None
+        } else {
+            read(env, "WECHATPAY_PRIVATE_KEY_FILE", &key_file)
+        };
+        let apiv3_key = env.required("WECHATPAY_APIV3_KEY");
+        let public_key_pem = match env.optional("WECHATPAY_PUBLIC_KEY_FILE") {
+            Some(file) => Some(read(env, "WECHATPAY_PUBLIC_KEY_FILE", &file)?),
+            None => None,
+        };
+        let secrets = WechatSecrets {
+            private_key_pem: private_key_pem.unwrap_or_default(),
+            apiv3_key,
+            public_key_pem,
+            oauth_secret: None,
+        };
+        Self::from_env_and_secrets(env, notify_url, &secrets)
+    }
+
+    /// The public settings from the environment (`WECHATPAY_BASE_URL`, `WECHATPAY_MCHID`,
+    /// `WECHATPAY_APPID`, `WECHATPAY_MERCHANT_SERIAL`, `WECHATPAY_PUBLIC_KEY_ID`) with the
+    /// secrets given. Problems are recorded in `env`; `None` if any.
+    pub fn from_env_and_secrets(
+        env: &mut Env<'_>,
+        notify_url: String,
+        secrets: &WechatSecrets,
+    ) -> Option<WechatPayConfig> {
         let base_url = env
             .optional("WECHATPAY_BASE_URL")
             .unwrap_or_else(|| super::DEFAULT_BASE_URL.to_string());
         let mchid = env.required("WECHATPAY_MCHID");
         let appid = env.required("WECHATPAY_APPID");
         let merchant_serial = env.required("WECHATPAY_MERCHANT_SERIAL");
-        let key_file = env.required("WECHATPAY_PRIVATE_KEY_FILE");
-        let apiv3 = env.required("WECHATPAY_APIV3_KEY");
-        let private_key = (!key_file.is_empty())
-            .then(|| {
-                std::fs::read_to_string(&key_file)
-                    .map_err(|e| e.to_string())
-                    .and_then(|pem| PrivateKey::from_pem(&pem).map_err(|e| e.to_string()))
-                    .map_err(|e| env.problem(format!("WECHATPAY_PRIVATE_KEY_FILE={key_file}: {e}")))
-                    .ok()
-            })
-            .flatten();
-        let apiv3_key = (!apiv3.is_empty())
-            .then(|| {
-                apiv3
-                    .parse::<ApiV3Key>()
-                    .map_err(|e| env.problem(format!("WECHATPAY_APIV3_KEY: {e}")))
-                    .ok()
-            })
-            .flatten();
+        let private_key = if secrets.private_key_pem.is_empty() {
+            None
+        } else {
+            PrivateKey::from_pem(&secrets.private_key_pem)
+                .map_err(|e| env.problem(format!("the WeChat Pay private key: {e}")))
+                .ok()
+        };
+        let apiv3_key = if secrets.apiv3_key.is_empty() {
+            None
+        } else {
+            secrets
+                .apiv3_key
+                .parse::<ApiV3Key>()
+                .map_err(|e| env.problem(format!("the APIv3 key: {e}")))
+                .ok()
+        };
         let public_key = match (
-            env.optional("WECHATPAY_PUBLIC_KEY_FILE"),
+            secrets.public_key_pem.as_deref(),
             env.optional("WECHATPAY_PUBLIC_KEY_ID"),
         ) {
             (None, None) => None,
-            (Some(file), Some(id)) => std::fs::read_to_string(&file)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| VerifyingKey::from_spki_pem(&pem).map_err(|e| e.to_string()))
+            (Some(pem), Some(id)) => VerifyingKey::from_spki_pem(pem)
                 .map(|key| (id, key))
-                .map_err(|e| env.problem(format!("WECHATPAY_PUBLIC_KEY_FILE={file}: {e}")))
+                .map_err(|e| env.problem(format!("the WeChat Pay public key: {e}")))
                 .ok(),
             _ => {
                 env.problem(
-                    "WECHATPAY_PUBLIC_KEY_FILE and WECHATPAY_PUBLIC_KEY_ID go together".into(),
+                    "the WeChat Pay public key and WECHATPAY_PUBLIC_KEY_ID go together".into(),
                 );
                 None
             }
