@@ -1,51 +1,26 @@
 //! Lambda `close`: the merchant API's `close` endpoint behind API Gateway (HTTP API, payload v2).
 //! Wiring only: the services are built once per cold start; all logic is in `ferrypay`.
 
-use ferrypay::{
-    api::{self, Endpoint},
-    service::{Backends, Ferrypay},
-};
-use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use ferrypay::api::Endpoint;
+use ferrypay_lambda::{serve, Route};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    ferrypay::telemetry::init_lambda();
-    let app = ferrypay::runtime::lambda_app_from_env().await?;
-    run(service_fn(|req| handler(&app, req))).await
-}
-
-async fn handler<B: Backends>(app: &Ferrypay<B>, req: Request) -> Result<Response<Body>, Error> {
-    let (parts, body) = req.into_parts();
-    let body = bytes::Bytes::copy_from_slice(body.as_ref());
-    let response = api::handle_endpoint(
-        app,
-        Endpoint::Close,
-        lambda_http::http::Request::from_parts(parts, body),
-    )
-    .await;
-    Ok(response.map(Body::from))
+async fn main() -> Result<(), lambda_http::Error> {
+    serve(Route::Merchant(Endpoint::Close)).await
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use ferrypay::{model::SystemClock, testing::*};
-    use serde_json::Value;
+    use ferrypay::{api::Endpoint, model::SystemClock, testing::*};
+    use ferrypay_lambda::{run_json_event, Route};
 
-    use super::*;
-
-    /// Runs the handler on a real API Gateway HTTP API (v2) event from `events/`.
-    async fn run_event(app: &TestApp, event: &str) -> (u16, Value) {
-        let request = lambda_http::request::from_str(event).unwrap();
-        let response = handler(app, request).await.unwrap();
-        let body = std::str::from_utf8(response.body().as_ref())
+    /// Runs the function on a real API Gateway HTTP API (v2) event from `events/`.
+    async fn run_event(app: &TestApp, event: &str) -> (u16, serde_json::Value) {
+        run_json_event(app, Route::Merchant(Endpoint::Close), event)
+            .await
             .unwrap()
-            .to_string();
-        (
-            response.status().as_u16(),
-            serde_json::from_str(&body).unwrap(),
-        )
     }
 
     #[tokio::test]

@@ -3,26 +3,11 @@
 //! merchant-webhook job; 204 when done, `{"code":"FAIL"}` with a 4xx/5xx otherwise (WeChat Pay
 //! retries). Wiring only: the services are built once per cold start.
 
-use ferrypay::{
-    api::notify::handle_wechat_notify,
-    service::{Backends, Ferrypay},
-};
-use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use ferrypay_lambda::{serve, Route};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    ferrypay::telemetry::init_lambda();
-    let app = ferrypay::runtime::lambda_app_from_env().await?;
-    run(service_fn(|req| handler(&app, req))).await
-}
-
-async fn handler<B: Backends>(app: &Ferrypay<B>, req: Request) -> Result<Response<Body>, Error> {
-    let (parts, body) = req.into_parts();
-    // Verification needs the exact bytes WeChat Pay signed.
-    let body = bytes::Bytes::copy_from_slice(body.as_ref());
-    let response =
-        handle_wechat_notify(app, lambda_http::http::Request::from_parts(parts, body)).await;
-    Ok(response.map(Body::from))
+async fn main() -> Result<(), lambda_http::Error> {
+    serve(Route::WechatNotify).await
 }
 
 #[cfg(test)]
@@ -38,7 +23,8 @@ mod tests {
     };
     use serde_json::Value;
 
-    use super::*;
+    use ferrypay::service::{Backends, Ferrypay};
+    use ferrypay_lambda::Route;
 
     const EVENT: &str = include_str!("../../../events/inbound-callback.json");
     /// The event's `Wechatpay-Timestamp` (2025-12-21 10:31:00 Beijing).
@@ -116,14 +102,10 @@ mod tests {
         }
     }
 
-    async fn run_event<B: Backends>(app: &Ferrypay<B>, event: &str) -> (u16, String) {
-        let response = handler(app, lambda_http::request::from_str(event).unwrap())
+    async fn run_event(app: &Ferrypay<Wired>, event: &str) -> (u16, String) {
+        ferrypay_lambda::run_event(app, Route::WechatNotify, event)
             .await
-            .unwrap();
-        let body = std::str::from_utf8(response.body().as_ref())
             .unwrap()
-            .to_string();
-        (response.status().as_u16(), body)
     }
 
     fn order_no() -> OrderNo {
