@@ -10,16 +10,8 @@ use ferrypay::{
     model::{KeyKind, MerchantId, MerchantStatus},
     sign::hash_api_key,
     store::{DynamoStore, Store},
+    testing::aws_test_endpoint,
 };
-
-fn endpoint() -> String {
-    std::env::var("FERRYPAY_TEST_AWS_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| {
-            panic!("FERRYPAY_TEST_AWS_ENDPOINT is not set: run `make test`, which starts moto")
-        })
-}
 
 struct Cli {
     table: String,
@@ -32,7 +24,7 @@ impl Cli {
             .arg("merchant")
             .args(args)
             .env("FERRYPAY_TABLE", &self.table)
-            .env("FERRYPAY_DYNAMODB_ENDPOINT", endpoint())
+            .env("FERRYPAY_DYNAMODB_ENDPOINT", aws_test_endpoint())
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -61,7 +53,7 @@ fn field<'a>(output: &'a str, label: &str) -> &'a str {
 #[tokio::test]
 async fn operators_manage_merchants_from_the_command_line() {
     let table = format!("ferrypay-cli-{}", std::process::id());
-    let config = ferrypay::aws::emulator_config(&endpoint()).await;
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
     store.ensure_table().await.unwrap();
     let cli = Cli { table };

@@ -1,11 +1,20 @@
 //! Helpers for tests in other crates (enabled by the `test-util` feature): a ready app on the
 //! in-memory store and fake channel, with a merchant whose keys are fixed public test values.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use crate::{
     channel::FakeChannel,
-    model::{Clock, Fen, Merchant, Order, OutTradeNo, PayType, Secret},
+    model::{
+        Clock, Fen, Merchant, MerchantId, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Secret,
+        Timestamp,
+    },
     queue::MemoryQueue,
     service::{CreateOrder, Ferrypay, InMemory, IssuedKeys, NewMerchant, ServiceConfig},
     store::MemoryStore,
@@ -80,6 +89,63 @@ pub async fn create_test_order(
         Ok(created) => created.order,
         Err(e) => unreachable_in_tests(&e.to_string()),
     }
+}
+
+/// A pending native order with nothing optional set, created at `created_at` and payable for
+/// two hours: the fixture tests start from.
+pub fn pending_order(
+    order_no: OrderNo,
+    merchant_id: MerchantId,
+    amount: i64,
+    created_at: Timestamp,
+) -> Order {
+    Order {
+        order_no,
+        merchant_id,
+        out_trade_no: None,
+        amount: Fen::new(amount),
+        description: "Coffee".into(),
+        pay_type: PayType::Native,
+        openid: None,
+        client_ip: None,
+        attach: None,
+        notify_url: None,
+        status: OrderStatus::Pending,
+        credential: None,
+        transaction_id: None,
+        paid_at: None,
+        closed_at: None,
+        webhook_queued_at: None,
+        created_at,
+        expires_at: created_at.plus_secs(7200),
+        request_fingerprint: String::new(),
+    }
+}
+
+/// The AWS emulator (moto) the AWS tests run against: `FERRYPAY_TEST_AWS_ENDPOINT`, which
+/// `make test` sets after starting it. Without it the tests fail, never skip.
+pub fn aws_test_endpoint() -> String {
+    match std::env::var("FERRYPAY_TEST_AWS_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ => unreachable_in_tests(
+            "FERRYPAY_TEST_AWS_ENDPOINT is not set: the AWS tests run against moto's server, \
+             which `make test` installs and starts. Run `make test`.",
+        ),
+    }
+}
+
+/// A name no other test (in this or another run against the same emulator) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 #[allow(clippy::panic)]

@@ -15,6 +15,7 @@ use ferrypay::{
     runtime::{lambda_app, StartError},
     service::{NewMerchant, WebhookJob},
     store::DynamoStore,
+    testing::{aws_test_endpoint, unique_name},
 };
 use ferrypay_cli::{
     dev_keys,
@@ -22,33 +23,16 @@ use ferrypay_cli::{
 };
 use serde_json::{json, Value};
 
-fn endpoint() -> String {
-    std::env::var("FERRYPAY_TEST_AWS_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| {
-            panic!("FERRYPAY_TEST_AWS_ENDPOINT is not set: run `make test`, which starts moto")
-        })
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
 /// The AWS side as `sam deploy` would create it: table, queue, secret. Returns the env map.
 async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeMap<String, String> {
-    let table = unique("ferrypay-rt");
+    let table = unique_name("ferrypay-rt");
     DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table.clone())
         .ensure_table()
         .await
         .unwrap();
     let queue_url = aws_sdk_sqs::Client::new(sdk)
         .create_queue()
-        .queue_name(unique("ferrypay-notify"))
+        .queue_name(unique_name("ferrypay-notify"))
         .send()
         .await
         .unwrap()
@@ -62,7 +46,7 @@ async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeM
     });
     let arn = aws_sdk_secretsmanager::Client::new(sdk)
         .create_secret()
-        .name(unique("ferrypay-wechat"))
+        .name(unique_name("ferrypay-wechat"))
         .secret_string(secret.to_string())
         .send()
         .await
@@ -93,7 +77,7 @@ async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeM
 
 #[tokio::test]
 async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
-    let sdk = ferrypay::aws::emulator_config(&endpoint()).await;
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
     let mock = MockServer::start(
         "127.0.0.1:0".parse().unwrap(),
         MockConfig::dev().unwrap(),
@@ -150,7 +134,7 @@ async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
 
 #[tokio::test]
 async fn missing_settings_are_reported_all_at_once() {
-    let sdk = ferrypay::aws::emulator_config(&endpoint()).await;
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
     let empty = BTreeMap::new();
     let err = match lambda_app(Env::from_map(&empty), &sdk).await {
         Err(StartError::Config(e)) => e.to_string(),
@@ -172,11 +156,11 @@ async fn missing_settings_are_reported_all_at_once() {
 
 #[tokio::test]
 async fn a_malformed_secret_is_refused_without_echoing_it() {
-    let sdk = ferrypay::aws::emulator_config(&endpoint()).await;
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
     let mut vars = provision(&sdk, "http://127.0.0.1:9").await;
     let arn = aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
-        .name(unique("ferrypay-bad"))
+        .name(unique_name("ferrypay-bad"))
         .secret_string("not json: hunter2")
         .send()
         .await

@@ -8,19 +8,15 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{
-    collections::BTreeSet,
-    future::Future,
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Mutex,
-    },
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::BTreeSet, future::Future, sync::Mutex, time::Duration};
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use ferrypay::queue::{
-    MemoryQueue, MemoryQueueConfig, OutgoingMessage, Queue, QueueError, ReceivedMessage, SqsQueue,
+use ferrypay::{
+    queue::{
+        MemoryQueue, MemoryQueueConfig, OutgoingMessage, Queue, QueueError, ReceivedMessage,
+        SqsQueue,
+    },
+    testing::{aws_test_endpoint, unique_name},
 };
 use tokio::time::{sleep, Instant};
 
@@ -124,34 +120,10 @@ impl Harness for Sqs {
     }
 }
 
-fn aws_endpoint() -> String {
-    match std::env::var("FERRYPAY_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => endpoint,
-        _ => panic!(
-            "FERRYPAY_TEST_AWS_ENDPOINT is not set: the DynamoDB and SQS contract tests run \
-             against moto's server, which `make test` installs and starts. Run `make test`."
-        ),
-    }
-}
-
-/// A name no other test (in this or another run against the same moto) uses.
-fn unique_name(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 /// A fresh queue with the settings the SAM template gives the notify queue, scaled down:
 /// visibility timeout, and a dead-letter queue after `MAX_RECEIVE_COUNT` receives.
 async fn sqs_queue() -> Sqs {
-    let config = ferrypay::aws::emulator_config(&aws_endpoint()).await;
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
     let client = aws_sdk_sqs::Client::new(&config);
     let name = unique_name("ferrypay-queue");
 

@@ -7,11 +7,7 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{
-    future::Future,
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, time::Duration};
 
 use ferrypay::{
     model::{
@@ -23,6 +19,7 @@ use ferrypay::{
         DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store,
         UpdateMerchantError, UpdateOrderError,
     },
+    testing::{aws_test_endpoint, unique_name},
 };
 
 /// Declares each behaviour as one test per store.
@@ -80,32 +77,8 @@ async fn bounded(test: impl Future<Output = ()>) {
         .expect("contract test timed out");
 }
 
-fn aws_endpoint() -> String {
-    match std::env::var("FERRYPAY_TEST_AWS_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => endpoint,
-        _ => panic!(
-            "FERRYPAY_TEST_AWS_ENDPOINT is not set: the DynamoDB and SQS contract tests run \
-             against moto's server, which `make test` installs and starts. Run `make test`."
-        ),
-    }
-}
-
-/// A name no other test (in this or another run against the same moto) uses.
-fn unique_name(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 async fn dynamo_store() -> DynamoStore {
-    let config = ferrypay::aws::emulator_config(&aws_endpoint()).await;
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         unique_name("ferrypay-store"),

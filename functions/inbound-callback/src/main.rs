@@ -15,7 +15,7 @@ mod tests {
     use std::sync::Arc;
 
     use ferrypay::{
-        model::{Fen, ManualClock, MerchantId, Order, OrderNo, OrderStatus, PayType, Timestamp},
+        model::{ManualClock, MerchantId, Order, OrderNo, OrderStatus, Timestamp},
         queue::MemoryQueue,
         service::ServiceConfig,
         store::{MemoryStore, Store},
@@ -79,27 +79,12 @@ mod tests {
     }
 
     fn order(amount: i64) -> Order {
-        Order {
-            order_no: OrderNo::parse("FP20251221103000EVT001").unwrap(),
-            merchant_id: MerchantId::new("mch_event"),
-            out_trade_no: None,
-            amount: Fen::new(amount),
-            description: "Latte".into(),
-            pay_type: PayType::Native,
-            openid: None,
-            client_ip: None,
-            attach: None,
-            notify_url: None,
-            status: OrderStatus::Pending,
-            credential: None,
-            transaction_id: None,
-            paid_at: None,
-            closed_at: None,
-            webhook_queued_at: None,
-            created_at: Timestamp::from_unix(1_766_284_200),
-            expires_at: Timestamp::from_unix(1_766_284_200 + 7200),
-            request_fingerprint: String::new(),
-        }
+        ferrypay::testing::pending_order(
+            OrderNo::parse("FP20251221103000EVT001").unwrap(),
+            MerchantId::new("mch_event"),
+            amount,
+            Timestamp::from_unix(1_766_284_200),
+        )
     }
 
     async fn run_event(app: &Ferrypay<Wired>, event: &str) -> (u16, String) {

@@ -187,27 +187,12 @@ mod tests {
     use super::*;
 
     fn pending_order() -> Order {
-        Order {
-            order_no: OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
-            merchant_id: MerchantId::new("mch_test"),
-            out_trade_no: None,
-            amount: Fen::new(100),
-            description: "Coffee".into(),
-            pay_type: PayType::Native,
-            openid: None,
-            client_ip: None,
-            attach: None,
-            notify_url: None,
-            status: OrderStatus::Pending,
-            credential: None,
-            transaction_id: None,
-            paid_at: None,
-            closed_at: None,
-            webhook_queued_at: None,
-            created_at: Timestamp::from_unix(1_766_284_200),
-            expires_at: Timestamp::from_unix(1_766_284_200 + 7200),
-            request_fingerprint: String::new(),
-        }
+        crate::testing::pending_order(
+            OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
+            MerchantId::new("mch_test"),
+            100,
+            Timestamp::from_unix(1_766_284_200),
+        )
     }
 
     fn paid() -> OrderUpdate {
