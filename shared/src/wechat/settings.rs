@@ -75,7 +75,8 @@ impl WechatPayConfig {
     /// `WECHATPAY_MERCHANT_SERIAL`, `WECHATPAY_PRIVATE_KEY_FILE` (PKCS#8 PEM),
     /// `WECHATPAY_APIV3_KEY` (32 characters) and, for WeChat Pay public-key mode, both
     /// `WECHATPAY_PUBLIC_KEY_FILE` and `WECHATPAY_PUBLIC_KEY_ID` (without them, platform
-    /// certificates are downloaded). Problems are recorded in `env`; `None` if any.
+    /// certificates are downloaded). Problems are recorded in `env`: call `finish` before using the
+    /// result.
     pub fn from_env(env: &mut Env<'_>, notify_url: String) -> Option<WechatPayConfig> {
         let key_file = env.required("WECHATPAY_PRIVATE_KEY_FILE");
         let read = |env: &mut Env<'_>, name: &str, file: &str| {
@@ -104,7 +105,7 @@ impl WechatPayConfig {
 
     /// The public settings from the environment (`WECHATPAY_BASE_URL`, `WECHATPAY_MCHID`,
     /// `WECHATPAY_APPID`, `WECHATPAY_MERCHANT_SERIAL`, `WECHATPAY_PUBLIC_KEY_ID`) with the
-    /// secrets given. Problems are recorded in `env`; `None` if any.
+    /// secrets given. Problems are recorded in `env`: call `finish` before using the result.
     pub fn from_env_and_secrets(
         env: &mut Env<'_>,
         notify_url: String,
@@ -132,8 +133,12 @@ impl WechatPayConfig {
                 .map_err(|e| env.problem(format!("the APIv3 key: {e}")))
                 .ok()
         };
+        // An empty public key (the secret's "" in certificate mode) is no public key.
         let public_key = match (
-            secrets.public_key_pem.as_deref(),
+            secrets
+                .public_key_pem
+                .as_deref()
+                .filter(|pem| !pem.trim().is_empty()),
             env.optional("WECHATPAY_PUBLIC_KEY_ID"),
         ) {
             (None, None) => None,
@@ -161,5 +166,81 @@ impl WechatPayConfig {
             timeout: WechatPayConfig::DEFAULT_TIMEOUT,
             connect_timeout: WechatPayConfig::DEFAULT_CONNECT_TIMEOUT,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const KEY: &str = include_str!("../../tests/fixtures/wechatpay/java_merchant_private_key.pem");
+    const PUBLIC: &str =
+        include_str!("../../tests/fixtures/wechatpay/java_wechat_pay_public_key.pem");
+
+    fn env_map(public_key_id: Option<&str>) -> BTreeMap<String, String> {
+        let mut map: BTreeMap<String, String> = [
+            ("WECHATPAY_MCHID", "1900000109"),
+            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
+            (
+                "WECHATPAY_MERCHANT_SERIAL",
+                "5F1C72E2A8931B72A2E13AF8DEE92471EB397115",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(id) = public_key_id {
+            map.insert("WECHATPAY_PUBLIC_KEY_ID".into(), id.into());
+        }
+        map
+    }
+
+    fn secrets(public_key_pem: &str) -> WechatSecrets {
+        WechatSecrets::from_json(
+            &serde_json::json!({
+                "private_key_pem": KEY,
+                "apiv3_key": "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb",
+                "public_key_pem": public_key_pem,
+                "oauth_secret": "",
+            })
+            .to_string(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn public_key_mode_and_certificate_mode_from_the_secret() {
+        let map = env_map(Some("PUB_KEY_ID_0114232134912410000000000000"));
+        let mut env = Env::from_map(&map);
+        let config = WechatPayConfig::from_env_and_secrets(&mut env, "n".into(), &secrets(PUBLIC));
+        env.finish().unwrap();
+        assert!(config.unwrap().public_key.is_some());
+
+        // Certificate mode: an empty public key and no id.
+        let map = env_map(None);
+        let mut env = Env::from_map(&map);
+        let config = WechatPayConfig::from_env_and_secrets(&mut env, "n".into(), &secrets(""));
+        env.finish().unwrap();
+        assert!(config.unwrap().public_key.is_none());
+    }
+
+    #[test]
+    fn a_public_key_without_its_id_is_a_problem_and_secrets_are_never_printed() {
+        let map = env_map(None);
+        let mut env = Env::from_map(&map);
+        let _ = WechatPayConfig::from_env_and_secrets(&mut env, "n".into(), &secrets(PUBLIC));
+        assert!(env
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("go together"));
+        assert_eq!(
+            format!("{:?}", secrets(PUBLIC)),
+            "WechatSecrets([redacted])"
+        );
+        let err = WechatSecrets::from_json("{\"private_key_pem\": \"hunter2\"").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }
