@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: dev test lint fmt bench check
+.PHONY: dev test lint lint-infra fmt bench bench-wechatpayv3 package coldstart check
 
 ## Run the local stack: the whole merchant API on 127.0.0.1:8080 (override with LISTEN=ADDR).
 LISTEN ?= 127.0.0.1:8080
@@ -23,8 +23,24 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Benchmarks (criterion): create with QR, query.
+## Benchmarks (criterion): create with QR, query, WeChat Pay notification and signing.
 bench:
-	$(CARGO) bench -p ferrypay --bench orders
+	$(CARGO) bench -p ferrypay
+
+## The same notification and signature through the wechatpayv3 Python SDK, with the ratios.
+bench-wechatpayv3:
+	bash scripts/bench-wechatpayv3.sh
+
+## The SAM template: cfn-lint, sam validate --lint, and checked against the code (offline).
+lint-infra:
+	bash scripts/lint-infra.sh
+
+## Every function as an arm64 Lambda zip (cargo lambda build --release --arm64 --output-format zip).
+package:
+	bash scripts/package.sh
+
+## Each function's cold start and peak memory through a local Lambda Runtime API stub.
+coldstart:
+	bash scripts/coldstart.sh
 
 check: lint test

@@ -23,6 +23,9 @@ run_tests() {
   "$CARGO" test --workspace --all-targets --locked "$@"
 }
 
+# The SAM template first: cfn-lint and sam validate --lint, offline.
+bash scripts/lint-infra.sh
+
 if [ -n "${FERRYPAY_TEST_AWS_ENDPOINT:-}" ]; then
   echo "== using the AWS emulator at $FERRYPAY_TEST_AWS_ENDPOINT (not starting moto)"
   run_tests "$@"
