@@ -19,7 +19,7 @@ use ferrypay::{
         DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store,
         UpdateMerchantError, UpdateOrderError,
     },
-    testing::{aws_test_endpoint, unique_name},
+    testing::{aws_test_endpoint, pending_order, unique_name},
 };
 
 /// Declares each behaviour as one test per store.
@@ -108,26 +108,12 @@ fn merchant(tag: &str) -> Merchant {
 /// A pending order created `second` seconds after START (so later orders sort first).
 fn order(merchant: &Merchant, second: i64, out_trade_no: Option<&str>) -> Order {
     let created_at = Timestamp::from_unix(START + second);
+    let number = OrderNo::generate(created_at).unwrap();
     Order {
-        order_no: OrderNo::generate(created_at).unwrap(),
-        merchant_id: merchant.id.clone(),
         out_trade_no: out_trade_no.map(|o| OutTradeNo::parse(o).unwrap()),
-        amount: Fen::new(100 + second),
         description: format!("Order {second}"),
-        pay_type: PayType::Native,
-        openid: None,
-        client_ip: None,
-        attach: None,
-        notify_url: None,
-        status: OrderStatus::Pending,
-        credential: None,
-        transaction_id: None,
-        paid_at: None,
-        closed_at: None,
-        webhook_queued_at: None,
-        created_at,
-        expires_at: created_at.plus_secs(7200),
         request_fingerprint: format!("fingerprint-{second}"),
+        ..pending_order(number, merchant.id.clone(), 100 + second, created_at)
     }
 }
 

@@ -781,22 +781,11 @@ impl Store for DynamoStore {
         };
         // One more than the page, to know whether another page follows.
         let want = skip.saturating_add(per_page).saturating_add(1);
-        let (mut orders, total) = tokio::try_join!(
+        let (orders, total) = tokio::try_join!(
             self.query_orders(query, skip, want),
             self.count_orders(&query.merchant_id, query.status),
         )?;
-        let more = orders.len() > per_page;
-        orders.truncate(per_page);
-        let next_after = if more {
-            orders.last().map(|o| o.order_no.clone())
-        } else {
-            None
-        };
-        Ok(OrderPage {
-            orders,
-            total,
-            next_after,
-        })
+        Ok(OrderPage::from_overfetch(orders, query.per_page, total))
     }
 
     async fn count_in_window(

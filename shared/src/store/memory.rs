@@ -187,7 +187,7 @@ impl Store for MemoryStore {
         };
         let total = matching().count() as u64;
         let per_page = query.per_page as usize;
-        let mut page: Vec<Order> = match &query.start {
+        let page: Vec<Order> = match &query.start {
             PageStart::Page(n) => matching()
                 .skip((*n as usize).saturating_sub(1).saturating_mul(per_page))
                 .take(per_page + 1)
@@ -199,18 +199,7 @@ impl Store for MemoryStore {
                 .cloned()
                 .collect(),
         };
-        let more = page.len() > per_page;
-        page.truncate(per_page);
-        let next_after = if more {
-            page.last().map(|o| o.order_no.clone())
-        } else {
-            None
-        };
-        Ok(OrderPage {
-            orders: page,
-            total,
-            next_after,
-        })
+        Ok(OrderPage::from_overfetch(page, query.per_page, total))
     }
 
     async fn count_in_window(

@@ -95,6 +95,26 @@ pub struct OrderPage {
     pub next_after: Option<OrderNo>,
 }
 
+impl OrderPage {
+    /// A page from up to `per_page + 1` orders read in list order: the extra one, if there,
+    /// only says that another page follows (the cursor is then the page's last order).
+    pub fn from_overfetch(mut orders: Vec<Order>, per_page: u32, total: u64) -> Self {
+        let per_page = per_page as usize;
+        let more = orders.len() > per_page;
+        orders.truncate(per_page);
+        let next_after = if more {
+            orders.last().map(|o| o.order_no.clone())
+        } else {
+            None
+        };
+        OrderPage {
+            orders,
+            total,
+            next_after,
+        }
+    }
+}
+
 /// Everything ferrypay keeps. Implementations: [`MemoryStore`] (tests, `ferrypay dev`) and,
 /// for production, DynamoDB.
 pub trait Store: Send + Sync + 'static {
