@@ -115,7 +115,7 @@ pub fn pending_order(
         transaction_id: None,
         paid_at: None,
         closed_at: None,
-        webhook_queued_at: None,
+        webhook: Default::default(),
         created_at,
         expires_at: created_at.plus_secs(7200),
         request_fingerprint: String::new(),

@@ -11,8 +11,9 @@ use std::{future::Future, time::Duration};
 
 use ferrypay::{
     model::{
-        Fen, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderStatus,
-        OrderUpdate, OutTradeNo, PayCredential, PayType, Secret, Timestamp, UpdateRefused,
+        AttemptResult, Fen, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo,
+        OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType, RetiringSecret, Secret,
+        Timestamp, UpdateRefused, WebhookAttempt, WebhookStatus,
     },
     sign::hash_api_key,
     store::{
@@ -58,6 +59,9 @@ contract!(
     paid_orders_cannot_be_closed,
     credentials_attach_to_pending_orders,
     webhook_jobs_are_recorded_only_on_paid_orders,
+    webhook_attempts_follow_the_generation_and_delivered_stays,
+    webhook_attempt_logs_are_newest_first_per_order,
+    a_rotated_webhook_secret_is_kept_with_its_overlap,
     unknown_orders_cannot_be_updated,
     lists_are_newest_first_with_page_numbers_and_totals,
     a_cursor_walks_every_order_once_newest_first,
@@ -99,6 +103,7 @@ fn merchant(tag: &str) -> Merchant {
         secret_key_hash: hash_api_key(&format!("sk_{tag}")),
         publishable_key_hash: hash_api_key(&format!("pk_{tag}")),
         webhook_secret: Secret::new(format!("whsec_{tag}")),
+        previous_webhook_secret: None,
         notify_url: Some(format!("https://{tag}.example/notify")),
         status: MerchantStatus::Active,
         created_at: Timestamp::from_unix(START),
@@ -681,6 +686,192 @@ async fn webhook_jobs_are_recorded_only_on_paid_orders<S: Store>(store: S) {
             .unwrap(),
         Some(twice)
     );
+}
+
+async fn webhook_attempts_follow_the_generation_and_delivered_stays<S: Store>(store: S) {
+    let a = merchant("a");
+    let pending = order(&a, 1, Some("shop-1"));
+    store.insert_order(&pending).await.unwrap();
+    let at = |second: i64| pending.created_at.plus_secs(second);
+    let attempt = |generation, attempt, second, result| OrderUpdate::RecordWebhookAttempt {
+        generation,
+        attempt,
+        at: at(second),
+        result,
+    };
+    assert_refused(
+        store
+            .update_order(
+                &pending.order_no,
+                &attempt(0, 1, 40, AttemptResult::Delivered),
+            )
+            .await,
+        &pending,
+        UpdateRefused::NotPaid(OrderStatus::Pending),
+    );
+    store
+        .update_order(&pending.order_no, &pay(&pending))
+        .await
+        .unwrap();
+    let queued = store
+        .update_order(
+            &pending.order_no,
+            &OrderUpdate::RecordWebhookQueued { at: at(31) },
+        )
+        .await
+        .unwrap();
+    let failing = store
+        .update_order(
+            &pending.order_no,
+            &attempt(0, 1, 40, AttemptResult::Retrying { next_at: at(55) }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failing.webhook.status, WebhookStatus::Failing);
+    assert_eq!(failing.webhook.next_attempt_at, Some(at(55)));
+    assert_eq!(failing.webhook.queued_at, queued.webhook.queued_at);
+
+    // A resend starts generation 1: the old generation's attempts are refused.
+    let resent = store
+        .update_order(&pending.order_no, &OrderUpdate::RestartWebhook)
+        .await
+        .unwrap();
+    assert_eq!(resent.webhook.generation, 1);
+    assert_eq!(resent.webhook.status, WebhookStatus::Pending);
+    assert_eq!(resent.webhook.queued_at, None);
+    assert_refused(
+        store
+            .update_order(
+                &pending.order_no,
+                &attempt(0, 2, 60, AttemptResult::Delivered),
+            )
+            .await,
+        &resent,
+        UpdateRefused::WebhookSuperseded {
+            attempted: 0,
+            current: 1,
+        },
+    );
+    let delivered = store
+        .update_order(
+            &pending.order_no,
+            &attempt(1, 1, 70, AttemptResult::Delivered),
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivered.webhook.status, WebhookStatus::Delivered);
+    assert_eq!(delivered.webhook.delivered_at, Some(at(70)));
+    // A late failure of the same generation leaves it delivered.
+    let late = store
+        .update_order(&pending.order_no, &attempt(1, 2, 80, AttemptResult::GaveUp))
+        .await
+        .unwrap();
+    assert_eq!(late.webhook, delivered.webhook);
+    // Every field round-trips, and the out_trade_no copy follows.
+    assert_eq!(
+        store.get_order(&pending.order_no).await.unwrap(),
+        Some(late.clone())
+    );
+    assert_eq!(
+        store
+            .order_by_out_trade_no(&a.id, &otn("shop-1"))
+            .await
+            .unwrap(),
+        Some(late)
+    );
+}
+
+fn attempt_record(order: &Order, generation: u32, attempt: u32, delivered: bool) -> WebhookAttempt {
+    WebhookAttempt {
+        order_no: order.order_no.clone(),
+        event_id: format!("evt_{}_paid", order.order_no),
+        generation,
+        attempt,
+        at: order
+            .created_at
+            .plus_secs(i64::from(generation * 100 + attempt)),
+        url: Some("https://merchant.example/notify".into()),
+        status_code: if delivered { Some(200) } else { None },
+        latency_ms: 12,
+        response: delivered.then(|| "ok 是".to_string()),
+        error: (!delivered).then(|| "timed out after 10s".to_string()),
+        delivered,
+    }
+}
+
+async fn webhook_attempt_logs_are_newest_first_per_order<S: Store>(store: S) {
+    let a = merchant("a");
+    let first = order(&a, 1, None);
+    let second = order(&a, 2, None);
+    for o in [&first, &second] {
+        store.insert_order(o).await.unwrap();
+    }
+    assert!(store
+        .webhook_attempts(&first.order_no, 20)
+        .await
+        .unwrap()
+        .is_empty());
+    // Twelve attempts in generation 0 (more than 10, so the zero-padding matters), one in 1.
+    for n in 1..=12 {
+        store
+            .record_webhook_attempt(&attempt_record(&first, 0, n, false))
+            .await
+            .unwrap();
+    }
+    store
+        .record_webhook_attempt(&attempt_record(&first, 1, 1, true))
+        .await
+        .unwrap();
+    store
+        .record_webhook_attempt(&attempt_record(&second, 0, 1, true))
+        .await
+        .unwrap();
+    // The same attempt recorded again replaces the earlier record.
+    let mut again = attempt_record(&first, 0, 12, false);
+    again.error = Some("connection refused".into());
+    store.record_webhook_attempt(&again).await.unwrap();
+
+    let all = store.webhook_attempts(&first.order_no, 100).await.unwrap();
+    let keys: Vec<(u32, u32)> = all.iter().map(|a| (a.generation, a.attempt)).collect();
+    let mut expected = vec![(1, 1)];
+    expected.extend((1..=12).rev().map(|n| (0, n)));
+    assert_eq!(keys, expected);
+    assert_eq!(all[0], attempt_record(&first, 1, 1, true));
+    assert_eq!(all[1], again);
+    let latest = store.webhook_attempts(&first.order_no, 3).await.unwrap();
+    assert_eq!(latest, all[..3].to_vec());
+    assert_eq!(
+        store.webhook_attempts(&second.order_no, 20).await.unwrap(),
+        vec![attempt_record(&second, 0, 1, true)]
+    );
+    // Attempt records are not orders: lists do not show them.
+    let page = list(&store, &a, None, PageStart::Page(1), 20).await;
+    assert_eq!(page.total, 2);
+    assert_eq!(page.orders.len(), 2);
+}
+
+async fn a_rotated_webhook_secret_is_kept_with_its_overlap<S: Store>(store: S) {
+    let a = merchant("rot");
+    store.insert_merchant(&a).await.unwrap();
+    let rotated = Merchant {
+        webhook_secret: Secret::new("whsec_new".into()),
+        previous_webhook_secret: Some(RetiringSecret {
+            secret: a.webhook_secret.clone(),
+            until: Timestamp::from_unix(START + 86_400),
+        }),
+        ..a.clone()
+    };
+    store.update_merchant(&rotated).await.unwrap();
+    assert_eq!(
+        store.get_merchant(&a.id).await.unwrap(),
+        Some(rotated.clone())
+    );
+    let (by_key, _) = store
+        .merchant_by_key(&a.secret_key_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_key, rotated);
 }
 
 async fn unknown_orders_cannot_be_updated<S: Store>(store: S) {

@@ -164,7 +164,7 @@ async fn native_order_paid_through_the_mock_queues_exactly_one_webhook() {
         order.transaction_id.as_deref(),
         paid["transaction_id"].as_str()
     );
-    assert!(order.paid_at.is_some() && order.webhook_queued_at.is_some());
+    assert!(order.paid_at.is_some() && order.webhook.queued_at.is_some());
     let jobs = f.jobs(&no);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].event, "order.paid");
@@ -677,7 +677,7 @@ async fn a_crash_between_the_payment_write_and_the_enqueue_is_repaired_by_the_re
     assert_eq!(paid["first_attempts"], json!([500]));
     let order = f.stored(&no).await;
     assert_eq!(order.status, OrderStatus::Paid);
-    assert_eq!(order.webhook_queued_at, None);
+    assert_eq!(order.webhook.queued_at, None);
     assert!(f.jobs(&no).is_empty());
     // WeChat Pay's retry finds the order paid without its job, and queues it, once.
     let mock = Arc::clone(&f.mock().mock);
@@ -689,7 +689,7 @@ async fn a_crash_between_the_payment_write_and_the_enqueue_is_repaired_by_the_re
     })
     .await;
     assert_eq!(f.jobs(&no).len(), 1);
-    assert!(f.stored(&no).await.webhook_queued_at.is_some());
+    assert!(f.stored(&no).await.webhook.queued_at.is_some());
 }
 
 #[tokio::test]

@@ -41,6 +41,9 @@ pub enum ApiError {
     OrderClosed,
     #[error("Order refunded")]
     OrderRefunded,
+    /// Only a paid order has a webhook to resend.
+    #[error("Order not paid")]
+    OrderNotPaid,
     #[error("out_trade_no already used")]
     OutTradeNoUsed,
     #[error("Too many requests")]
@@ -79,7 +82,9 @@ impl ApiError {
             ProductDisabled | PermissionDenied => StatusCode::FORBIDDEN,
             OrderNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            OrderPaid | OrderClosed | OrderRefunded | OutTradeNoUsed => StatusCode::CONFLICT,
+            OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed => {
+                StatusCode::CONFLICT
+            }
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             PaymentFailed => StatusCode::BAD_GATEWAY,
             PaymentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -107,6 +112,7 @@ impl ApiError {
             OrderPaid => "order_paid",
             OrderClosed => "order_closed",
             OrderRefunded => "order_refunded",
+            OrderNotPaid => "order_not_paid",
             OutTradeNoUsed => "out_trade_no_used",
             RateLimited { .. } => "rate_limited",
             PaymentUnavailable => "payment_unavailable",

@@ -25,14 +25,17 @@ pub enum Endpoint {
     Query,
     Close,
     List,
+    /// Sends a paid order's webhook again.
+    Resend,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 5] = [
         Endpoint::Create,
         Endpoint::Query,
         Endpoint::Close,
         Endpoint::List,
+        Endpoint::Resend,
     ];
 
     pub fn path(self) -> &'static str {
@@ -41,12 +44,13 @@ impl Endpoint {
             Endpoint::Query => "/api/v1/pay/query",
             Endpoint::Close => "/api/v1/pay/close",
             Endpoint::List => "/api/v1/pay/list",
+            Endpoint::Resend => "/api/v1/pay/notify/resend",
         }
     }
 
     pub fn methods(self) -> &'static [Method] {
         match self {
-            Endpoint::Create | Endpoint::Close => &[Method::POST],
+            Endpoint::Create | Endpoint::Close | Endpoint::Resend => &[Method::POST],
             Endpoint::Query | Endpoint::List => &[Method::GET, Method::POST],
         }
     }
@@ -110,7 +114,10 @@ async fn dispatch<B: Backends>(
         Endpoint::Query => {
             let by = orders::parse_order_ref(&params)?;
             let order = app.query_order(&merchant, &by).await?;
-            Ok(json!({"success": true, "order": orders::order_json(&order)}))
+            let attempts = app.webhook_attempts(&order).await?;
+            Ok(
+                json!({"success": true, "order": orders::order_with_attempts_json(&order, &attempts)}),
+            )
         }
         Endpoint::Close => {
             let by = orders::parse_order_ref(&params)?;
@@ -121,6 +128,13 @@ async fn dispatch<B: Backends>(
             let request = orders::parse_list(&params)?;
             let page = app.list_orders(&merchant, request.clone()).await?;
             Ok(orders::list_json(&page, &request))
+        }
+        Endpoint::Resend => {
+            let by = orders::parse_order_ref(&params)?;
+            let order = app.resend_webhook(&merchant, &by).await?;
+            Ok(
+                json!({"success": true, "order_no": order.order_no, "webhook": orders::webhook_json(&order)}),
+            )
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The four order endpoints: request parsing (every field validated and named) and rendering.
+//! The order endpoints (and the webhook resend): request parsing (every field validated and
+//! named) and rendering.
 
 use std::net::IpAddr;
 
@@ -7,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{params::Params, ApiError};
 use crate::{
-    model::{Fen, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Timestamp},
+    model::{Fen, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Timestamp, WebhookAttempt},
     service::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo},
     store::{OrderPage, PageStart},
 };
@@ -208,6 +209,47 @@ pub fn order_json(order: &Order) -> Value {
         "paid_at": time(order.paid_at),
         "created_at": time(Some(order.created_at)),
         "expires_at": time(Some(order.expires_at)),
+        "webhook": webhook_json(order),
+    })
+}
+
+/// Where the order's webhook stands; `null` until the order is paid.
+pub fn webhook_json(order: &Order) -> Value {
+    if order.status == OrderStatus::Pending || order.status == OrderStatus::Closed {
+        return Value::Null;
+    }
+    let w = &order.webhook;
+    json!({
+        "status": w.status,
+        "attempts": w.attempts,
+        "last_attempt_at": time(w.last_attempt_at),
+        "next_attempt_at": time(w.next_attempt_at),
+        "delivered_at": time(w.delivered_at),
+        "resends": w.generation,
+    })
+}
+
+/// A query's order: with its webhook's latest attempts (newest first).
+pub fn order_with_attempts_json(order: &Order, attempts: &[WebhookAttempt]) -> Value {
+    let mut body = order_json(order);
+    if let Some(Value::Object(webhook)) = body.get_mut("webhook") {
+        let log: Vec<Value> = attempts.iter().map(attempt_json).collect();
+        webhook.insert("log".into(), Value::Array(log));
+    }
+    body
+}
+
+fn attempt_json(a: &WebhookAttempt) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "resend": a.generation,
+        "at": time(Some(a.at)),
+        "url": a.url,
+        "status_code": a.status_code,
+        "latency_ms": a.latency_ms,
+        "response": a.response,
+        "error": a.error,
+        "delivered": a.delivered,
     })
 }
 

@@ -46,7 +46,31 @@ pub struct Merchant {
     pub publishable_key_hash: KeyHash,
     /// `whsec_...`: signs this merchant's webhooks, so it is kept usable (not hashed).
     pub webhook_secret: Secret<String>,
+    /// The webhook secret replaced by the last rotation, still signing (as a second
+    /// signature) until its `until`, so the merchant's receiver can switch over.
+    pub previous_webhook_secret: Option<RetiringSecret>,
     pub notify_url: Option<String>,
     pub status: MerchantStatus,
     pub created_at: Timestamp,
+}
+
+/// A replaced webhook secret and the end of its overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiringSecret {
+    pub secret: Secret<String>,
+    pub until: Timestamp,
+}
+
+impl Merchant {
+    /// The secrets that sign a webhook sent at `now`: the current one, and during a rotation's
+    /// overlap the previous one too.
+    pub fn webhook_signing_secrets(&self, now: Timestamp) -> Vec<&str> {
+        let mut secrets = vec![self.webhook_secret.expose().as_str()];
+        if let Some(previous) = &self.previous_webhook_secret {
+            if now < previous.until {
+                secrets.push(previous.secret.expose().as_str());
+            }
+        }
+        secrets
+    }
 }

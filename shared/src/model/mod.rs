@@ -6,12 +6,14 @@ mod money;
 mod order;
 mod secret;
 mod time;
+mod webhook;
 
 pub use ids::{
     random_base62, random_bytes, random_string, MerchantId, OrderNo, OutTradeNo, RandomError,
 };
-pub use merchant::{KeyHash, KeyKind, Merchant, MerchantStatus};
+pub use merchant::{KeyHash, KeyKind, Merchant, MerchantStatus, RetiringSecret};
 pub use money::Fen;
 pub use order::{Order, OrderStatus, OrderUpdate, PayCredential, PayType, UpdateRefused};
 pub use secret::Secret;
 pub use time::{BeijingDateTime, Clock, ManualClock, SystemClock, Timestamp};
+pub use webhook::{AttemptResult, WebhookAttempt, WebhookState, WebhookStatus};

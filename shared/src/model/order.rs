@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Fen, MerchantId, OrderNo, OutTradeNo, Timestamp};
+use super::{AttemptResult, Fen, MerchantId, OrderNo, OutTradeNo, Timestamp, WebhookState};
 
 /// Where an order is in its life. `pending` is the only state that may change to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -93,10 +93,8 @@ pub struct Order {
     pub transaction_id: Option<String>,
     pub paid_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
-    /// When the merchant-webhook job for the payment was queued. Paid without it means the
-    /// job still has to be queued (a crash between the two writes): the next notification or
-    /// query queues it.
-    pub webhook_queued_at: Option<Timestamp>,
+    /// The delivery of the merchant webhook (once paid).
+    pub webhook: WebhookState,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     /// SHA-256 over the create parameters, so a repeated `out_trade_no` can be told apart
@@ -120,6 +118,17 @@ pub enum OrderUpdate {
     /// The webhook job of a paid order is on the queue. Only on a paid order; the first time
     /// is kept.
     RecordWebhookQueued { at: Timestamp },
+    /// A delivery attempt of webhook generation `generation` ended. Only on a paid order, and
+    /// only for the current generation.
+    RecordWebhookAttempt {
+        generation: u32,
+        /// 1-based, within the generation.
+        attempt: u32,
+        at: Timestamp,
+        result: AttemptResult,
+    },
+    /// A resend: the webhook starts over as a new generation. Only on a paid order.
+    RestartWebhook,
 }
 
 /// Why an update was refused: the order was not in the state the update needs.
@@ -131,6 +140,9 @@ pub enum UpdateRefused {
     AmountMismatch { expected: Fen, reported: Fen },
     #[error("order is {0:?}, not paid")]
     NotPaid(OrderStatus),
+    /// The attempt belongs to a webhook generation a resend has replaced.
+    #[error("webhook generation {attempted} superseded by {current}")]
+    WebhookSuperseded { attempted: u32, current: u32 },
 }
 
 impl Order {
@@ -139,18 +151,9 @@ impl Order {
     /// expresses it as a condition expression).
     pub fn apply(&self, update: &OrderUpdate) -> Result<Order, UpdateRefused> {
         let mut next = self.clone();
-        if let OrderUpdate::RecordWebhookQueued { at } = update {
-            if self.status != OrderStatus::Paid {
-                return Err(UpdateRefused::NotPaid(self.status));
-            }
-            next.webhook_queued_at = Some(self.webhook_queued_at.unwrap_or(*at));
-            return Ok(next);
-        }
-        if self.status != OrderStatus::Pending {
-            return Err(UpdateRefused::NotPending(self.status));
-        }
         match update {
             OrderUpdate::AttachCredential(credential) => {
+                self.require(OrderStatus::Pending)?;
                 next.credential = Some(credential.clone());
             }
             OrderUpdate::MarkPaid {
@@ -158,6 +161,7 @@ impl Order {
                 paid_at,
                 amount,
             } => {
+                self.require(OrderStatus::Pending)?;
                 if *amount != self.amount {
                     return Err(UpdateRefused::AmountMismatch {
                         expected: self.amount,
@@ -169,12 +173,43 @@ impl Order {
                 next.paid_at = Some(*paid_at);
             }
             OrderUpdate::MarkClosed { closed_at } => {
+                self.require(OrderStatus::Pending)?;
                 next.status = OrderStatus::Closed;
                 next.closed_at = Some(*closed_at);
             }
-            OrderUpdate::RecordWebhookQueued { .. } => {}
+            OrderUpdate::RecordWebhookQueued { at } => {
+                self.require(OrderStatus::Paid)?;
+                next.webhook.queued_at = Some(self.webhook.queued_at.unwrap_or(*at));
+            }
+            OrderUpdate::RecordWebhookAttempt {
+                generation,
+                attempt,
+                at,
+                result,
+            } => {
+                self.require(OrderStatus::Paid)?;
+                if *generation != self.webhook.generation {
+                    return Err(UpdateRefused::WebhookSuperseded {
+                        attempted: *generation,
+                        current: self.webhook.generation,
+                    });
+                }
+                next.webhook = self.webhook.after_attempt(*attempt, *at, *result);
+            }
+            OrderUpdate::RestartWebhook => {
+                self.require(OrderStatus::Paid)?;
+                next.webhook = self.webhook.restarted();
+            }
         }
         Ok(next)
+    }
+
+    fn require(&self, status: OrderStatus) -> Result<(), UpdateRefused> {
+        match (status, self.status) {
+            (wanted, current) if wanted == current => Ok(()),
+            (OrderStatus::Paid, current) => Err(UpdateRefused::NotPaid(current)),
+            (_, current) => Err(UpdateRefused::NotPending(current)),
+        }
     }
 
     pub fn is_expired(&self, now: Timestamp) -> bool {
@@ -258,8 +293,43 @@ mod tests {
         let paid = pending_order().apply(&paid()).unwrap();
         let once = paid.apply(&queued(10)).unwrap();
         let twice = once.apply(&queued(20)).unwrap();
-        assert_eq!(twice.webhook_queued_at, Some(Timestamp::from_unix(10)));
+        assert_eq!(twice.webhook.queued_at, Some(Timestamp::from_unix(10)));
         assert_eq!(twice.status, OrderStatus::Paid);
+    }
+
+    #[test]
+    fn webhook_attempts_need_a_paid_order_and_the_current_generation() {
+        let attempt = |generation| OrderUpdate::RecordWebhookAttempt {
+            generation,
+            attempt: 1,
+            at: Timestamp::from_unix(30),
+            result: AttemptResult::Delivered,
+        };
+        assert_eq!(
+            pending_order().apply(&attempt(0)),
+            Err(UpdateRefused::NotPaid(OrderStatus::Pending))
+        );
+        let paid = pending_order().apply(&paid()).unwrap();
+        let delivered = paid.apply(&attempt(0)).unwrap();
+        assert_eq!(
+            delivered.webhook.status,
+            crate::model::WebhookStatus::Delivered
+        );
+
+        let resent = delivered.apply(&OrderUpdate::RestartWebhook).unwrap();
+        assert_eq!(resent.webhook.generation, 1);
+        assert_eq!(resent.webhook.status, crate::model::WebhookStatus::Pending);
+        assert_eq!(
+            resent.apply(&attempt(0)),
+            Err(UpdateRefused::WebhookSuperseded {
+                attempted: 0,
+                current: 1
+            })
+        );
+        assert_eq!(
+            pending_order().apply(&OrderUpdate::RestartWebhook),
+            Err(UpdateRefused::NotPaid(OrderStatus::Pending))
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::{Backends, Ferrypay};
 use crate::{
     api::{orders::notify_url_acceptable, ApiError},
-    model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, Secret},
+    model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, RetiringSecret, Secret},
     sign::{
         generate_publishable_key, generate_secret_key, generate_webhook_secret, hash_api_key,
         webhook::webhook_key, PUBLISHABLE_KEY_PREFIX, SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
@@ -133,6 +133,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
             secret_key_hash: hash_api_key(secret_key.expose()),
             publishable_key_hash: hash_api_key(publishable_key.expose()),
             webhook_secret: webhook_secret.clone(),
+            previous_webhook_secret: None,
             notify_url: new.notify_url,
             status: MerchantStatus::Active,
             created_at: self.clock.now(),
@@ -239,6 +240,30 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
             }
         };
         Ok((self.save(rotated).await?, key))
+    }
+
+    /// Replaces the webhook secret. For `overlap` the old secret keeps signing too (a second
+    /// signature in `webhook-signature`), so the merchant can deploy the new one without
+    /// rejecting a webhook; a rotation during an overlap ends the earlier one. Returns the new
+    /// secret.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: &MerchantId,
+        overlap: std::time::Duration,
+    ) -> Result<(Merchant, Secret<String>), AdminError> {
+        let merchant = self.get(id).await?;
+        let secret = generate_webhook_secret().map_err(|e| AdminError::Store(e.to_string()))?;
+        let overlap_secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
+        let previous = (overlap_secs > 0).then(|| RetiringSecret {
+            secret: merchant.webhook_secret.clone(),
+            until: self.clock.now().plus_secs(overlap_secs),
+        });
+        let rotated = Merchant {
+            webhook_secret: secret.clone(),
+            previous_webhook_secret: previous,
+            ..merchant
+        };
+        Ok((self.save(rotated).await?, secret))
     }
 }
 

@@ -5,6 +5,7 @@ mod merchants;
 mod notifications;
 mod orders;
 pub mod retry;
+mod webhook_worker;
 mod webhooks;
 
 use std::sync::Arc;
@@ -12,6 +13,10 @@ use std::sync::Arc;
 pub use merchants::{AdminError, IssuedKeys, MerchantAdmin, NewMerchant, OnboardError};
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
+pub use webhook_worker::{
+    random_jitter, BatchMessage, JitterSource, JobError, JobOutcome, SkipReason, WebhookBody,
+    WebhookSender, WebhookWorker, WEBHOOK_TIMEOUT,
+};
 pub use webhooks::{WebhookJob, WEBHOOK_JOB_VERSION};
 
 use crate::{

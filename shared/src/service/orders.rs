@@ -129,7 +129,7 @@ impl<B: Backends> Ferrypay<B> {
             transaction_id: None,
             paid_at: None,
             closed_at: None,
-            webhook_queued_at: None,
+            webhook: Default::default(),
             created_at: now,
             expires_at: now.plus_secs(i64::from(expire_minutes) * 60),
             request_fingerprint: fingerprint.clone(),
@@ -284,7 +284,11 @@ impl<B: Backends> Ferrypay<B> {
         Ok(self.store.list_orders(&query).await?)
     }
 
-    async fn find_owned(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, ApiError> {
+    pub(super) async fn find_owned(
+        &self,
+        merchant: &Merchant,
+        by: &OrderRef,
+    ) -> Result<Order, ApiError> {
         let order = match by {
             OrderRef::OrderNo(no) => self.store.get_order(no).await?,
             OrderRef::OutTradeNo(no) => self.store.order_by_out_trade_no(&merchant.id, no).await?,

@@ -3,13 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backends, Ferrypay};
+use super::{Backends, Ferrypay, OrderRef};
 use crate::{
     api::ApiError,
-    model::{Order, OrderNo, OrderStatus, OrderUpdate, Timestamp},
+    model::{Merchant, Order, OrderNo, OrderStatus, OrderUpdate, Timestamp, WebhookAttempt},
     queue::{OutgoingMessage, Queue},
     store::{Store, UpdateOrderError},
 };
+
+/// How many attempts a query shows (newest first); the store keeps them all for 90 days.
+pub const ATTEMPTS_SHOWN: u32 = 20;
 
 pub const WEBHOOK_JOB_VERSION: u32 = 1;
 
@@ -22,19 +25,22 @@ pub struct WebhookJob {
     pub event_id: String,
     pub event: String,
     pub order_no: OrderNo,
-    /// Delivery attempts made so far.
+    /// The order's webhook generation this job belongs to (a resend starts a new one).
+    pub generation: u32,
+    /// Delivery attempts made so far in this generation.
     pub attempt: u32,
     /// Not to be delivered before this time (waits longer than the queue's delay cap hop).
     pub not_before: Option<Timestamp>,
 }
 
 impl WebhookJob {
-    pub fn order_paid(order_no: &OrderNo) -> Self {
+    pub fn order_paid(order_no: &OrderNo, generation: u32) -> Self {
         WebhookJob {
             v: WEBHOOK_JOB_VERSION,
             event_id: format!("evt_{order_no}_paid"),
             event: "order.paid".into(),
             order_no: order_no.clone(),
+            generation,
             attempt: 0,
             not_before: None,
         }
@@ -42,14 +48,51 @@ impl WebhookJob {
 }
 
 impl<B: Backends> Ferrypay<B> {
+    /// `POST /api/v1/pay/notify/resend`: sends the webhook of a paid order again, as a new
+    /// generation with a fresh schedule (same `webhook-id`: it is the same event). Jobs of the
+    /// earlier generation still queued send nothing.
+    pub async fn resend_webhook(
+        &self,
+        merchant: &Merchant,
+        by: &OrderRef,
+    ) -> Result<Order, ApiError> {
+        let order = self.find_owned(merchant, by).await?;
+        if order.status != OrderStatus::Paid {
+            return Err(ApiError::OrderNotPaid);
+        }
+        let restarted = match self
+            .store
+            .update_order(&order.order_no, &OrderUpdate::RestartWebhook)
+            .await
+        {
+            Ok(order) => order,
+            Err(UpdateOrderError::Refused { .. }) => return Err(ApiError::OrderNotPaid),
+            Err(UpdateOrderError::NotFound) => return Err(ApiError::OrderNotFound),
+            Err(UpdateOrderError::Store(e)) => return Err(e.into()),
+        };
+        tracing::info!(order_no = %order.order_no, generation = restarted.webhook.generation, "webhook resend requested");
+        self.ensure_webhook_queued(restarted).await
+    }
+
+    /// The latest delivery attempts of an order's webhook, newest first.
+    pub async fn webhook_attempts(&self, order: &Order) -> Result<Vec<WebhookAttempt>, ApiError> {
+        if order.status == OrderStatus::Pending || order.status == OrderStatus::Closed {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .webhook_attempts(&order.order_no, ATTEMPTS_SHOWN)
+            .await?)
+    }
+
     /// Queues the `order.paid` webhook of a paid order unless that was done before, then
     /// records it on the order. A crash in between queues it again on the next try: the job
     /// carries a stable event id, so the worker sends it once.
     pub async fn ensure_webhook_queued(&self, order: Order) -> Result<Order, ApiError> {
-        if order.status != OrderStatus::Paid || order.webhook_queued_at.is_some() {
+        if order.status != OrderStatus::Paid || order.webhook.queued_at.is_some() {
             return Ok(order);
         }
-        let job = WebhookJob::order_paid(&order.order_no);
+        let job = WebhookJob::order_paid(&order.order_no, order.webhook.generation);
         let body = serde_json::to_string(&job).map_err(|e| {
             tracing::error!(error = %e, "webhook job does not serialise");
             ApiError::Internal

@@ -7,7 +7,7 @@
 //! all attributes and sorted by `order_no` (order numbers sort by creation time):
 //! `orders_by_merchant` (hash `list_pk`) and `orders_by_merchant_status` (hash `status_list_pk`).
 //! Only order records carry `list_pk`/`status_list_pk`, so the indexes hold orders and nothing else.
-//! TTL is on `purge_at` (only rate-limit windows have it). [`DynamoStore::create_table`] is the
+//! TTL is on `purge_at` (rate-limit windows and webhook attempts have it). [`DynamoStore::create_table`] is the
 //! one definition of this schema; `infra/template.yaml` mirrors it.
 //!
 //! | item | `pk` | `sk` | other keys | holds |
@@ -18,6 +18,7 @@
 //! | out_trade_no guard | `OTN#{merchant id}#{out_trade_no}` | `OTN` | | a copy of the order + `version` |
 //! | order counts | `MERCHANT#{id}` | `COUNTS` | | `count_all`, `count_{status}` |
 //! | rate-limit window | `WINDOW#{bucket}` | `WINDOW` | | `n`, `expires_at`, `purge_at` (TTL) |
+//! | webhook attempt | `ORDER#{order_no}` | `ATTEMPT#{generation:010}#{attempt:010}` | | the attempt, `purge_at` (TTL, 90 days) |
 //!
 //! | access pattern | how |
 //! | --- | --- |
@@ -27,6 +28,7 @@
 //! | order by merchant + `out_trade_no` | `GetItem OTN#…` (strongly consistent, unlike a GSI) |
 //! | a merchant's orders, newest first | `Query orders_by_merchant` (or `orders_by_merchant_status` for one status), descending; a cursor is the key condition `order_no < :after` inside the caller's own partition, so it can never reach another merchant's orders; `total` is a `GetItem` of the counts item, sent concurrently |
 //! | rate-limit window | `UpdateItem ADD n` |
+//! | an order's latest webhook attempts | `Query pk = ORDER#… AND begins_with(sk, ATTEMPT#)`, descending (zero-padded numbers sort) |
 //!
 //! Writes:
 //! - `insert_merchant`: one transaction putting the merchant and both key items, each only if new.
@@ -37,7 +39,8 @@
 //! - `update_order`: reads the order (strongly consistent), computes the next state with
 //!   [`Order::apply`] (refusing at once if it says no), then writes it in one transaction (order,
 //!   guard copy, counts on a status change) under `Order::apply`'s rules as a condition (`status
-//!   = pending`, `AND amount = :amount` to pay; `status = paid` to record the webhook job) plus
+//!   = pending`, `AND amount = :amount` to pay; `status = paid` for the webhook updates, `AND
+//!   webhook_generation = :generation` to record an attempt) plus
 //!   `version = :read_version`, so the order returned is exactly the one written. If the
 //!   condition fails it reads again and `Order::apply` gives the reason (or, if only the version
 //!   moved, it tries again, bounded).
@@ -66,11 +69,12 @@ use aws_sdk_dynamodb::{
 
 use super::{
     InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store, StoreError,
-    UpdateMerchantError, UpdateOrderError,
+    UpdateMerchantError, UpdateOrderError, WEBHOOK_ATTEMPT_RETENTION_DAYS,
 };
 use crate::model::{
     Fen, KeyHash, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderStatus,
-    OrderUpdate, OutTradeNo, PayCredential, PayType, Secret, Timestamp,
+    OrderUpdate, OutTradeNo, PayCredential, PayType, RetiringSecret, Secret, Timestamp,
+    WebhookAttempt, WebhookState, WebhookStatus,
 };
 
 // ---------------------------------------------------------------- the schema, in one place
@@ -125,6 +129,12 @@ const ORDER_SK: &str = "ORDER";
 const GUARD_SK: &str = "OTN";
 const COUNTS_SK: &str = "COUNTS";
 const WINDOW_SK: &str = "WINDOW";
+const ATTEMPT_SK_PREFIX: &str = "ATTEMPT#";
+
+/// Zero-padded, so that the attempts of an order sort by generation, then attempt number.
+fn attempt_sk(generation: u32, attempt: u32) -> String {
+    format!("{ATTEMPT_SK_PREFIX}{generation:010}#{attempt:010}")
+}
 
 fn count_attribute(status: Option<OrderStatus>) -> String {
     match status {
@@ -788,6 +798,48 @@ impl Store for DynamoStore {
         Ok(OrderPage::from_overfetch(orders, query.per_page, total))
     }
 
+    async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attempt_item(attempt)))
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    &format!("record webhook attempt of {}", attempt.order_no),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn webhook_attempts(
+        &self,
+        order_no: &OrderNo,
+        limit: u32,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(order_pk(order_no)))
+            .expression_attribute_values(":prefix", s(ATTEMPT_SK_PREFIX))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("webhook attempts of {order_no}"), e))?;
+        out.items().iter().map(attempt_from_item).collect()
+    }
+
     async fn count_in_window(
         &self,
         bucket: &str,
@@ -882,7 +934,13 @@ fn apply_rules(update: &OrderUpdate) -> Condition {
             .and("#amount = :amount")
             .name("#amount", "amount")
             .value(":amount", n(amount.get())),
-        OrderUpdate::RecordWebhookQueued { .. } => status_is(OrderStatus::Paid),
+        OrderUpdate::RecordWebhookQueued { .. } | OrderUpdate::RestartWebhook => {
+            status_is(OrderStatus::Paid)
+        }
+        OrderUpdate::RecordWebhookAttempt { generation, .. } => status_is(OrderStatus::Paid)
+            .and("#webhook_generation = :webhook_generation")
+            .name("#webhook_generation", "webhook_generation")
+            .value(":webhook_generation", n(i64::from(*generation))),
     }
 }
 
@@ -964,6 +1022,7 @@ fn merchant_item(merchant: &Merchant, pk: String, sk: &str, kind: Option<KeyKind
         secret_key_hash,
         publishable_key_hash,
         webhook_secret,
+        previous_webhook_secret,
         notify_url,
         status,
         created_at,
@@ -986,6 +1045,16 @@ fn merchant_item(merchant: &Merchant, pk: String, sk: &str, kind: Option<KeyKind
         ("created_at".to_string(), n(created_at.unix())),
     ]);
     insert_opt(&mut item, "notify_url", notify_url.as_deref().map(s));
+    if let Some(previous) = previous_webhook_secret {
+        item.insert(
+            "previous_webhook_secret".into(),
+            s(previous.secret.expose().as_str()),
+        );
+        item.insert(
+            "previous_webhook_secret_until".into(),
+            n(previous.until.unix()),
+        );
+    }
     match kind {
         None => {
             item.insert(ITEM_TYPE.into(), s("merchant"));
@@ -1015,6 +1084,13 @@ fn merchant_from_item(item: &Item) -> Result<Merchant, StoreError> {
         secret_key_hash: KeyHash::from_hex(r.str("secret_key_hash")?),
         publishable_key_hash: KeyHash::from_hex(r.str("publishable_key_hash")?),
         webhook_secret: Secret::new(r.str("webhook_secret")?.to_string()),
+        previous_webhook_secret: match r.opt_str("previous_webhook_secret")? {
+            None => None,
+            Some(secret) => Some(RetiringSecret {
+                secret: Secret::new(secret.to_string()),
+                until: Timestamp::from_unix(r.int("previous_webhook_secret_until")?),
+            }),
+        },
         notify_url: r.opt_str("notify_url")?.map(str::to_string),
         status,
         created_at: Timestamp::from_unix(r.int("created_at")?),
@@ -1040,11 +1116,20 @@ fn order_attributes(order: &Order, version: i64) -> Item {
         transaction_id,
         paid_at,
         closed_at,
-        webhook_queued_at,
+        webhook,
         created_at,
         expires_at,
         request_fingerprint,
     } = order;
+    let WebhookState {
+        generation: webhook_generation,
+        queued_at: webhook_queued_at,
+        status: webhook_status,
+        attempts: webhook_attempts,
+        last_attempt_at: webhook_last_attempt_at,
+        next_attempt_at: webhook_next_attempt_at,
+        delivered_at: webhook_delivered_at,
+    } = webhook;
     let mut item = HashMap::from([
         (ORDER_NO.to_string(), s(order_no.as_str())),
         ("merchant_id".to_string(), s(merchant_id.as_str())),
@@ -1059,6 +1144,15 @@ fn order_attributes(order: &Order, version: i64) -> Item {
             s(request_fingerprint.as_str()),
         ),
         (VERSION.to_string(), n(version)),
+        (
+            "webhook_generation".to_string(),
+            n(i64::from(*webhook_generation)),
+        ),
+        ("webhook_status".to_string(), s(webhook_status.as_str())),
+        (
+            "webhook_attempts".to_string(),
+            n(i64::from(*webhook_attempts)),
+        ),
     ]);
     insert_opt(
         &mut item,
@@ -1081,11 +1175,14 @@ fn order_attributes(order: &Order, version: i64) -> Item {
     );
     insert_opt(&mut item, "paid_at", paid_at.map(|t| n(t.unix())));
     insert_opt(&mut item, "closed_at", closed_at.map(|t| n(t.unix())));
-    insert_opt(
-        &mut item,
-        "webhook_queued_at",
-        webhook_queued_at.map(|t| n(t.unix())),
-    );
+    for (name, at) in [
+        ("webhook_queued_at", webhook_queued_at),
+        ("webhook_last_attempt_at", webhook_last_attempt_at),
+        ("webhook_next_attempt_at", webhook_next_attempt_at),
+        ("webhook_delivered_at", webhook_delivered_at),
+    ] {
+        insert_opt(&mut item, name, at.map(|t| n(t.unix())));
+    }
     item
 }
 
@@ -1111,6 +1208,77 @@ fn guard_item(order: &Order, version: i64) -> Option<Item> {
     item.insert(SK.into(), s(GUARD_SK));
     item.insert(ITEM_TYPE.into(), s("out_trade_no"));
     Some(item)
+}
+
+fn attempt_item(attempt: &WebhookAttempt) -> Item {
+    // Destructured so that a new field fails to compile here until it is stored.
+    let WebhookAttempt {
+        order_no,
+        event_id,
+        generation,
+        attempt: number,
+        at,
+        url,
+        status_code,
+        latency_ms,
+        response,
+        error,
+        delivered,
+    } = attempt;
+    let purge_at = at.plus_secs(WEBHOOK_ATTEMPT_RETENTION_DAYS * 86_400);
+    let mut item = HashMap::from([
+        (PK.to_string(), s(order_pk(order_no))),
+        (SK.to_string(), s(attempt_sk(*generation, *number))),
+        (ITEM_TYPE.to_string(), s("webhook_attempt")),
+        (ORDER_NO.to_string(), s(order_no.as_str())),
+        ("event_id".to_string(), s(event_id.as_str())),
+        ("generation".to_string(), n(i64::from(*generation))),
+        ("attempt".to_string(), n(i64::from(*number))),
+        ("at".to_string(), n(at.unix())),
+        (
+            "latency_ms".to_string(),
+            n(i64::try_from(*latency_ms).unwrap_or(i64::MAX)),
+        ),
+        ("delivered".to_string(), AttributeValue::Bool(*delivered)),
+        (PURGE_AT.to_string(), n(purge_at.unix())),
+    ]);
+    insert_opt(&mut item, "url", url.as_deref().map(s));
+    insert_opt(
+        &mut item,
+        "status_code",
+        status_code.map(|c| n(i64::from(c))),
+    );
+    insert_opt(&mut item, "response", response.as_deref().map(s));
+    insert_opt(&mut item, "error", error.as_deref().map(s));
+    item
+}
+
+fn attempt_from_item(item: &Item) -> Result<WebhookAttempt, StoreError> {
+    let r = Reader::new(item, "webhook attempt");
+    let order_no = r.str(ORDER_NO)?;
+    let order_no = OrderNo::parse(order_no)
+        .ok_or_else(|| corrupt("webhook attempt", &format!("order_no {order_no:?}")))?;
+    let status_code = r
+        .opt_int("status_code")?
+        .map(|c| u16::try_from(c).map_err(|_| corrupt("webhook attempt", "status_code")))
+        .transpose()?;
+    let delivered = match item.get("delivered") {
+        Some(AttributeValue::Bool(b)) => *b,
+        _ => return Err(corrupt("webhook attempt", "delivered is not a boolean")),
+    };
+    Ok(WebhookAttempt {
+        order_no,
+        event_id: r.str("event_id")?.to_string(),
+        generation: r.u32("generation")?,
+        attempt: r.u32("attempt")?,
+        at: Timestamp::from_unix(r.int("at")?),
+        url: r.opt_str("url")?.map(str::to_string),
+        status_code,
+        latency_ms: r.opt_u64("latency_ms")?.unwrap_or(0),
+        response: r.opt_str("response")?.map(str::to_string),
+        error: r.opt_str("error")?.map(str::to_string),
+        delivered,
+    })
 }
 
 fn credential_value(credential: &PayCredential) -> AttributeValue {
@@ -1162,6 +1330,19 @@ fn order_from_item(item: &Item) -> Result<(Order, i64), StoreError> {
     let status = r.str("status")?;
     let status = OrderStatus::parse(status)
         .ok_or_else(|| corrupt("order", &format!("status {status:?}")))?;
+    let webhook_status = r.str("webhook_status")?;
+    let webhook_status = WebhookStatus::parse(webhook_status)
+        .ok_or_else(|| corrupt("order", &format!("webhook_status {webhook_status:?}")))?;
+    let time = |name| r.opt_int(name).map(|t| t.map(Timestamp::from_unix));
+    let webhook = WebhookState {
+        generation: r.u32("webhook_generation")?,
+        queued_at: time("webhook_queued_at")?,
+        status: webhook_status,
+        attempts: r.u32("webhook_attempts")?,
+        last_attempt_at: time("webhook_last_attempt_at")?,
+        next_attempt_at: time("webhook_next_attempt_at")?,
+        delivered_at: time("webhook_delivered_at")?,
+    };
     let order = Order {
         order_no,
         merchant_id: MerchantId::new(r.str("merchant_id")?),
@@ -1178,7 +1359,7 @@ fn order_from_item(item: &Item) -> Result<(Order, i64), StoreError> {
         transaction_id: r.opt_str("transaction_id")?.map(str::to_string),
         paid_at: r.opt_int("paid_at")?.map(Timestamp::from_unix),
         closed_at: r.opt_int("closed_at")?.map(Timestamp::from_unix),
-        webhook_queued_at: r.opt_int("webhook_queued_at")?.map(Timestamp::from_unix),
+        webhook,
         created_at: Timestamp::from_unix(r.int("created_at")?),
         expires_at: Timestamp::from_unix(r.int("expires_at")?),
         request_fingerprint: r.str("request_fingerprint")?.to_string(),
@@ -1224,6 +1405,19 @@ impl<'a> Reader<'a> {
     fn int(&self, name: &str) -> Result<i64, StoreError> {
         self.opt_int(name)?
             .ok_or_else(|| corrupt(self.what, &format!("{name} missing")))
+    }
+
+    fn u32(&self, name: &str) -> Result<u32, StoreError> {
+        u32::try_from(self.int(name)?)
+            .map_err(|_| corrupt(self.what, &format!("{name} out of range")))
+    }
+
+    fn opt_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.opt_int(name)?
+            .map(|v| {
+                u64::try_from(v).map_err(|_| corrupt(self.what, &format!("{name} is negative")))
+            })
+            .transpose()
     }
 }
 

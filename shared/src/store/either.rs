@@ -6,6 +6,7 @@ use super::{
 };
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
+    WebhookAttempt,
 };
 
 pub enum EitherStore {
@@ -73,6 +74,18 @@ impl Store for EitherStore {
 
     async fn list_orders(&self, query: &ListQuery) -> Result<OrderPage, StoreError> {
         forward!(self, s => s.list_orders(query))
+    }
+
+    async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> Result<(), StoreError> {
+        forward!(self, s => s.record_webhook_attempt(attempt))
+    }
+
+    async fn webhook_attempts(
+        &self,
+        order_no: &OrderNo,
+        limit: u32,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
+        forward!(self, s => s.webhook_attempts(order_no, limit))
     }
 
     async fn count_in_window(

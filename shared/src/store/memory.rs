@@ -1,7 +1,7 @@
 //! The in-memory store: tests and `ferrypay dev`. One mutex makes every write atomic.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Mutex, MutexGuard},
 };
 
@@ -11,6 +11,7 @@ use super::{
 };
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
+    WebhookAttempt,
 };
 
 #[derive(Default)]
@@ -22,6 +23,8 @@ struct Tables {
     orders_by_merchant: HashMap<MerchantId, BTreeSet<OrderNo>>,
     out_trade_nos: HashMap<(MerchantId, OutTradeNo), OrderNo>,
     windows: HashMap<String, (u64, Timestamp)>,
+    /// Per order, its webhook attempts by (generation, attempt).
+    webhook_attempts: HashMap<OrderNo, BTreeMap<(u32, u32), WebhookAttempt>>,
 }
 
 #[derive(Default)]
@@ -200,6 +203,35 @@ impl Store for MemoryStore {
                 .collect(),
         };
         Ok(OrderPage::from_overfetch(page, query.per_page, total))
+    }
+
+    async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> Result<(), StoreError> {
+        self.lock()?
+            .webhook_attempts
+            .entry(attempt.order_no.clone())
+            .or_default()
+            .insert((attempt.generation, attempt.attempt), attempt.clone());
+        Ok(())
+    }
+
+    async fn webhook_attempts(
+        &self,
+        order_no: &OrderNo,
+        limit: u32,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
+        Ok(self
+            .lock()?
+            .webhook_attempts
+            .get(order_no)
+            .map(|attempts| {
+                attempts
+                    .values()
+                    .rev()
+                    .take(limit as usize)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn count_in_window(

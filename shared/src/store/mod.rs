@@ -15,8 +15,11 @@ pub use memory::MemoryStore;
 
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo,
-    Timestamp, UpdateRefused,
+    Timestamp, UpdateRefused, WebhookAttempt,
 };
+
+/// How long attempt records are kept (DynamoDB deletes them by TTL afterwards).
+pub const WEBHOOK_ATTEMPT_RETENTION_DAYS: i64 = 90;
 
 /// The backend failed (unreachable, throttled, corrupt item). Never shown to merchants.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +179,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         query: &ListQuery,
     ) -> impl Future<Output = Result<OrderPage, StoreError>> + Send;
+
+    /// Records one webhook delivery attempt. Idempotent: the same order, generation and attempt
+    /// number replace the earlier record (a redelivered job that attempts again).
+    fn record_webhook_attempt(
+        &self,
+        attempt: &WebhookAttempt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// An order's latest webhook attempts, newest first (by generation, then attempt number),
+    /// at most `limit`.
+    fn webhook_attempts(
+        &self,
+        order_no: &OrderNo,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<WebhookAttempt>, StoreError>> + Send;
 
     /// Counts one request against a fixed window `bucket` (e.g. merchant + minute) and returns
     /// the count so far, including this one. The window is forgotten after `expires_at`.
