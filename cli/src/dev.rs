@@ -1,7 +1,8 @@
 //! `ferrypay dev`: the whole public API on one local HTTP server, through the same
 //! `ferrypay::api` code the Lambda functions run, on the in-memory store and queue, with the
 //! real WeChat Pay client talking to the in-process WeChat Pay mock (or, when `WECHATPAY_*` is
-//! set, to that endpoint instead).
+//! set, to that endpoint instead), and the notify-worker running in-process on the queue, so a
+//! payment reaches the demo merchant's notify URL as a signed webhook.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -9,9 +10,13 @@ use bytes::Bytes;
 use ferrypay::{
     api::{self, notify::WECHAT_NOTIFY_PATH},
     config::Env,
-    model::{Clock, Merchant, Secret, SystemClock},
-    queue::MemoryQueue,
-    service::{Backends, Ferrypay, IssuedKeys, NewMerchant, OnboardError, ServiceConfig},
+    model::{Clock, Merchant, MerchantId, Secret, SystemClock},
+    outbound::OutboundPolicy,
+    queue::{MemoryQueue, Queue, MAX_BATCH},
+    service::{
+        retry::RetrySchedule, Backends, BatchMessage, Ferrypay, IssuedKeys, NewMerchant,
+        OnboardError, ServiceConfig, WebhookSender, WebhookWorker,
+    },
     sign::hash_api_key,
     store::{DynamoStore, EitherStore, MemoryStore, Store},
     wechat::{
@@ -24,6 +29,7 @@ use serde_json::json;
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
+    dev_inbox::{DevInbox, DEV_INBOX_PATH},
     dev_keys, http_server,
     wechat_mock::{MockConfig, MockServer},
 };
@@ -43,6 +49,10 @@ pub type DevApp = Ferrypay<DevBackends>;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_TABLE: &str = "ferrypay-dev";
 pub const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:8081";
+/// The dev stack's webhook retries: minutes, not production's three days.
+pub const DEV_WEBHOOK_RETRY_SCHEDULE: &str = "2s,5s,15s,30s,1m,5m";
+/// How often the in-process worker looks at the queue when it was empty.
+const WORKER_POLL: Duration = Duration::from_millis(50);
 
 /// Which WeChat Pay the dev stack talks to.
 #[derive(Debug, Clone)]
@@ -78,12 +88,17 @@ pub struct DevOptions {
     pub config: ServiceConfig,
     pub wechat: DevWechat,
     pub store: DevStore,
+    /// The in-process notify-worker's retry schedule; `None` runs no worker, so webhook jobs
+    /// stay on the queue (tests that look at them).
+    pub webhook_worker: Option<RetrySchedule>,
 }
 
 impl DevOptions {
     /// Reads `FERRYPAY_DEMO_API_KEY`, `FERRYPAY_DEMO_PUBLISHABLE_KEY`,
     /// `FERRYPAY_DEMO_WEBHOOK_SECRET`, `FERRYPAY_DEMO_NOTIFY_URL` (each pins that value),
-    /// `FERRYPAY_PUBLIC_URL`, the service settings and, if any is set, the `WECHATPAY_*` ones.
+    /// `FERRYPAY_PUBLIC_URL`, `FERRYPAY_WEBHOOK_RETRY_SCHEDULE` (default
+    /// [`DEV_WEBHOOK_RETRY_SCHEDULE`]), the service settings and, if any is set, the
+    /// `WECHATPAY_*` ones.
     pub fn from_env(
         listen: SocketAddr,
         mock_listen: SocketAddr,
@@ -102,6 +117,11 @@ impl DevOptions {
                 .map(Secret::new),
         };
         let public_url = env.optional("FERRYPAY_PUBLIC_URL");
+        let schedule = env
+            .optional("FERRYPAY_WEBHOOK_RETRY_SCHEDULE")
+            .unwrap_or_else(|| DEV_WEBHOOK_RETRY_SCHEDULE.to_string());
+        let schedule = RetrySchedule::parse(&schedule)
+            .map_err(|e| format!("FERRYPAY_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
         let wechat = if any_wechatpay_setting(&env) {
             WechatPayConfig::from_env(&mut env, String::new())
                 .map(|config| DevWechat::External(Box::new(config)))
@@ -129,6 +149,7 @@ impl DevOptions {
             config,
             wechat,
             store,
+            webhook_worker: Some(schedule),
         })
     }
 }
@@ -164,7 +185,12 @@ pub struct DevStack {
     pub keys: IssuedKeys,
     /// The in-process WeChat Pay mock, unless an external endpoint is configured.
     pub mock: Option<MockServer>,
+    /// The in-process notify-worker's schedule, if it runs.
+    pub webhook_schedule: Option<RetrySchedule>,
+    /// The demo merchant's default notify URL: what it received.
+    pub inbox: Arc<DevInbox>,
     server: JoinHandle<()>,
+    worker: Option<JoinHandle<()>>,
 }
 
 impl DevStack {
@@ -217,11 +243,29 @@ impl DevStack {
             options.config,
             clock,
         ));
-        let (merchant, keys) = demo_merchant(&app, options.demo).await?;
+        let mut demo = options.demo;
+        if demo.notify_url.is_none() {
+            demo.notify_url = Some(format!("http://{addr}{DEV_INBOX_PATH}"));
+        }
+        let (merchant, keys) = demo_merchant(&app, demo).await?;
+        let inbox = Arc::new(DevInbox::default());
+        let webhook_schedule = options.webhook_worker.clone();
+        let worker = match options.webhook_worker {
+            Some(schedule) => {
+                let sender = WebhookSender::new(OutboundPolicy::DEV, schedule)
+                    .map_err(|e| format!("webhook client: {e}"))?;
+                Some(tokio::spawn(run_webhook_worker(Arc::clone(&app), sender)))
+            }
+            None => None,
+        };
         let served = Arc::clone(&app);
+        let served_inbox = Arc::clone(&inbox);
+        let demo_id = merchant.id.clone();
         let server = http_server::serve(listener, move |req, _peer| {
             let app = Arc::clone(&served);
-            async move { route(&app, req).await }
+            let inbox = Arc::clone(&served_inbox);
+            let demo_id = demo_id.clone();
+            async move { route(&app, &inbox, &demo_id, req).await }
         });
         Ok(DevStack {
             addr,
@@ -230,7 +274,10 @@ impl DevStack {
             merchant,
             keys,
             mock,
+            webhook_schedule,
+            inbox,
             server,
+            worker,
         })
     }
 
@@ -262,17 +309,23 @@ impl DevStack {
              publishable key {pk}\n\
              webhook secret  {wh}\n\
              notify url      {notify}\n\
+             webhooks        {webhooks}\n\
              \n\
              try:\n\
              curl -s -X POST {base}/api/v1/pay/create -H 'X-API-Key: {sk}' \\\n  \
                -H 'Content-Type: application/json' -d '{{\"amount\": 100, \"description\": \"Coffee\"}}'\n\
-             {pay}",
+             {pay}\
+             curl -s {base}{DEV_INBOX_PATH}   # the webhooks the demo merchant received\n",
             public = self.public_url,
             id = self.merchant.id,
             name = self.merchant.name,
             pk = self.keys.publishable_key,
             wh = self.keys.webhook_secret.expose(),
             notify = self.merchant.notify_url.as_deref().unwrap_or("(none)"),
+            webhooks = match &self.webhook_schedule {
+                Some(schedule) => format!("sent in-process, retried after {schedule}"),
+                None => "queued only (no worker)".into(),
+            },
         )
     }
 }
@@ -305,12 +358,58 @@ async fn demo_merchant(app: &DevApp, demo: NewMerchant) -> Result<(Merchant, Iss
 impl Drop for DevStack {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(worker) = &self.worker {
+            worker.abort();
+        }
     }
 }
 
-async fn route(app: &DevApp, req: http::Request<Bytes>) -> http::Response<String> {
+/// The notify-worker, in-process: what SQS and Lambda do in production (receive a batch, run
+/// it, delete the messages handled, leave the failed ones to come back after the visibility
+/// timeout and, after too many receives, go to the dead-letter queue).
+async fn run_webhook_worker(app: Arc<DevApp>, sender: WebhookSender) {
+    let worker = WebhookWorker::new(&app.store, &app.queue, app.clock.as_ref(), &sender);
+    loop {
+        let received = match app.queue.receive(MAX_BATCH).await {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::error!(error = %e, "dev notify-worker: receive failed");
+                Vec::new()
+            }
+        };
+        if received.is_empty() {
+            tokio::time::sleep(WORKER_POLL).await;
+            continue;
+        }
+        let batch: Vec<BatchMessage> = received
+            .iter()
+            .map(|m| BatchMessage {
+                message_id: m.message_id.clone(),
+                body: m.body.clone(),
+            })
+            .collect();
+        let failed = worker.handle_batch(&batch).await;
+        for message in received.iter().filter(|m| !failed.contains(&m.message_id)) {
+            if let Err(e) = app.queue.delete(&message.receipt).await {
+                tracing::error!(error = %e, "dev notify-worker: delete failed");
+            }
+        }
+    }
+}
+
+async fn route(
+    app: &DevApp,
+    inbox: &DevInbox,
+    demo_id: &MerchantId,
+    req: http::Request<Bytes>,
+) -> http::Response<String> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => api::json_response(StatusCode::OK, &json!({"ok": true})),
+        (&Method::POST, DEV_INBOX_PATH) => {
+            let demo = app.store.get_merchant(demo_id).await.ok().flatten();
+            inbox.receive(demo.as_ref(), &req, app.clock.now())
+        }
+        (&Method::GET, DEV_INBOX_PATH) => inbox.list(),
         _ => api::handle(app, req).await,
     }
 }

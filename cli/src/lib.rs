@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod dev;
+pub mod dev_inbox;
 pub mod dev_keys;
 pub mod http_server;
 pub mod merchant;

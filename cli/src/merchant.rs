@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use ferrypay::{
     model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, SystemClock},
-    service::{MerchantAdmin, NewMerchant},
+    service::{retry::RetrySchedule, MerchantAdmin, NewMerchant},
     store::DynamoStore,
 };
 
 use crate::args::Args;
+
+/// How long a rotated-out webhook secret keeps signing unless `--overlap` says otherwise.
+const DEFAULT_WEBHOOK_OVERLAP: &str = "24h";
 
 pub const USAGE: &str = "\
   ferrypay merchant create --name NAME [--notify-url URL]
@@ -16,6 +19,9 @@ pub const USAGE: &str = "\
   ferrypay merchant show ID
   ferrypay merchant disable ID | enable ID
   ferrypay merchant rotate-key ID [--publishable]
+  ferrypay merchant rotate-webhook-secret ID [--overlap DURATION]
+      a new webhook secret; the old one keeps signing too (a second signature) for the
+      overlap (default 24h; 0s ends it at once), so the merchant can switch without a gap
   ferrypay merchant set-notify-url ID (URL | --clear)
       manage merchants in the DynamoDB table: --table NAME (or FERRYPAY_TABLE);
       --endpoint URL (or FERRYPAY_DYNAMODB_ENDPOINT) for a local emulator (dummy credentials);
@@ -26,7 +32,13 @@ pub const USAGE: &str = "\
 pub async fn run(args: &[String]) -> Result<String, String> {
     let args = Args::parse(
         args,
-        &["--table", "--endpoint", "--name", "--notify-url"],
+        &[
+            "--table",
+            "--endpoint",
+            "--name",
+            "--notify-url",
+            "--overlap",
+        ],
         &["--publishable", "--clear", "--allow-http"],
     )?;
     let table = args
@@ -113,6 +125,27 @@ pub async fn run(args: &[String]) -> Result<String, String> {
                 key.expose()
             ))
         }
+        Some("rotate-webhook-secret") => {
+            let overlap = args.option("--overlap").unwrap_or(DEFAULT_WEBHOOK_OVERLAP);
+            let overlap = match RetrySchedule::parse(overlap).map(|s| s.waits().to_vec()) {
+                Ok(waits) if waits.len() == 1 => waits[0],
+                _ => {
+                    return Err(format!(
+                        "--overlap {overlap:?}: one duration, like 24h or 30m"
+                    ))
+                }
+            };
+            let (m, secret) = admin
+                .rotate_webhook_secret(&id(1)?, overlap)
+                .await
+                .map_err(text)?;
+            Ok(format!(
+                "{}new webhook secret  {}   (shown once)
+",
+                describe(&m),
+                secret.expose()
+            ))
+        }
         Some("set-notify-url") => {
             let url = match (positional.get(2), args.switch("--clear")) {
                 (Some(url), false) => Some(url.to_string()),
@@ -137,12 +170,19 @@ fn status(status: MerchantStatus) -> &'static str {
 fn describe(m: &Merchant) -> String {
     let secret = m.webhook_secret.expose();
     let shown: String = secret.chars().take(10).collect();
+    let previous = match &m.previous_webhook_secret {
+        Some(previous) => format!(
+            "; the previous one also signs until {}",
+            previous.until.to_beijing_string()
+        ),
+        None => String::new(),
+    };
     format!(
         "merchant        {}\n\
          name            {}\n\
          status          {}\n\
          notify url      {}\n\
-         webhook secret  {shown}... (shown in full only at creation)\n\
+         webhook secret  {shown}... (shown in full only at creation){previous}\n\
          created         {}\n",
         m.id,
         m.name,

@@ -120,6 +120,29 @@ async fn operators_manage_merchants_from_the_command_line() {
         None
     );
 
+    // A webhook secret rotation keeps the old secret signing for the overlap.
+    let old_secret = store
+        .get_merchant(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .webhook_secret;
+    let rotated = cli.ok(&["rotate-webhook-secret", id.as_str(), "--overlap", "2h"]);
+    let new_secret = field(&rotated, "new webhook secret");
+    assert!(new_secret.starts_with("whsec_"), "{rotated}");
+    assert!(
+        rotated.contains("the previous one also signs until"),
+        "{rotated}"
+    );
+    let m = store.get_merchant(&id).await.unwrap().unwrap();
+    assert_eq!(m.webhook_secret.expose(), new_secret);
+    let previous = m.previous_webhook_secret.unwrap();
+    assert_eq!(previous.secret, old_secret);
+    let overlap = previous.until.unix() - m.created_at.unix();
+    assert!((7000..=7300).contains(&overlap), "{overlap}");
+    let (ok, _, err) = cli.run(&["rotate-webhook-secret", id.as_str(), "--overlap", "1h,2h"]);
+    assert!(!ok && err.contains("--overlap"), "{err}");
+
     let (ok, _, err) = cli.run(&["disable", "mch_nosuchmerchant00"]);
     assert!(!ok && err.contains("no merchant"), "{err}");
     let (ok, _, err) = cli.run(&["create"]);

@@ -10,11 +10,11 @@ use common::{assert_error, decode_qr_data_uri, Harness, START};
 use ferrypay::{
     channel::TradeState,
     model::{Clock, MerchantStatus, OrderNo},
-    service::ServiceConfig,
+    service::{ServiceConfig, WebhookJob},
     testing,
 };
 use http::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- create
 
@@ -819,4 +819,137 @@ async fn merchants_never_see_each_others_orders() {
     .await;
     assert_eq!(numbers_of(&theirs).len(), 0);
     assert_eq!(START, common::START);
+}
+
+// ---------------------------------------------------------------- webhook state and resend
+
+/// A paid order (settled by query-through), its webhook job queued.
+async fn paid_order(h: &Harness) -> String {
+    let no = h.create_ok(100).await;
+    h.app
+        .channel
+        .pay(&OrderNo::parse(&no).unwrap(), h.clock.now())
+        .unwrap();
+    assert_eq!(h.query(&no).await.1["order"]["status"], "paid");
+    no
+}
+
+fn queued_jobs(h: &Harness) -> Vec<WebhookJob> {
+    h.app
+        .queue
+        .bodies()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn query_shows_the_webhook_state_once_paid() {
+    let h = Harness::new().await;
+    let no = h.create_ok(100).await;
+    let (_, pending) = h.query(&no).await;
+    assert_eq!(pending["order"]["webhook"], Value::Null);
+    let no = paid_order(&h).await;
+    let (_, paid) = h.query(&no).await;
+    assert_eq!(
+        paid["order"]["webhook"],
+        json!({
+            "status": "pending",
+            "attempts": 0,
+            "last_attempt_at": null,
+            "next_attempt_at": null,
+            "delivered_at": null,
+            "resends": 0,
+            "log": [],
+        })
+    );
+}
+
+#[tokio::test]
+async fn resend_queues_a_new_generation_of_a_paid_orders_webhook() {
+    let h = Harness::new().await;
+    let no = paid_order(&h).await;
+    assert_eq!(queued_jobs(&h).len(), 1);
+    let (status, body) = h
+        .post(
+            "/api/v1/pay/notify/resend",
+            &format!(r#"{{"order_no": "{no}"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["order_no"], no);
+    assert_eq!(body["webhook"]["status"], "pending");
+    assert_eq!(body["webhook"]["resends"], 1);
+    let jobs = queued_jobs(&h);
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        (jobs[1].generation, jobs[1].attempt, &jobs[1].event_id),
+        (1, 0, &jobs[0].event_id),
+        "same event, new generation"
+    );
+    // By out_trade_no too.
+    let (status, created) = h
+        .create(r#"{"amount": 100, "out_trade_no": "resend-otn"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let otn_no = created["order_no"].as_str().unwrap().to_string();
+    h.app
+        .channel
+        .pay(&OrderNo::parse(&otn_no).unwrap(), h.clock.now())
+        .unwrap();
+    h.query(&otn_no).await;
+    let (status, body) = h
+        .post(
+            "/api/v1/pay/notify/resend",
+            r#"{"out_trade_no": "resend-otn"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["order_no"], otn_no);
+}
+
+#[tokio::test]
+async fn resend_refuses_unpaid_unknown_and_other_merchants_orders() {
+    let h = Harness::new().await;
+    let pending = h.create_ok(100).await;
+    let got = h
+        .post(
+            "/api/v1/pay/notify/resend",
+            &format!(r#"{{"order_no": "{pending}"}}"#),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "order_not_paid");
+    assert_eq!(got.1["error"], "Order not paid");
+    assert_error(
+        &h.post(
+            "/api/v1/pay/notify/resend",
+            r#"{"order_no": "FP20251221103000ZZZZZZ"}"#,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "order_not_found",
+    );
+    assert_error(
+        &h.post("/api/v1/pay/notify/resend", "{}").await,
+        StatusCode::BAD_REQUEST,
+        "missing_field",
+    );
+    assert_error(
+        &h.get("/api/v1/pay/notify/resend?order_no=x").await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    // Another merchant's paid order is not found.
+    let no = paid_order(&h).await;
+    let (_, other) = testing::onboard(&h.app, "Other Shop", None, None).await;
+    let got = h
+        .send(
+            Method::POST,
+            "/api/v1/pay/notify/resend",
+            &[("X-API-Key", other.secret_key.expose().as_str())],
+            &format!(r#"{{"order_no": "{no}"}}"#),
+        )
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "order_not_found");
+    assert_eq!(queued_jobs(&h).len(), 1, "nothing more was queued");
 }

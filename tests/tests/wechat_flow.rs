@@ -49,6 +49,7 @@ fn options(public_url: Option<String>) -> DevOptions {
             ..ServiceConfig::default()
         },
         store: DevStore::Memory,
+        webhook_worker: None,
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: vec![Duration::from_millis(100), Duration::from_millis(200)],

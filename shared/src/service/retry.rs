@@ -114,11 +114,48 @@ impl RetrySchedule {
     }
 }
 
+/// The schedule in [`RetrySchedule::parse`]'s format (largest whole unit per wait), so that
+/// printing and parsing round-trip.
+impl std::fmt::Display for RetrySchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, wait) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let ms = wait.as_millis();
+            let (n, unit) = [
+                (86_400_000, "d"),
+                (3_600_000, "h"),
+                (60_000, "m"),
+                (1000, "s"),
+            ]
+            .into_iter()
+            .find(|(size, _)| ms >= *size && ms % size == 0)
+            .map_or((ms, "ms"), |(size, unit)| (ms / size, unit));
+            write!(f, "{n}{unit}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn printing_and_parsing_round_trip() {
+        let default = RetrySchedule::default();
+        assert_eq!(
+            default.to_string(),
+            "15s,1m,5m,15m,30m,1h,2h,4h,8h,12h,1d,1d"
+        );
+        assert_eq!(RetrySchedule::parse(&default.to_string()), Ok(default));
+        let odd = RetrySchedule::parse("500ms,90s,0s").unwrap();
+        assert_eq!(odd.to_string(), "500ms,90s,0ms");
+        assert_eq!(RetrySchedule::parse(&odd.to_string()), Ok(odd));
+    }
 
     #[test]
     fn the_default_spans_about_three_days_in_13_attempts() {
