@@ -657,6 +657,7 @@ async fn webhook_jobs_are_recorded_only_on_paid_orders<S: Store>(store: S) {
     let pending = order(&a, 1, Some("shop-1"));
     store.insert_order(&pending).await.unwrap();
     let queued = |second: i64| OrderUpdate::RecordWebhookQueued {
+        generation: 0,
         at: pending.created_at.plus_secs(second),
     };
     assert_refused(
@@ -716,7 +717,10 @@ async fn webhook_attempts_follow_the_generation_and_delivered_stays<S: Store>(st
     let queued = store
         .update_order(
             &pending.order_no,
-            &OrderUpdate::RecordWebhookQueued { at: at(31) },
+            &OrderUpdate::RecordWebhookQueued {
+                generation: 0,
+                at: at(31),
+            },
         )
         .await
         .unwrap();

@@ -115,11 +115,11 @@ pub enum OrderUpdate {
     },
     /// The order can no longer be paid. Only `pending -> closed`.
     MarkClosed { closed_at: Timestamp },
-    /// The webhook job of a paid order is on the queue. Only on a paid order; the first time
-    /// is kept.
-    RecordWebhookQueued { at: Timestamp },
-    /// A delivery attempt of webhook generation `generation` ended. Only on a paid order, and
-    /// only for the current generation.
+    /// The first job of webhook generation `generation` is on the queue. Only on a paid order
+    /// and for the current generation; the first time is kept.
+    RecordWebhookQueued { generation: u32, at: Timestamp },
+    /// A delivery attempt of webhook generation `generation` ended. Only on a paid order and
+    /// for the current generation.
     RecordWebhookAttempt {
         generation: u32,
         /// 1-based, within the generation.
@@ -177,8 +177,9 @@ impl Order {
                 next.status = OrderStatus::Closed;
                 next.closed_at = Some(*closed_at);
             }
-            OrderUpdate::RecordWebhookQueued { at } => {
+            OrderUpdate::RecordWebhookQueued { generation, at } => {
                 self.require(OrderStatus::Paid)?;
+                self.require_webhook_generation(*generation)?;
                 next.webhook.queued_at = Some(self.webhook.queued_at.unwrap_or(*at));
             }
             OrderUpdate::RecordWebhookAttempt {
@@ -188,12 +189,7 @@ impl Order {
                 result,
             } => {
                 self.require(OrderStatus::Paid)?;
-                if *generation != self.webhook.generation {
-                    return Err(UpdateRefused::WebhookSuperseded {
-                        attempted: *generation,
-                        current: self.webhook.generation,
-                    });
-                }
+                self.require_webhook_generation(*generation)?;
                 next.webhook = self.webhook.after_attempt(*attempt, *at, *result);
             }
             OrderUpdate::RestartWebhook => {
@@ -202,6 +198,17 @@ impl Order {
             }
         }
         Ok(next)
+    }
+
+    fn require_webhook_generation(&self, generation: u32) -> Result<(), UpdateRefused> {
+        if generation == self.webhook.generation {
+            Ok(())
+        } else {
+            Err(UpdateRefused::WebhookSuperseded {
+                attempted: generation,
+                current: self.webhook.generation,
+            })
+        }
     }
 
     fn require(&self, status: OrderStatus) -> Result<(), UpdateRefused> {
@@ -284,6 +291,7 @@ mod tests {
     #[test]
     fn webhook_queued_only_on_paid_orders_and_the_first_time_stays() {
         let queued = |at| OrderUpdate::RecordWebhookQueued {
+            generation: 0,
             at: Timestamp::from_unix(at),
         };
         assert_eq!(

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use super::{Backends, Ferrypay, OrderRef};
 use crate::{
     api::ApiError,
-    model::{Merchant, Order, OrderNo, OrderStatus, OrderUpdate, Timestamp, WebhookAttempt},
+    model::{
+        Merchant, Order, OrderNo, OrderStatus, OrderUpdate, Timestamp, UpdateRefused,
+        WebhookAttempt,
+    },
     queue::{OutgoingMessage, Queue},
     store::{Store, UpdateOrderError},
 };
@@ -105,10 +108,16 @@ impl<B: Backends> Ferrypay<B> {
                 ApiError::Internal
             })?;
         let update = OrderUpdate::RecordWebhookQueued {
+            generation: order.webhook.generation,
             at: self.clock.now(),
         };
         match self.store.update_order(&order.order_no, &update).await {
             Ok(updated) => Ok(updated),
+            // A concurrent resend started a newer generation; it queues its own job.
+            Err(UpdateOrderError::Refused {
+                current,
+                reason: UpdateRefused::WebhookSuperseded { .. },
+            }) => Ok(*current),
             Err(UpdateOrderError::Store(e)) => Err(e.into()),
             Err(e) => {
                 tracing::error!(order_no = %order.order_no, error = %e, "could not record the queued webhook");

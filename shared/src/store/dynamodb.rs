@@ -40,7 +40,7 @@
 //!   [`Order::apply`] (refusing at once if it says no), then writes it in one transaction (order,
 //!   guard copy, counts on a status change) under `Order::apply`'s rules as a condition (`status
 //!   = pending`, `AND amount = :amount` to pay; `status = paid` for the webhook updates, `AND
-//!   webhook_generation = :generation` to record an attempt) plus
+//!   webhook_generation = :generation` to record a queued job or an attempt) plus
 //!   `version = :read_version`, so the order returned is exactly the one written. If the
 //!   condition fails it reads again and `Order::apply` gives the reason (or, if only the version
 //!   moved, it tries again, bounded).
@@ -934,10 +934,9 @@ fn apply_rules(update: &OrderUpdate) -> Condition {
             .and("#amount = :amount")
             .name("#amount", "amount")
             .value(":amount", n(amount.get())),
-        OrderUpdate::RecordWebhookQueued { .. } | OrderUpdate::RestartWebhook => {
-            status_is(OrderStatus::Paid)
-        }
-        OrderUpdate::RecordWebhookAttempt { generation, .. } => status_is(OrderStatus::Paid)
+        OrderUpdate::RestartWebhook => status_is(OrderStatus::Paid),
+        OrderUpdate::RecordWebhookQueued { generation, .. }
+        | OrderUpdate::RecordWebhookAttempt { generation, .. } => status_is(OrderStatus::Paid)
             .and("#webhook_generation = :webhook_generation")
             .name("#webhook_generation", "webhook_generation")
             .value(":webhook_generation", n(i64::from(*generation))),
