@@ -2,7 +2,7 @@
 //! us and only public addresses are dialled (no private, loopback, link-local, CGNAT, multicast,
 //! documentation or IPv6 local ranges; the resolver itself filters, so a DNS answer cannot change
 //! between the check and the connection), literal IPs are checked too, only https in production,
-//! no redirects followed, a timeout on everything. The dev stack explicitly allows loopback http.
+//! no redirects followed, no proxy from the environment, a timeout on everything. The dev stack explicitly allows loopback http.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -137,6 +137,9 @@ impl OutboundClient {
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver { policy }))
             .redirect(reqwest::redirect::Policy::none())
+            // No proxy from the environment (HTTPS_PROXY, ALL_PROXY): a proxy resolves the
+            // merchant's host itself, which would bypass the guarded resolver.
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("ferrypay-webhooks/", env!("CARGO_PKG_VERSION")))
