@@ -84,7 +84,8 @@ fn v6_public(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
-        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 (embeds IPv4)
+        || s[..6] == [0; 6] // IPv4-compatible ::/96 (deprecated, embeds IPv4: ::127.0.0.1)
+        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96, local-use 64:ff9b:1::/48 (both in this /32)
         || s[0] == 0x2002 // 6to4 (embeds IPv4)
         || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)) // discard 100::/64
 }
@@ -281,6 +282,10 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
             "2002:a00:1::",
             "2001:db8::1",
             "ff02::1",
@@ -315,6 +320,7 @@ mod tests {
             "https://user:pw@merchant.example/notify",
             "https://127.0.0.1/notify",
             "https://[::1]/notify",
+            "https://[::127.0.0.1]/notify",
             "https://169.254.169.254/latest/meta-data",
             "not a url",
         ] {
