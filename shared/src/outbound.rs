@@ -2,7 +2,7 @@
 //! us and only public addresses are dialled (no private, loopback, link-local, CGNAT, multicast,
 //! documentation or IPv6 local ranges; the resolver itself filters, so a DNS answer cannot change
 //! between the check and the connection), literal IPs are checked too, only https in production,
-//! no redirects followed, a timeout on everything. The dev stack explicitly allows loopback http.
+//! no redirects followed, no proxy from the environment, a timeout on everything. The dev stack explicitly allows loopback http.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -84,7 +84,8 @@ fn v6_public(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
-        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96 (embeds IPv4)
+        || s[..6] == [0; 6] // IPv4-compatible ::/96 (deprecated, embeds IPv4: ::127.0.0.1)
+        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 64:ff9b::/96, local-use 64:ff9b:1::/48 (both in this /32)
         || s[0] == 0x2002 // 6to4 (embeds IPv4)
         || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)) // discard 100::/64
 }
@@ -137,6 +138,9 @@ impl OutboundClient {
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver { policy }))
             .redirect(reqwest::redirect::Policy::none())
+            // No proxy from the environment (HTTPS_PROXY, ALL_PROXY): a proxy resolves the
+            // merchant's host itself, which would bypass the guarded resolver.
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("ferrypay-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -278,6 +282,10 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
             "2002:a00:1::",
             "2001:db8::1",
             "ff02::1",
@@ -312,6 +320,7 @@ mod tests {
             "https://user:pw@merchant.example/notify",
             "https://127.0.0.1/notify",
             "https://[::1]/notify",
+            "https://[::127.0.0.1]/notify",
             "https://169.254.169.254/latest/meta-data",
             "not a url",
         ] {

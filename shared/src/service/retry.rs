@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::model::Timestamp;
+
 /// ±20%: spreads the retries of many orders that failed together.
 pub const JITTER: f64 = 0.2;
 /// A receiver's `Retry-After` is honoured up to this many times the scheduled wait.
@@ -106,6 +108,22 @@ impl RetrySchedule {
             Some(asked) => asked.clamp(jittered, scheduled.saturating_mul(RETRY_AFTER_MAX_FACTOR)),
             None => jittered,
         })
+    }
+
+    /// The next attempt after attempt number `failed_attempts` failed at `now` (the injected
+    /// clock's reading): how long the queue should hold the job, and when the attempt is due
+    /// (whole seconds, rounded down, as the order records it). `None` when the schedule is used
+    /// up. The worker computes its retries with this and nothing else.
+    pub fn next_attempt(
+        &self,
+        failed_attempts: u32,
+        now: Timestamp,
+        jitter: f64,
+        retry_after: Option<Duration>,
+    ) -> Option<(Duration, Timestamp)> {
+        let wait = self.next_wait(failed_attempts, jitter, retry_after)?;
+        let due = now.plus_secs(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+        Some((wait, due))
     }
 
     /// The time from the first attempt to the last, without jitter.
@@ -231,6 +249,52 @@ mod tests {
             let span = schedule.total_span().as_secs_f64();
             prop_assert!(total.as_secs_f64() >= span * 0.8 - 1e-6);
             prop_assert!(total.as_secs_f64() <= span * 1.2 + 1e-6);
+        }
+
+        /// The worker's sequence of due times, from an injected clock that moves to each due
+        /// time in turn: never earlier than the attempt before, each gap within ±20% of its
+        /// scheduled wait (less the rounding to whole seconds), the whole within ±20% of the
+        /// span, used up after exactly `max_attempts`; a `Retry-After` stays between the
+        /// jittered wait and twice the scheduled one.
+        #[test]
+        fn due_times_from_an_injected_clock_are_monotonic_and_within_jitter(
+            waits in proptest::collection::vec(0u64..300_000_000, 1..16),
+            jitters in proptest::collection::vec(-1.0f64..=1.0, 16),
+            retry_after in proptest::option::of(0u64..1_000_000),
+            start in 0i64..4_000_000_000,
+        ) {
+            let schedule = RetrySchedule::new(waits.iter().copied().map(Duration::from_millis).collect());
+            let clock = crate::model::ManualClock::new(Timestamp::from_unix(start));
+            let mut due_times = Vec::new();
+            let mut failed = 1;
+            while let Some((wait, due)) = schedule.next_attempt(
+                failed,
+                crate::model::Clock::now(&clock),
+                jitters[failed as usize - 1],
+                None,
+            ) {
+                let scheduled = schedule.waits()[failed as usize - 1].as_secs_f64();
+                let now = crate::model::Clock::now(&clock).unix();
+                let gap = (due.unix() - now) as f64;
+                prop_assert!(due.unix() >= now);
+                prop_assert_eq!(gap, wait.as_secs() as f64);
+                prop_assert!(gap >= scheduled * 0.8 - 1.0 && gap <= scheduled * 1.2 + 1e-6);
+                due_times.push(due);
+                clock.set(due);
+                failed += 1;
+            }
+            prop_assert_eq!(failed, schedule.max_attempts());
+            prop_assert!(due_times.windows(2).all(|w| w[0] <= w[1]));
+            let span = schedule.total_span().as_secs_f64();
+            let total = (due_times[due_times.len() - 1].unix() - start) as f64;
+            prop_assert!(total >= span * 0.8 - due_times.len() as f64 && total <= span * 1.2 + 1e-6);
+
+            let asked = retry_after.map(Duration::from_secs);
+            let now = Timestamp::from_unix(start);
+            let (wait, due) = schedule.next_attempt(1, now, jitters[0], asked).unwrap();
+            let jittered = schedule.next_wait(1, jitters[0], None).unwrap();
+            prop_assert!(wait >= jittered && wait <= (schedule.waits()[0] * 2).max(jittered));
+            prop_assert_eq!(due.unix() - start, wait.as_secs() as i64);
         }
 
         #[test]

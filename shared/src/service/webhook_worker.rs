@@ -257,17 +257,18 @@ impl<'a, S: Store, Q: Queue> WebhookWorker<'a, S, Q> {
             tracing::info!(order_no = %order.order_no, attempt, "webhook delivered");
             return Ok(JobOutcome::Delivered { attempt });
         }
-        let wait =
-            self.sender
-                .schedule
-                .next_wait(attempt, (self.sender.jitter)(), record.retry_after);
-        let Some(wait) = wait else {
+        let next = self.sender.schedule.next_attempt(
+            attempt,
+            now,
+            (self.sender.jitter)(),
+            record.retry_after,
+        );
+        let Some((wait, next_at)) = next else {
             self.record_on_order(job, attempt, now, AttemptResult::GaveUp)
                 .await?;
             tracing::warn!(order_no = %order.order_no, attempt, "webhook failed for good: the retry schedule is used up");
             return Ok(JobOutcome::GaveUp { attempt });
         };
-        let next_at = now.plus_secs(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
         let next = WebhookJob {
             attempt,
             not_before: (wait > MAX_DELAY).then_some(next_at),
