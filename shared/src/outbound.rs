@@ -2,7 +2,8 @@
 //! us and only public addresses are dialled (no private, loopback, link-local, CGNAT, multicast,
 //! documentation or IPv6 local ranges; the resolver itself filters, so a DNS answer cannot change
 //! between the check and the connection), literal IPs are checked too, only https in production,
-//! no redirects followed, no proxy from the environment, a timeout on everything. The dev stack explicitly allows loopback http.
+//! no redirects followed, no proxy from the environment, a timeout on everything. The dev stack
+//! explicitly allows loopback http.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
