@@ -10,7 +10,8 @@ dev:
 	$(CARGO) run -p ferrypay-cli --bin ferrypay -- dev --listen $(LISTEN)
 
 ## Run every test in the workspace (unit, contract, function events, dev stack over HTTP, README examples).
-## scripts/test.sh installs moto's server into .venv (Python 3), starts it on a free 127.0.0.1 port
+## scripts/test.sh installs moto's server and the webhook examples' libraries into .venv (Python 3),
+## runs `npm ci` in examples/webhook-verify (Node.js), starts moto on a free 127.0.0.1 port
 ## for the DynamoDB/SQS contract suites, runs `cargo test --workspace --all-targets --locked`, stops it.
 test:
 	CARGO="$(CARGO)" bash scripts/test.sh

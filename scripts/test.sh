@@ -2,13 +2,17 @@
 # `make test`: every test in the workspace, with the DynamoDB/SQS contract suites run against
 # moto's server.
 #
-# Installs moto's server into the project-local virtualenv `.venv` (pinned; reused when that
+# Installs the webhook verifier examples' libraries (examples/webhook-verify: requirements.txt
+# into the project-local virtualenv `.venv`, `npm ci` for package-lock.json; both skipped when
+# already installed) and exports FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE for
+# tests/tests/webhook_verifiers.rs. Installs moto's server into `.venv` (pinned; reused when that
 # version is already there), starts it on a free 127.0.0.1 port, waits until it answers, exports
 # FERRYPAY_TEST_AWS_ENDPOINT for the contract tests, runs
 # `cargo test --workspace --all-targets --locked`, and always stops moto again.
 #
-# Environment: CARGO (default cargo), PYTHON (default python3), CARGO_TARGET_DIR (honoured by
-# cargo). A FERRYPAY_TEST_AWS_ENDPOINT already set is used as it is (no moto is started).
+# Environment: CARGO (default cargo), PYTHON (default python3), NODE (default node), NPM (default
+# npm), CARGO_TARGET_DIR (honoured by cargo). A FERRYPAY_TEST_AWS_ENDPOINT already set is used as
+# it is (no moto is started).
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p ferrypay-tests`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +20,10 @@ cd "$(dirname "$0")/.."
 MOTO_VERSION="5.2.5"
 CARGO="${CARGO:-cargo}"
 PYTHON="${PYTHON:-python3}"
+NODE="${NODE:-node}"
+NPM="${NPM:-npm}"
 VENV=".venv"
+EXAMPLES="examples/webhook-verify"
 
 run_tests() {
   echo "== cargo test (FERRYPAY_TEST_AWS_ENDPOINT=$FERRYPAY_TEST_AWS_ENDPOINT)"
@@ -25,6 +32,31 @@ run_tests() {
 
 # The SAM template first: cfn-lint and sam validate --lint, offline.
 bash scripts/lint-infra.sh
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# The webhook verifier examples, run by tests/tests/webhook_verifiers.rs. A copy of each lock
+# file marks what is installed; a changed lock (or a missing library) installs again.
+PY_STAMP="$VENV/.webhook-verify-requirements.txt"
+if ! cmp -s "$EXAMPLES/requirements.txt" "$PY_STAMP" \
+  || ! "$VENV/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+  echo "== installing $EXAMPLES/requirements.txt into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$EXAMPLES/requirements.txt"
+  cp "$EXAMPLES/requirements.txt" "$PY_STAMP"
+fi
+command -v "$NODE" >/dev/null || { echo "node ($NODE) is needed for the webhook verifier tests" >&2; exit 1; }
+NODE_STAMP="$EXAMPLES/node_modules/.ferrypay-package-lock.json"
+if ! cmp -s "$EXAMPLES/package-lock.json" "$NODE_STAMP"; then
+  echo "== npm ci in $EXAMPLES"
+  "$NPM" ci --prefix "$EXAMPLES" --no-audit --no-fund --loglevel=error
+  cp "$EXAMPLES/package-lock.json" "$NODE_STAMP"
+fi
+FERRYPAY_TEST_PYTHON="$PWD/$VENV/bin/python"
+FERRYPAY_TEST_NODE="$(command -v "$NODE")"
+export FERRYPAY_TEST_PYTHON FERRYPAY_TEST_NODE
 
 if [ -n "${FERRYPAY_TEST_AWS_ENDPOINT:-}" ]; then
   echo "== using the AWS emulator at $FERRYPAY_TEST_AWS_ENDPOINT (not starting moto)"
@@ -36,10 +68,6 @@ installed_moto() {
   "$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || true
 }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "== creating $VENV"
-  "$PYTHON" -m venv "$VENV"
-fi
 if [ "$(installed_moto)" != "$MOTO_VERSION" ] || [ ! -x "$VENV/bin/moto_server" ]; then
   echo "== installing moto[server]==$MOTO_VERSION into $VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
