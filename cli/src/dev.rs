@@ -176,6 +176,17 @@ pub fn mock_client_config(base_url: String, notify_url: String) -> Result<Wechat
     })
 }
 
+/// The WeChat OAuth settings that talk to the mock (both hosts) with the dev appid and the
+/// public test OAuth secret.
+pub fn mock_oauth_config(base_url: String) -> ferrypay::wechat::OAuthConfig {
+    ferrypay::wechat::OAuthConfig {
+        open_base_url: base_url.clone(),
+        api_base_url: base_url,
+        appid: dev_keys::APPID.into(),
+        secret: Secret::new(dev_keys::OAUTH_SECRET.into()),
+    }
+}
+
 /// A running local stack. Dropping it stops the servers.
 pub struct DevStack {
     pub addr: SocketAddr,
@@ -189,6 +200,9 @@ pub struct DevStack {
     pub webhook_schedule: Option<RetrySchedule>,
     /// The demo merchant's default notify URL: what it received.
     pub inbox: Arc<DevInbox>,
+    /// WeChat OAuth (the payer's openid, for jump-pay) against the in-process mock; `None` with
+    /// an external WeChat Pay (its OAuth settings are not wired here).
+    pub oauth: Option<ferrypay::wechat::OAuthConfig>,
     server: JoinHandle<()>,
     worker: Option<JoinHandle<()>>,
 }
@@ -221,6 +235,7 @@ impl DevStack {
                 (*config, None)
             }
         };
+        let oauth = mock.as_ref().map(|mock| mock_oauth_config(mock.base_url()));
         let channel = WechatPayClient::connect(client_config, Arc::clone(&clock))
             .await
             .map_err(|e| format!("WeChat Pay client: {e}"))?;
@@ -276,6 +291,7 @@ impl DevStack {
             mock,
             webhook_schedule,
             inbox,
+            oauth,
             server,
             worker,
         })

@@ -29,3 +29,10 @@ pub const APIV3_KEY: &str = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
 /// The example merchant and app ids of WeChat Pay's documentation.
 pub const MCHID: &str = "1900000109";
 pub const APPID: &str = "wxd678efh567hg6787";
+
+/// PUBLIC TEST VALUE, not a real secret: the official account AppSecret (OAuth secret) the
+/// mock's `/sns/oauth2/access_token` accepts and the dev stack exchanges codes with. Made up
+/// for ferrypay; valid nowhere but against the mock.
+pub const OAUTH_SECRET: &str = "public-test-oauth-secret-0000000";
+/// The openid the mock's OAuth gives the payer unless told otherwise (`POST /mock/oauth`).
+pub const OAUTH_OPENID: &str = "oFerrypayDevPayer00000000000";

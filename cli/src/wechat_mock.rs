@@ -11,9 +11,30 @@
 //! true, "duplicates": 0, "tamper_signature": false, "amount": null, "stale_seconds": 0}`,
 //! `POST /mock/fail` with `{"count": 2, "status": 500, "code": "SYSTEM_ERROR"}` (the next
 //! API calls fail so), `GET /mock/orders/{no}`, `GET /mock/deliveries`.
+//!
+//! WeChat OAuth (网页授权, the payer's openid; no signatures, as on WeChat's own hosts):
+//! - `GET /connect/oauth2/authorize?appid=&redirect_uri=&response_type=code&scope=snsapi_base&state=`
+//!   answers 302 to `redirect_uri` with `code=<fresh code>&state=<the same state>` appended
+//!   (after its own query, if it has one). The appid must be the mock's, `response_type` `code`,
+//!   `scope` `snsapi_base` or `snsapi_userinfo` (no consent page either way), `redirect_uri` an
+//!   absolute http(s) URL, `state` at most 128 bytes; otherwise a small 400 error page. The code
+//!   stands for the current payer (below).
+//! - `GET /sns/oauth2/access_token?appid=&secret=&code=&grant_type=authorization_code` answers,
+//!   always with HTTP 200, `{"access_token", "expires_in": 7200, "refresh_token", "openid",
+//!   "scope"}` (plus `"is_snapshotuser": 1` for a snapshot-mode payer), or WeChat's error JSON:
+//!   40013 wrong appid, 40125 wrong secret (the mock's OAuth secret, [`dev_keys::OAUTH_SECRET`]
+//!   by default), 40002 wrong grant_type, 41002/41004/41008 appid/secret/code missing, 40163 a
+//!   code used before, 40029 an unknown code or one older than 5 minutes (the mock's clock).
+//!   A failed check does not use the code up.
+//!
+//! OAuth control: `POST /mock/oauth` with `{"openid": "o...", "snapshot_user": false, "busy": 0}`
+//! (each optional, kept until changed) sets the payer's openid for the next authorizations
+//! (default [`dev_keys::OAUTH_OPENID`]), whether their codes are snapshot-mode ones, and how many
+//! next exchanges answer `-1` (system busy); it answers, like `GET /mock/oauth`, the current
+//! settings and the OAuth calls so far (`calls`, newest last, at most 1000).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -24,11 +45,15 @@ use std::{
 
 use bytes::Bytes;
 use ferrypay::{
-    model::{Clock, Timestamp},
+    model::{Clock, Secret, Timestamp},
+    sign::constant_time_eq,
     wechat::{
-        encrypt_resource, sign_response, signer::random_alphanumeric, ApiV3Key,
-        AuthorizationVerifier, Certificate, EncryptedCertificate, Notification, PrivateKey,
-        VerifyingKey,
+        encrypt_resource,
+        oauth::{plausible_openid, MAX_STATE_BYTES},
+        sign_response,
+        signer::random_alphanumeric,
+        ApiV3Key, AuthorizationVerifier, Certificate, EncryptedCertificate, Notification,
+        PrivateKey, VerifyingKey,
     },
 };
 use http::{header, Method, StatusCode};
@@ -57,6 +82,10 @@ pub struct MockConfig {
     /// Waits between notification attempts while the answer is not 2xx (WeChat Pay's own is
     /// 15s, 15s, 30s, 3m, 10m, 20m, 30m, ... over about a day; the mock's default is short).
     pub notify_retry: Vec<Duration>,
+    /// The official account's AppSecret `/sns/oauth2/access_token` accepts.
+    pub oauth_secret: Secret<String>,
+    /// The payer's openid OAuth codes stand for until `POST /mock/oauth` says otherwise.
+    pub oauth_openid: String,
 }
 
 impl MockConfig {
@@ -79,6 +108,8 @@ impl MockConfig {
             },
             apiv3_key: dev_keys::APIV3_KEY.parse().map_err(|e| format!("{e}"))?,
             notify_retry: Self::DEV_NOTIFY_RETRY.map(Duration::from_secs).to_vec(),
+            oauth_secret: Secret::new(dev_keys::OAUTH_SECRET.into()),
+            oauth_openid: dev_keys::OAUTH_OPENID.into(),
         })
     }
 }
@@ -141,6 +172,89 @@ pub struct FailControl {
     pub code: String,
 }
 
+/// How long an OAuth code can be exchanged (WeChat: 5 minutes).
+pub const OAUTH_CODE_TTL_SECS: i64 = 300;
+/// The most OAuth calls remembered.
+const MAX_OAUTH_CALLS: usize = 1000;
+
+/// Which OAuth endpoint a call went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthEndpoint {
+    Authorize,
+    AccessToken,
+}
+
+/// One OAuth call, for tests and `GET /mock/oauth`. It never holds the secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OAuthCall {
+    pub endpoint: OAuthEndpoint,
+    /// The code issued (authorize) or presented (access_token).
+    pub code: Option<String>,
+    /// The state passed through (authorize).
+    pub state: Option<String>,
+    /// The openid the code stands for, when the call succeeded.
+    pub openid: Option<String>,
+    /// Authorize: the parameter refused (`appid`, `redirect_uri`, `response_type`, `scope`,
+    /// `state`).
+    pub refused: Option<&'static str>,
+    /// Access token: the errcode answered.
+    pub errcode: Option<i64>,
+}
+
+/// Changes to how the mock's OAuth answers (`POST /mock/oauth`); absent fields are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthControl {
+    /// The payer's openid for the next authorizations.
+    #[serde(default)]
+    pub openid: Option<String>,
+    /// Whether the next authorizations are in snapshot mode (`is_snapshotuser: 1`).
+    #[serde(default)]
+    pub snapshot_user: Option<bool>,
+    /// How many next code exchanges answer `{"errcode": -1}` (system busy).
+    #[serde(default)]
+    pub busy: Option<u32>,
+}
+
+/// An OAuth code the mock issued.
+#[derive(Debug, Clone)]
+struct IssuedCode {
+    openid: String,
+    scope: String,
+    snapshot_user: bool,
+    issued_at: Timestamp,
+    used: bool,
+}
+
+#[derive(Debug)]
+struct OAuthState {
+    openid: String,
+    snapshot_user: bool,
+    busy: u32,
+    /// Codes younger than [`OAUTH_CODE_TTL_SECS`] (older ones are dropped at each authorize).
+    codes: HashMap<String, IssuedCode>,
+    calls: VecDeque<OAuthCall>,
+}
+
+impl OAuthState {
+    fn record(&mut self, call: OAuthCall) {
+        if self.calls.len() >= MAX_OAUTH_CALLS {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(call);
+    }
+
+    fn settings(&self) -> Value {
+        json!({
+            "openid": self.openid,
+            "snapshot_user": self.snapshot_user,
+            "busy": self.busy,
+            "calls": self.calls,
+        })
+    }
+}
+
 pub struct WechatMock {
     config: MockConfig,
     verifier: AuthorizationVerifier,
@@ -152,6 +266,7 @@ pub struct WechatMock {
     calls: AtomicU64,
     counter: AtomicU64,
     http: reqwest::Client,
+    oauth: Mutex<OAuthState>,
 }
 
 type Answer = http::Response<String>;
@@ -170,7 +285,15 @@ impl WechatMock {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
+        let oauth = Mutex::new(OAuthState {
+            openid: config.oauth_openid.clone(),
+            snapshot_user: false,
+            busy: 0,
+            codes: HashMap::new(),
+            calls: VecDeque::new(),
+        });
         Ok(WechatMock {
+            oauth,
             config,
             verifier,
             clock,
@@ -272,6 +395,14 @@ impl WechatMock {
 
     pub async fn handle(self: &Arc<Self>, req: http::Request<Bytes>) -> Answer {
         let path = req.uri().path().to_string();
+        if req.method() == Method::GET {
+            // WeChat's OAuth hosts: no APIv3 signature there.
+            match path.as_str() {
+                "/connect/oauth2/authorize" => return self.oauth_authorize(req.uri().query()),
+                "/sns/oauth2/access_token" => return self.oauth_access_token(req.uri().query()),
+                _ => {}
+            }
+        }
         if let Some(control) = path.strip_prefix("/mock/") {
             return self.control(&req, control).await;
         }
@@ -538,6 +669,20 @@ impl WechatMock {
                 Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
             },
             (&Method::GET, "deliveries") => json_answer(StatusCode::OK, json!(self.deliveries())),
+            (&Method::POST, "oauth") => match serde_json::from_slice::<OAuthControl>(req.body()) {
+                Ok(control) => match self.set_oauth(control) {
+                    Ok(settings) => json_answer(StatusCode::OK, settings),
+                    Err(message) => json_answer(StatusCode::BAD_REQUEST, json!({"error": message})),
+                },
+                Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+            },
+            (&Method::GET, "oauth") => match self.oauth.lock() {
+                Ok(oauth) => json_answer(StatusCode::OK, oauth.settings()),
+                Err(_) => json_answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "lock poisoned"}),
+                ),
+            },
             (&Method::GET, other) if other.starts_with("orders/") => {
                 let no = other.trim_start_matches("orders/");
                 match self.orders.lock().ok().and_then(|o| o.get(no).cloned()) {
@@ -550,6 +695,196 @@ impl WechatMock {
             }
             _ => json_answer(StatusCode::NOT_FOUND, json!({"error": "unknown control"})),
         }
+    }
+
+    /// Changes how OAuth answers from now on; returns the settings and the calls so far.
+    pub fn set_oauth(&self, control: OAuthControl) -> Result<Value, String> {
+        if let Some(openid) = &control.openid {
+            if !plausible_openid(openid) {
+                return Err("openid: 1 to 128 characters, no control characters".into());
+            }
+        }
+        let mut oauth = self.oauth.lock().map_err(|_| "lock poisoned".to_string())?;
+        if let Some(openid) = control.openid {
+            oauth.openid = openid;
+        }
+        if let Some(snapshot_user) = control.snapshot_user {
+            oauth.snapshot_user = snapshot_user;
+        }
+        if let Some(busy) = control.busy {
+            oauth.busy = busy;
+        }
+        Ok(oauth.settings())
+    }
+
+    /// Every OAuth call so far (the last 1000), oldest first.
+    pub fn oauth_calls(&self) -> Vec<OAuthCall> {
+        self.oauth
+            .lock()
+            .map(|o| o.calls.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `GET /connect/oauth2/authorize`: a silent authorization, 302 back with a fresh code.
+    fn oauth_authorize(&self, query: Option<&str>) -> Answer {
+        let params = query_params(query);
+        let get = |name: &str| params.get(name).map(String::as_str);
+        let state = get("state").unwrap_or_default().to_string();
+        let redirect = get("redirect_uri")
+            .and_then(|uri| url::Url::parse(uri).ok())
+            .filter(|uri| matches!(uri.scheme(), "http" | "https") && uri.has_host());
+        let scope = get("scope").unwrap_or_default().to_string();
+        let refused = if get("appid") != Some(self.config.appid.as_str()) {
+            Some(("appid", "appid 参数错误 (not the mock's appid)"))
+        } else if redirect.is_none() {
+            Some(("redirect_uri", "10003 redirect_uri 参数错误"))
+        } else if get("response_type") != Some("code") {
+            Some(("response_type", "response_type 参数错误 (must be code)"))
+        } else if !matches!(scope.as_str(), "snsapi_base" | "snsapi_userinfo") {
+            Some(("scope", "10005 scope 参数错误或没有 scope 权限"))
+        } else if state.len() > MAX_STATE_BYTES {
+            Some(("state", "state 参数错误 (at most 128 bytes)"))
+        } else {
+            None
+        };
+        let Ok(mut oauth) = self.oauth.lock() else {
+            return oauth_page(StatusCode::INTERNAL_SERVER_ERROR, "系统错误");
+        };
+        let (Some(mut location), None) = (redirect, refused) else {
+            let (param, message) = refused.unwrap_or(("redirect_uri", "参数错误"));
+            oauth.record(OAuthCall {
+                endpoint: OAuthEndpoint::Authorize,
+                code: None,
+                state: (state.len() <= MAX_STATE_BYTES).then_some(state),
+                openid: None,
+                refused: Some(param),
+                errcode: None,
+            });
+            return oauth_page(StatusCode::BAD_REQUEST, message);
+        };
+        let Ok(code) = random_alphanumeric(32) else {
+            return oauth_page(StatusCode::INTERNAL_SERVER_ERROR, "系统错误");
+        };
+        let now = self.clock.now();
+        oauth
+            .codes
+            .retain(|_, issued| now.unix() - issued.issued_at.unix() < OAUTH_CODE_TTL_SECS);
+        let openid = oauth.openid.clone();
+        let snapshot_user = oauth.snapshot_user;
+        oauth.codes.insert(
+            code.clone(),
+            IssuedCode {
+                openid: openid.clone(),
+                scope,
+                snapshot_user,
+                issued_at: now,
+                used: false,
+            },
+        );
+        oauth.record(OAuthCall {
+            endpoint: OAuthEndpoint::Authorize,
+            code: Some(code.clone()),
+            state: Some(state.clone()),
+            openid: Some(openid),
+            refused: None,
+            errcode: None,
+        });
+        drop(oauth);
+        location
+            .query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &state);
+        let mut response = http::Response::new(String::new());
+        *response.status_mut() = StatusCode::FOUND;
+        if let Ok(value) = header::HeaderValue::from_str(location.as_str()) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
+
+    /// `GET /sns/oauth2/access_token`: a code for the payer's openid, once.
+    fn oauth_access_token(&self, query: Option<&str>) -> Answer {
+        let params = query_params(query);
+        let code = params.get("code").cloned();
+        let Ok(mut oauth) = self.oauth.lock() else {
+            return oauth_json(&json!({"errcode": -1, "errmsg": "system error"}));
+        };
+        let result = self.exchange(&mut oauth, &params);
+        let (body, openid, errcode) = match result {
+            Ok((body, openid)) => (body, Some(openid), None),
+            Err((errcode, errmsg)) => {
+                let rid = format!("mock-{:08}", self.next());
+                (
+                    json!({"errcode": errcode, "errmsg": format!("{errmsg}, rid: {rid}")}),
+                    None,
+                    Some(errcode),
+                )
+            }
+        };
+        oauth.record(OAuthCall {
+            endpoint: OAuthEndpoint::AccessToken,
+            code,
+            state: None,
+            openid,
+            refused: None,
+            errcode,
+        });
+        oauth_json(&body)
+    }
+
+    /// Checks an exchange as WeChat does, in its order; uses the code up only on success.
+    fn exchange(
+        &self,
+        oauth: &mut OAuthState,
+        params: &HashMap<String, String>,
+    ) -> Result<(Value, String), (i64, &'static str)> {
+        let get = |name: &str| {
+            params
+                .get(name)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        if oauth.busy > 0 {
+            oauth.busy -= 1;
+            return Err((-1, "system error"));
+        }
+        let appid = get("appid").ok_or((41002, "appid missing"))?;
+        if appid != self.config.appid {
+            return Err((40013, "invalid appid"));
+        }
+        let secret = get("secret").ok_or((41004, "appsecret missing"))?;
+        if !constant_time_eq(
+            secret.as_bytes(),
+            self.config.oauth_secret.expose().as_bytes(),
+        ) {
+            return Err((40125, "invalid appsecret"));
+        }
+        let code = get("code").ok_or((41008, "missing code"))?;
+        if get("grant_type") != Some("authorization_code") {
+            return Err((40002, "invalid grant_type"));
+        }
+        let now = self.clock.now();
+        let issued = oauth
+            .codes
+            .get_mut(code)
+            .filter(|issued| now.unix() - issued.issued_at.unix() < OAUTH_CODE_TTL_SECS)
+            .ok_or((40029, "invalid code"))?;
+        if issued.used {
+            return Err((40163, "code been used"));
+        }
+        issued.used = true;
+        let n = self.next();
+        let mut body = json!({
+            "access_token": format!("MOCK_ACCESS_TOKEN_{n:08}"),
+            "expires_in": 7200,
+            "refresh_token": format!("MOCK_REFRESH_TOKEN_{n:08}"),
+            "openid": issued.openid,
+            "scope": issued.scope,
+        });
+        if issued.snapshot_user {
+            body["is_snapshotuser"] = json!(1);
+        }
+        Ok((body, issued.openid.clone()))
     }
 
     /// The payer pays: NOTPAY becomes SUCCESS; then the notifications go out. Returns after the
@@ -695,6 +1030,41 @@ impl WechatMock {
         }
         status.unwrap_or(0)
     }
+}
+
+/// A query string's parameters, decoded; the first of repeated names wins.
+fn query_params(query: Option<&str>) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        params
+            .entry(name.into_owned())
+            .or_insert_with(|| value.into_owned());
+    }
+    params
+}
+
+/// WeChat's OAuth error page, small (it never echoes the request).
+fn oauth_page(status: StatusCode, message: &str) -> Answer {
+    let mut response = http::Response::new(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>微信网页授权 (ferrypay mock)</title></head>\
+         <body><h1>授权失败</h1><p>{message}</p></body></html>\n"
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// An OAuth JSON answer: always HTTP 200, as WeChat answers errors too.
+fn oauth_json(body: &Value) -> Answer {
+    let mut response = http::Response::new(body.to_string());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json; encoding=utf-8"),
+    );
+    response
 }
 
 /// Changes one base64 character of a signature, keeping it valid base64.

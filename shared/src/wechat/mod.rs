@@ -1,8 +1,9 @@
 //! WeChat Pay APIv3: request signing, response and notification verification, notification
-//! decryption, JSAPI pay parameters.
+//! decryption, JSAPI pay parameters; and WeChat OAuth for the payer's openid.
 //!
-//! Everything here is pure (no I/O, no clock: `now` is always a parameter, in Unix seconds) and
-//! pinned by the official SDKs' test vectors (`tests/wechat_vectors.rs`).
+//! The protocol parts are pure (no I/O, no clock: `now` is always a parameter, in Unix seconds)
+//! and pinned by the official SDKs' test vectors (`tests/wechat_vectors.rs`); [`client`] and
+//! [`oauth`]'s client do the I/O.
 //!
 //! - [`keys`]: [`PrivateKey`] (PKCS#8 PEM, aws-lc), [`VerifyingKey`] (SPKI / certificate),
 //!   [`Certificate`] (serial as upper-case hex).
@@ -14,6 +15,7 @@
 //! - [`certificates`]: `/v3/certificates` decryption.
 //! - [`jsapi`]: `getBrandWCPayRequest` parameters.
 //! - [`server`]: WeChat Pay's side, for the mock: sign responses, check our `Authorization`.
+//! - [`oauth`]: `snsapi_base` authorization URL and the code-for-openid exchange.
 
 pub mod aead;
 pub mod certificates;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod jsapi;
 pub mod keys;
 pub mod notification;
+pub mod oauth;
 pub mod server;
 pub mod settings;
 pub mod signer;
@@ -38,6 +41,9 @@ pub use error::{
 pub use jsapi::{jsapi_pay_params, JsapiPayParams};
 pub use keys::{Certificate, PrivateKey, VerifyingKey};
 pub use notification::{open_notification, Notification, OpenedNotification};
+pub use oauth::{
+    authorize_url, AuthorizeUrlError, OAuthClient, OAuthConfig, OAuthError, OAuthIdentity,
+};
 pub use server::{
     parse_authorization, sign_response, AuthorizationError, AuthorizationFields,
     AuthorizationVerifier,

@@ -1,7 +1,12 @@
-//! WeChat Pay settings from the environment (`WECHATPAY_*`), read once at start.
+//! WeChat Pay settings from the environment (`WECHATPAY_*`), and the WeChat OAuth ones
+//! (`WECHAT_*`), read once at start.
 
-use super::{client::RetryPolicy, ApiV3Key, PrivateKey, VerifyingKey, WechatPayConfig};
-use crate::config::Env;
+use super::{
+    client::RetryPolicy,
+    oauth::{DEFAULT_API_BASE_URL, DEFAULT_OPEN_BASE_URL},
+    ApiV3Key, OAuthConfig, PrivateKey, VerifyingKey, WechatPayConfig,
+};
+use crate::{config::Env, model::Secret};
 
 /// The variables that configure the WeChat Pay client. When none is set, `ferrypay dev` uses
 /// its built-in mock.
@@ -169,6 +174,87 @@ impl WechatPayConfig {
     }
 }
 
+impl OAuthConfig {
+    /// The OAuth settings for local runs: the secret from `WECHAT_OAUTH_SECRET`. See
+    /// [`OAuthConfig::from_env_and_secrets`].
+    pub fn from_env(env: &mut Env<'_>) -> Option<OAuthConfig> {
+        Self::read(env, None)
+    }
+
+    /// The OAuth settings: the secret from `WECHAT_OAUTH_SECRET` or the Secrets Manager
+    /// secret's `oauth_secret` (one of them: both set is a problem), the appid from
+    /// `WECHATPAY_APPID`, the hosts from `WECHAT_OPEN_BASE_URL` (default
+    /// `https://open.weixin.qq.com`) and `WECHAT_API_BASE_URL` (default
+    /// `https://api.weixin.qq.com`). `None` when no OAuth secret is configured (jump-pay is
+    /// then off) or on a problem; problems are recorded in `env`: call `finish` before using
+    /// the result.
+    pub fn from_env_and_secrets(env: &mut Env<'_>, secrets: &WechatSecrets) -> Option<OAuthConfig> {
+        Self::read(env, secrets.oauth_secret.as_deref())
+    }
+
+    fn read(env: &mut Env<'_>, secret_from_json: Option<&str>) -> Option<OAuthConfig> {
+        let from_env = env.optional("WECHAT_OAUTH_SECRET");
+        let from_json = secret_from_json.filter(|s| !s.trim().is_empty());
+        let secret = match (from_env.as_deref(), from_json) {
+            (None, None) => return None,
+            (Some(_), Some(_)) => {
+                env.problem(
+                    "the WeChat OAuth secret is set twice (WECHAT_OAUTH_SECRET and the secret's \
+                     oauth_secret): keep one"
+                        .into(),
+                );
+                return None;
+            }
+            (Some(secret), None) | (None, Some(secret)) => secret.trim().to_string(),
+        };
+        let mut ok = true;
+        if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            // Never echo it.
+            env.problem("the WeChat OAuth secret contains spaces or control characters".into());
+            ok = false;
+        }
+        let appid = env.optional("WECHATPAY_APPID").unwrap_or_else(|| {
+            env.problem(
+                "WECHATPAY_APPID is not set (the official account whose OAuth secret is set)"
+                    .into(),
+            );
+            ok = false;
+            String::new()
+        });
+        let open_base_url = base_url(env, "WECHAT_OPEN_BASE_URL", DEFAULT_OPEN_BASE_URL);
+        let api_base_url = base_url(env, "WECHAT_API_BASE_URL", DEFAULT_API_BASE_URL);
+        Some(OAuthConfig {
+            open_base_url: open_base_url?,
+            api_base_url: api_base_url?,
+            appid,
+            secret: Secret::new(secret),
+        })
+        .filter(|_| ok)
+    }
+}
+
+/// An http(s) base URL (no query, no fragment), without its trailing `/`, or `default`.
+fn base_url(env: &mut Env<'_>, name: &str, default: &str) -> Option<String> {
+    let Some(raw) = env.optional(name) else {
+        return Some(default.to_string());
+    };
+    let trimmed = raw.trim().trim_end_matches('/');
+    match url::Url::parse(trimmed) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.has_host()
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            Some(trimmed.to_string())
+        }
+        _ => {
+            env.problem(format!("{name}={raw:?} is not an http(s) base URL"));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -242,5 +328,101 @@ mod tests {
         );
         let err = WechatSecrets::from_json("{\"private_key_pem\": \"hunter2\"").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    fn oauth_env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn oauth_is_off_without_a_secret() {
+        let map = oauth_env(&[("WECHATPAY_APPID", "wxd678efh567hg6787")]);
+        let mut env = Env::from_map(&map);
+        assert_eq!(OAuthConfig::from_env(&mut env), None);
+        // An empty oauth_secret in the JSON is none either.
+        assert_eq!(
+            OAuthConfig::from_env_and_secrets(&mut env, &secrets(PUBLIC)),
+            None
+        );
+        env.finish().unwrap();
+    }
+
+    #[test]
+    fn oauth_from_the_environment_with_defaults_and_overrides() {
+        let map = oauth_env(&[
+            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
+            ("WECHAT_OAUTH_SECRET", " 0123456789abcdef0123456789abcdef\n"),
+        ]);
+        let mut env = Env::from_map(&map);
+        let config = OAuthConfig::from_env(&mut env);
+        env.finish().unwrap();
+        let config = config.unwrap();
+        assert_eq!(config.open_base_url, "https://open.weixin.qq.com");
+        assert_eq!(config.api_base_url, "https://api.weixin.qq.com");
+        assert_eq!(config.appid, "wxd678efh567hg6787");
+        assert_eq!(config.secret.expose(), "0123456789abcdef0123456789abcdef");
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+
+        let map = oauth_env(&[
+            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
+            ("WECHAT_OAUTH_SECRET", "abc"),
+            ("WECHAT_OPEN_BASE_URL", "http://127.0.0.1:8081/"),
+            ("WECHAT_API_BASE_URL", "http://127.0.0.1:8081"),
+        ]);
+        let mut env = Env::from_map(&map);
+        let config = OAuthConfig::from_env(&mut env).unwrap();
+        env.finish().unwrap();
+        assert_eq!(config.open_base_url, "http://127.0.0.1:8081");
+        assert_eq!(config.api_base_url, "http://127.0.0.1:8081");
+    }
+
+    #[test]
+    fn oauth_from_the_secret_json() {
+        let map = oauth_env(&[("WECHATPAY_APPID", "wxd678efh567hg6787")]);
+        let mut env = Env::from_map(&map);
+        let mut with_oauth = secrets(PUBLIC);
+        with_oauth.oauth_secret = Some("from-secrets-manager".into());
+        let config = OAuthConfig::from_env_and_secrets(&mut env, &with_oauth);
+        env.finish().unwrap();
+        assert_eq!(config.unwrap().secret.expose(), "from-secrets-manager");
+    }
+
+    #[test]
+    fn oauth_problems_are_all_reported_and_never_show_the_secret() {
+        let map = oauth_env(&[
+            ("WECHAT_OAUTH_SECRET", "hunter2 hunter3"),
+            ("WECHAT_OPEN_BASE_URL", "open.weixin.qq.com"),
+            ("WECHAT_API_BASE_URL", "https://api.weixin.qq.com/?x=1"),
+        ]);
+        let mut env = Env::from_map(&map);
+        assert_eq!(OAuthConfig::from_env(&mut env), None);
+        let err = env.finish().unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+        let text = err.to_string();
+        assert!(!text.contains("hunter"), "{text}");
+        assert!(text.contains("WECHATPAY_APPID"), "{text}");
+        assert!(text.contains("WECHAT_OPEN_BASE_URL"), "{text}");
+        assert!(text.contains("WECHAT_API_BASE_URL"), "{text}");
+
+        // Set in both places: which one is meant is unclear.
+        let map = oauth_env(&[
+            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
+            ("WECHAT_OAUTH_SECRET", "hunter2"),
+        ]);
+        let mut env = Env::from_map(&map);
+        let mut with_oauth = secrets(PUBLIC);
+        with_oauth.oauth_secret = Some("hunter4".into());
+        assert_eq!(
+            OAuthConfig::from_env_and_secrets(&mut env, &with_oauth),
+            None
+        );
+        let text = env.finish().unwrap_err().to_string();
+        assert!(
+            text.contains("set twice") && !text.contains("hunter"),
+            "{text}"
+        );
     }
 }
