@@ -10,14 +10,23 @@ the Rust side, which they cannot see:
 2. every DynamoDB operation the store issues has its IAM action in the policy of at least one
    function, and every SQS send in the queue code is granted somewhere;
 3. every binary crate under functions/ is one function (`CodeUri: ..`, rust-cargolambda,
-   `BuildProperties.Binary` = the crate) and every function is a crate; every variable the
-   Lambda runtime requires (shared/src/runtime.rs, the WeChat settings) is set for each, and a
-   function given the secret's ARN may read it;
+   `BuildProperties.Binary` = the crate) and every function is a crate; each crate is an HTTP
+   function (its main calls `serve(Route::...)`, built by `lambda_app`) or the notify-worker
+   (`serve_notify_worker()`, built by `worker_app`); every variable its wiring requires
+   (shared/src/runtime.rs, and the WeChat settings for HTTP functions) is set for it, a function
+   given the secret's ARN may read it, the notify-worker gets neither the ARN nor the
+   permission, and no function sets a FERRYPAY_/WECHATPAY_ variable the code never reads;
 4. every route the code serves (`Endpoint::path`/`methods` in shared/src/api/mod.rs and
    `WECHAT_NOTIFY_PATH`) is in the HTTP API, wired to the function of that name, with an
    invoke permission whose source ARN covers it, and no route points at a missing function;
 5. the notify queue's visibility timeout is at least six times the notify-worker's timeout
-   (the `Notify.Worker` mapping, and any function with an SQS event on the queue).
+   (the `Notify.Worker` mapping, and any function with an SQS event on the queue), and the queue
+   redrives to a dead-letter queue of this template;
+6. the notify queue is consumed by the notify-worker and by nothing else, through one SQS event
+   with `FunctionResponseTypes: [ReportBatchItemFailures]` (the worker answers partial batch
+   responses; without it Lambda would delete failed messages with their batch) and a batch no
+   larger than the queue code's `MAX_BATCH`; the worker may read and write the table and send
+   to the queue (it queues each next attempt).
 
 It also expands the SAM transform locally (samtranslator, no AWS account: the managed-policy
 lookup is stubbed) and writes the plain CloudFormation to --transformed-out, so cfn-lint can
@@ -44,6 +53,8 @@ DYNAMO_RS = ROOT / "shared" / "src" / "store" / "dynamodb.rs"
 SQS_RS = ROOT / "shared" / "src" / "queue" / "sqs.rs"
 API_RS = ROOT / "shared" / "src" / "api" / "mod.rs"
 NOTIFY_RS = ROOT / "shared" / "src" / "api" / "notify.rs"
+QUEUE_RS = ROOT / "shared" / "src" / "queue" / "mod.rs"
+NOTIFY_QUEUE_ARN = {"Fn::GetAtt": ["NotifyQueue", "Arn"]}
 
 # Store methods only operators run (the `ferrypay` CLI and `ferrypay dev`, with the operator's
 # own credentials), never a Lambda: making the table (production tables come from the template)
@@ -70,7 +81,7 @@ TRANSACT_ITEM_ACTIONS = {
     "delete": "dynamodb:DeleteItem",
     "condition_check": "dynamodb:ConditionCheckItem",
 }
-# Sends need a grant; receive/delete belong to the SQS event source of the future worker.
+# Sends need a grant; receive/delete belong to the notify-worker's SQS event source (SAM grants them).
 SQS_CALL_ACTIONS = {"send_message": "sqs:SendMessage", "send_message_batch": "sqs:SendMessage"}
 
 problems: list[str] = []
@@ -243,8 +254,19 @@ def check_actions(template: dict, functions: dict[str, dict]) -> None:
 # ------------------------------------------------------------------------------ 3. functions
 
 
-def check_functions(functions: dict[str, dict]) -> dict[str, str]:
-    """Returns {binary: logical id}."""
+def crate_kind(crate_dir: Path) -> str | None:
+    """What a function crate is: "http" (its main calls `serve(Route::...)`), "worker"
+    (`serve_notify_worker()`), or None."""
+    main = (crate_dir / "src" / "main.rs").read_text()
+    if re.search(r"\bserve_notify_worker\(\)", main):
+        return "worker"
+    if re.search(r"\bserve\(\s*Route::", main):
+        return "http"
+    return None
+
+
+def check_functions(functions: dict[str, dict]) -> tuple[dict[str, str], dict[str, str]]:
+    """Returns {binary: logical id} and {logical id: "http" | "worker"}."""
     crates = {}
     for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
         if not (manifest.parent / "src" / "main.rs").exists():
@@ -252,7 +274,16 @@ def check_functions(functions: dict[str, dict]) -> dict[str, str]:
         name = re.search(r'^name\s*=\s*"([^"]+)"', manifest.read_text(), re.M)
         if name:
             crates[name.group(1)] = manifest.parent.name
+    kinds_of_crates: dict[str, str] = {}
+    for crate, directory in crates.items():
+        kind = crate_kind(ROOT / "functions" / directory)
+        if kind is None:
+            problem(f"functions/{directory}/src/main.rs calls neither serve(Route::...) nor serve_notify_worker(): "
+                    "this check does not know what it is")
+        else:
+            kinds_of_crates[crate] = kind
     by_binary: dict[str, str] = {}
+    kinds: dict[str, str] = {}
     for logical_id, fn in functions.items():
         meta = fn.get("Metadata", {})
         binary = meta.get("BuildProperties", {}).get("Binary")
@@ -267,16 +298,19 @@ def check_functions(functions: dict[str, dict]) -> dict[str, str]:
         if name != {"Fn::Sub": f"${{AWS::StackName}}-{binary}"}:
             problem(f"{logical_id}: FunctionName must be !Sub \"${{AWS::StackName}}-{binary}\" (the API's integrations name it)")
         by_binary[binary] = logical_id
+        if binary in kinds_of_crates:
+            kinds[logical_id] = kinds_of_crates[binary]
     for crate in crates:
         if crate not in by_binary:
             problem(f"functions/{crates[crate]} ({crate}) has no function in the template")
-    return by_binary
+    return by_binary, kinds
 
 
 # ------------------------------------------------------------------------------ 3b. environment
 
 RUNTIME_RS = ROOT / "shared" / "src" / "runtime.rs"
 SETTINGS_RS = ROOT / "shared" / "src" / "wechat" / "settings.rs"
+CONFIG_RS = ROOT / "shared" / "src" / "config.rs"
 
 
 def function_env(template: dict, fn: dict) -> dict:
@@ -285,27 +319,64 @@ def function_env(template: dict, fn: dict) -> dict:
     return env
 
 
-def check_environment(template: dict, functions: dict[str, dict]) -> None:
-    """Every variable the Lambda runtime requires is set for every function, the secret ARN
-    included (without it the runtime wants key files, which a Lambda does not have), and a
-    function that gets the secret ARN may read it."""
+def runtime_requirements() -> dict[str, set[str]]:
+    """The variables each wiring requires: {"http": lambda_app's, "worker": worker_app's}."""
     runtime = RUNTIME_RS.read_text()
-    required = set(re.findall(r'env\.required\("([A-Z0-9_]+)"\)', runtime))
+
+    def body(name: str) -> str:
+        parts = runtime.split(f"pub async fn {name}(", 1)
+        if len(parts) != 2:
+            sys.exit(f"{RUNTIME_RS}: no `pub async fn {name}` found")
+        return parts[1].split("\n}\n", 1)[0]
+
+    def required_in(text: str) -> set[str]:
+        return set(re.findall(r'env\.required\("([A-Z0-9_]+)"\)', text))
+
+    http_body = body("lambda_app")
+    http = required_in(http_body)
     settings = SETTINGS_RS.read_text()
     with_secrets = settings.split("fn from_env_and_secrets", 1)
     if len(with_secrets) == 2:
-        body = with_secrets[1].split("\n    }\n", 1)[0]
-        required |= set(re.findall(r'env\.required\("([A-Z0-9_]+)"\)', body))
-    if "FERRYPAY_WECHAT_SECRET_ARN" in runtime:
-        required.add("FERRYPAY_WECHAT_SECRET_ARN")
-    if len(required) < 3:
-        sys.exit(f"{RUNTIME_RS}: could not read the required variables (found {required})")
+        http |= required_in(with_secrets[1].split("\n    }\n", 1)[0])
+    if "FERRYPAY_WECHAT_SECRET_ARN" in http_body:
+        http.add("FERRYPAY_WECHAT_SECRET_ARN")
+    worker_body = body("worker_app")
+    worker = required_in(worker_body)
+    if len(http) < 3 or len(worker) < 2:
+        sys.exit(f"{RUNTIME_RS}: could not read the required variables (found {http}, {worker})")
+    if re.search(r"read_secret|WECHAT|[Ww]echat", worker_body):
+        problem(f"{RUNTIME_RS}: worker_app mentions the WeChat Pay secret or settings; the notify-worker must not need them")
+    return {"http": http, "worker": worker}
+
+
+def check_environment(template: dict, functions: dict[str, dict], kinds: dict[str, str]) -> None:
+    """Every variable a function's wiring requires is set for it (for HTTP functions the secret
+    ARN included: without it the runtime wants key files, which a Lambda does not have), a
+    function that gets the secret ARN may read it, and the notify-worker gets neither."""
+    required = runtime_requirements()
+    # Every variable the code reads is a string literal in one of these files (config.rs holds
+    # the optional service settings and FERRYPAY_WEBHOOK_RETRY_SCHEDULE).
+    read_by_code = set()
+    for source in (RUNTIME_RS, CONFIG_RS, SETTINGS_RS):
+        read_by_code |= set(re.findall(r'"((?:FERRYPAY|WECHATPAY)_[A-Z0-9_]+)"', source.read_text()))
     for logical_id, fn in functions.items():
+        own = (fn["Properties"].get("Environment") or {}).get("Variables") or {}
+        for name in sorted(set(own) - read_by_code - {"RUST_LOG"}):
+            problem(f"{logical_id}: sets {name}, which the code never reads (a typo would silently fall back to a default)")
+        kind = kinds.get(logical_id)
+        if kind is None:
+            continue  # reported by check_functions
         env = function_env(template, fn)
-        for name in sorted(required - set(env)):
-            problem(f"{logical_id}: the runtime requires {name}, the template does not set it")
-        if "FERRYPAY_WECHAT_SECRET_ARN" in env and {"Ref": "WechatSecretReadPolicy"} not in fn["Properties"].get("Policies", []):
+        policies = fn["Properties"].get("Policies", [])
+        for name in sorted(required[kind] - set(env)):
+            problem(f"{logical_id}: its wiring requires {name}, the template does not set it")
+        if "FERRYPAY_WECHAT_SECRET_ARN" in env and {"Ref": "WechatSecretReadPolicy"} not in policies:
             problem(f"{logical_id}: gets FERRYPAY_WECHAT_SECRET_ARN but not WechatSecretReadPolicy")
+        if kind == "worker":
+            if "FERRYPAY_WECHAT_SECRET_ARN" in env:
+                problem(f"{logical_id}: the notify-worker never reads the WeChat Pay secret; do not give it FERRYPAY_WECHAT_SECRET_ARN")
+            if {"Ref": "WechatSecretReadPolicy"} in policies:
+                problem(f"{logical_id}: the notify-worker must not be able to read the WeChat Pay secret (WechatSecretReadPolicy)")
 
 
 # ------------------------------------------------------------------------------ 4. routes
@@ -381,8 +452,16 @@ def check_queue(template: dict, functions: dict[str, dict]) -> None:
         problem("no NotifyQueue")
         return
     props = notify["Properties"]
-    if "RedrivePolicy" not in props:
+    redrive = props.get("RedrivePolicy")
+    if not redrive:
         problem("NotifyQueue has no RedrivePolicy (dead-letter queue)")
+    else:
+        target = redrive.get("deadLetterTargetArn", {})
+        target_id = target.get("Fn::GetAtt", [None])[0] if isinstance(target, dict) else None
+        if target_id not in queues or target_id == "NotifyQueue":
+            problem(f"NotifyQueue's RedrivePolicy does not point at a dead-letter queue of this template: {target!r}")
+        if not redrive.get("maxReceiveCount"):
+            problem("NotifyQueue's RedrivePolicy has no maxReceiveCount")
     mapping = template.get("Mappings", {}).get("Notify", {}).get("Worker", {})
     visibility = props.get("VisibilityTimeout")
     if visibility == {"Fn::FindInMap": ["Notify", "Worker", "VisibilityTimeout"]}:
@@ -402,6 +481,48 @@ def check_queue(template: dict, functions: dict[str, dict]) -> None:
                 problem(f"NotifyQueue VisibilityTimeout {visibility} is less than 6 x {who}'s timeout {timeout}")
         except (TypeError, ValueError):
             problem(f"cannot compare NotifyQueue VisibilityTimeout {visibility!r} with {who}'s timeout {timeout!r}")
+
+
+# ------------------------------------------------------------------------------ 6. the worker
+
+
+def check_worker(template: dict, functions: dict[str, dict], kinds: dict[str, str]) -> None:
+    match = re.search(r"pub const MAX_BATCH: usize = (\d+);", QUEUE_RS.read_text())
+    if not match:
+        sys.exit(f"{QUEUE_RS}: MAX_BATCH not found")
+    max_batch = int(match.group(1))
+    consumers = []
+    for logical_id, fn in functions.items():
+        events = fn["Properties"].get("Events") or {}
+        queue_events = [e for e in events.values()
+                        if e.get("Type") == "SQS" and e.get("Properties", {}).get("Queue") == NOTIFY_QUEUE_ARN]
+        kind = kinds.get(logical_id)
+        if queue_events and kind != "worker":
+            problem(f"{logical_id}: is not the notify-worker but consumes the notify queue (it would take its jobs)")
+        if kind != "worker":
+            continue
+        if len(queue_events) != 1:
+            problem(f"{logical_id}: the notify-worker needs exactly one SQS event on NotifyQueue, found {len(queue_events)}")
+        for event in queue_events:
+            consumers.append(logical_id)
+            props = event["Properties"]
+            if "ReportBatchItemFailures" not in (props.get("FunctionResponseTypes") or []):
+                problem(f"{logical_id}: its SQS event needs FunctionResponseTypes: [ReportBatchItemFailures] "
+                        "(the worker reports failed messages; without it Lambda deletes them with the batch)")
+            batch = props.get("BatchSize", 10)
+            try:
+                if not 1 <= int(batch) <= max_batch:
+                    problem(f"{logical_id}: BatchSize {batch} is outside 1..={max_batch} (MAX_BATCH in {display(QUEUE_RS)})")
+            except (TypeError, ValueError):
+                problem(f"{logical_id}: BatchSize {batch!r} is not a number")
+        granted: set[str] = set()
+        for entry in fn["Properties"].get("Policies", []):
+            granted |= policy_actions(template, entry)
+        for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage"):
+            if action not in granted:
+                problem(f"{logical_id}: the notify-worker needs {action} (orders, attempt log, next attempt)")
+    if "worker" in kinds.values() and not consumers:
+        problem("nothing consumes NotifyQueue: the notify-worker has no SQS event on it")
 
 
 # ------------------------------------------------------------------------------ the SAM transform
@@ -444,10 +565,11 @@ def main() -> int:
     functions = resources_of(template, "AWS::Serverless::Function")
     check_table(template)
     check_actions(template, functions)
-    by_binary = check_functions(functions)
-    check_environment(template, functions)
+    by_binary, kinds = check_functions(functions)
+    check_environment(template, functions, kinds)
     check_routes(template, by_binary)
     check_queue(template, functions)
+    check_worker(template, functions, kinds)
     if args.transformed_out:
         transform(template, args.transformed_out)
 
@@ -457,7 +579,7 @@ def main() -> int:
         print(f"check_infra: {len(problems)} problem(s) in {display(TEMPLATE)}", file=sys.stderr)
         return 1
     print(f"check_infra: {display(TEMPLATE)} matches the code: table schema, IAM actions, "
-          f"{len(by_binary)} functions, {len(code_routes())} routes, queue timeouts")
+          f"{len(by_binary)} functions, {len(code_routes())} routes, queue timeouts and redrive, the notify-worker's event")
     return 0
 
 

@@ -32,7 +32,10 @@ key lookup. inbound-callback gets a freshly signed and encrypted notification (m
 test platform key; needs the `cryptography` package, which .venv has), so its first invocation
 verifies the signature, decrypts, and looks the order up; the order is unknown, which the service
 logs as an ANOMALY at error level: the script checks that line against the template's
-AnomalyMetricFilter pattern.
+AnomalyMetricFilter pattern. The notify-worker gets events/notify-worker.json, an SQS batch of two
+webhook jobs for orders no fresh table has: its init builds no WeChat Pay client and reads no
+secret, and its first invocation looks both orders up and reports both messages as failed (the
+status column shows "2fail", the partial batch response).
 
 Host binaries (x86_64 here) are measured, not the arm64 ones Lambda runs; scripts/coldstart.sh
 builds them. Only 127.0.0.1 is contacted.
@@ -351,9 +354,14 @@ def run_once(binary: Path, function: str, event: bytes, extra: dict[str, str], l
     if answered and inv.answered is not None:
         result["cold_ms"] = (inv.answered - start) * 1000
         try:
-            result["status"] = json.loads(inv.answer or b"{}").get("statusCode")
+            answer = json.loads(inv.answer or b"{}")
         except ValueError:
-            result["status"] = None
+            answer = {}
+        if isinstance(answer, dict) and "batchItemFailures" in answer:
+            # The notify-worker (SQS): how many of the batch's messages it reported failed.
+            result["status"] = f"{len(answer['batchItemFailures'] or [])}fail"
+        else:
+            result["status"] = answer.get("statusCode") if isinstance(answer, dict) else None
         result["answer"] = (inv.answer or b"")[:300].decode(errors="replace")
     return result
 

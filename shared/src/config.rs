@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::service::ServiceConfig;
+use crate::service::{retry::RetrySchedule, ServiceConfig};
+
+/// The notify-worker's retry schedule (see [`RetrySchedule::from_env`]).
+pub const WEBHOOK_RETRY_SCHEDULE_VAR: &str = "FERRYPAY_WEBHOOK_RETRY_SCHEDULE";
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {}", .0.join("; "))]
@@ -95,6 +98,21 @@ impl ServiceConfig {
     }
 }
 
+impl RetrySchedule {
+    /// `FERRYPAY_WEBHOOK_RETRY_SCHEDULE`: the waits between webhook attempts, e.g.
+    /// `15s,1m,5m,1h,1d` (units `ms`, `s`, `m`, `h`, `d`). Unset or empty: the built-in
+    /// schedule of about three days. A bad value is a problem reported with the others.
+    pub fn from_env(env: &mut Env<'_>) -> RetrySchedule {
+        match env.optional(WEBHOOK_RETRY_SCHEDULE_VAR) {
+            None => RetrySchedule::default(),
+            Some(raw) => RetrySchedule::parse(raw.trim()).unwrap_or_else(|e| {
+                env.problem(format!("{WEBHOOK_RETRY_SCHEDULE_VAR}: {e}"));
+                RetrySchedule::default()
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +140,43 @@ mod tests {
         let cfg = ServiceConfig::from_env(&mut env);
         env.finish().unwrap();
         assert_eq!(cfg, ServiceConfig::default());
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_retry_schedule_defaults_when_unset_or_empty() {
+        for map in [
+            env_of(&[]),
+            env_of(&[(WEBHOOK_RETRY_SCHEDULE_VAR, "")]),
+            env_of(&[(WEBHOOK_RETRY_SCHEDULE_VAR, "  ")]),
+        ] {
+            let mut env = Env::from_map(&map);
+            assert_eq!(RetrySchedule::from_env(&mut env), RetrySchedule::default());
+            env.finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_retry_schedule_is_read_and_a_bad_one_is_named() {
+        let map = env_of(&[(WEBHOOK_RETRY_SCHEDULE_VAR, "1s, 2s,5m")]);
+        let mut env = Env::from_map(&map);
+        let schedule = RetrySchedule::from_env(&mut env);
+        env.finish().unwrap();
+        assert_eq!(schedule, RetrySchedule::parse("1s,2s,5m").unwrap());
+
+        let map = env_of(&[(WEBHOOK_RETRY_SCHEDULE_VAR, "soon")]);
+        let mut env = Env::from_map(&map);
+        let _ = RetrySchedule::from_env(&mut env);
+        let _ = env.required("FERRYPAY_TABLE");
+        let err = env.finish().unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.0[0].starts_with(WEBHOOK_RETRY_SCHEDULE_VAR), "{err}");
+        assert!(err.0[0].contains("soon"), "{err}");
     }
 }

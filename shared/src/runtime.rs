@@ -1,7 +1,8 @@
 //! How a Lambda function builds its services, once per cold start: configuration read and
 //! checked once (every problem reported at once), SDK clients built once, the WeChat Pay
 //! secrets read once from Secrets Manager, and the DynamoDB connection opened before the
-//! first request.
+//! first request. The notify-worker ([`worker_app`]) builds less: it never talks to WeChat
+//! Pay, so it neither reads nor may read the WeChat Pay secret.
 
 use std::sync::Arc;
 
@@ -11,9 +12,13 @@ use crate::{
     api::notify::WECHAT_NOTIFY_PATH,
     channel::ChannelError,
     config::{ConfigError, Env},
-    model::SystemClock,
+    model::{Clock, SystemClock},
+    outbound::{OutboundError, OutboundPolicy},
     queue::SqsQueue,
-    service::{Backends, Ferrypay, ServiceConfig},
+    service::{
+        retry::RetrySchedule, Backends, BatchMessage, Ferrypay, ServiceConfig, WebhookSender,
+        WebhookWorker,
+    },
     store::DynamoStore,
     wechat::{settings::WechatSecrets, WechatPayClient, WechatPayConfig},
 };
@@ -37,6 +42,8 @@ pub enum StartError {
     Secret(String),
     #[error("WeChat Pay client: {0}")]
     Channel(#[from] ChannelError),
+    #[error("webhook client: {0}")]
+    Outbound(#[from] OutboundError),
 }
 
 /// [`lambda_app`] with the process environment and the SDK's own configuration (the function
@@ -75,6 +82,62 @@ pub async fn lambda_app(mut env: Env<'_>, sdk: &SdkConfig) -> Result<LambdaApp, 
         store.warm_up()
     );
     Ok(Ferrypay::with_clock(store, channel?, queue, config, clock))
+}
+
+/// The notify-worker's services: the table, the notify queue (it queues each next attempt),
+/// the clock and the webhook sender (the SSRF-guarded client and the retry schedule).
+pub struct WorkerApp {
+    pub store: DynamoStore,
+    pub queue: SqsQueue,
+    pub clock: Arc<dyn Clock>,
+    pub sender: WebhookSender,
+}
+
+impl WorkerApp {
+    /// The worker over these services (it borrows them; build it once, use it for every batch).
+    pub fn worker(&self) -> WebhookWorker<'_, DynamoStore, SqsQueue> {
+        WebhookWorker::new(&self.store, &self.queue, self.clock.as_ref(), &self.sender)
+    }
+
+    /// Handles one batch of queue messages; returns the ids of the failed ones.
+    pub async fn handle_batch(&self, messages: &[BatchMessage]) -> Vec<String> {
+        self.worker().handle_batch(messages).await
+    }
+}
+
+/// [`worker_app`] with the process environment, the SDK's own configuration and the
+/// production outbound policy (https only, public addresses only). The policy is never taken
+/// from the environment.
+pub async fn worker_app_from_env() -> Result<WorkerApp, StartError> {
+    let sdk = crate::aws::sdk_config(None).await;
+    worker_app(Env::process(), &sdk, OutboundPolicy::PRODUCTION).await
+}
+
+/// Builds the notify-worker's services from `env`: `FERRYPAY_TABLE`,
+/// `FERRYPAY_NOTIFY_QUEUE_URL` and the optional `FERRYPAY_WEBHOOK_RETRY_SCHEDULE` (see
+/// [`RetrySchedule::from_env`]). No WeChat Pay settings and no secret. `policy` says where
+/// webhooks may go: [`OutboundPolicy::PRODUCTION`] in Lambda, [`OutboundPolicy::DEV`] only for
+/// tests with receivers on 127.0.0.1.
+pub async fn worker_app(
+    mut env: Env<'_>,
+    sdk: &SdkConfig,
+    policy: OutboundPolicy,
+) -> Result<WorkerApp, StartError> {
+    let table = env.required("FERRYPAY_TABLE");
+    let queue_url = env.required("FERRYPAY_NOTIFY_QUEUE_URL");
+    let schedule = RetrySchedule::from_env(&mut env);
+    env.finish()?;
+    let sender = WebhookSender::new(policy, schedule)?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url);
+    // The DynamoDB connection opens now, not in the first batch.
+    store.warm_up().await;
+    Ok(WorkerApp {
+        store,
+        queue,
+        clock: Arc::new(SystemClock),
+        sender,
+    })
 }
 
 async fn read_secret(sdk: &SdkConfig, arn: &str) -> Result<WechatSecrets, StartError> {

@@ -1,6 +1,7 @@
-//! The Lambda functions' production wiring (`ferrypay::runtime::lambda_app`) against moto:
-//! DynamoDB, SQS and the WeChat Pay secret in Secrets Manager, with the WeChat Pay mock as the
-//! APIv3 endpoint. Needs `FERRYPAY_TEST_AWS_ENDPOINT` (`make test` starts moto).
+//! The Lambda functions' production wiring (`ferrypay::runtime::lambda_app`, and
+//! `worker_app` for the notify-worker) against moto: DynamoDB, SQS and the WeChat Pay secret in
+//! Secrets Manager, with the WeChat Pay mock as the APIv3 endpoint and a merchant's webhook
+//! receiver on 127.0.0.1. Needs `FERRYPAY_TEST_AWS_ENDPOINT` (`make test` starts moto).
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,16 +12,19 @@ use bytes::Bytes;
 use ferrypay::{
     api,
     config::Env,
-    model::{OrderNo, SystemClock},
-    runtime::{lambda_app, StartError},
-    service::{NewMerchant, WebhookJob},
-    store::DynamoStore,
-    testing::{aws_test_endpoint, unique_name},
+    model::{Clock, OrderNo, OrderStatus, SystemClock, WebhookStatus},
+    outbound::OutboundPolicy,
+    runtime::{lambda_app, worker_app, LambdaApp, StartError},
+    service::{MerchantAdmin, NewMerchant, OrderRef, WebhookJob},
+    sign::webhook,
+    store::{DynamoStore, Store},
+    testing::{aws_test_endpoint, unique_name, TestReceiver, TEST_WEBHOOK_SECRET},
 };
 use ferrypay_cli::{
     dev_keys,
     wechat_mock::{MockConfig, MockServer, PayControl},
 };
+use ferrypay_lambda::{failed_ids, handle_sqs_event, SqsEvent};
 use serde_json::{json, Value};
 
 /// The AWS side as `sam deploy` would create it: table, queue, secret. Returns the env map.
@@ -172,4 +176,318 @@ async fn a_malformed_secret_is_refused_without_echoing_it() {
         Err(StartError::Secret(message)) => assert!(!message.contains("hunter2"), "{message}"),
         other => panic!("expected a secret error, got {:?}", other.err()),
     }
+}
+
+/// A merchant whose webhooks go to `notify_url` (an operator's setting: http is allowed for
+/// the receiver on 127.0.0.1), and a paid order of it whose webhook job is on the real queue.
+/// Returns the order number.
+async fn paid_order_with_queued_webhook(
+    app: &LambdaApp,
+    mock: &MockServer,
+    notify_url: &str,
+) -> OrderNo {
+    let (merchant, keys) = app
+        .onboard_merchant(NewMerchant {
+            name: "Webhook Shop".into(),
+            webhook_secret: Some(ferrypay::model::Secret::new(TEST_WEBHOOK_SECRET.into())),
+            ..NewMerchant::default()
+        })
+        .await
+        .unwrap();
+    MerchantAdmin::new(&app.store, &*app.clock, true)
+        .set_notify_url(&merchant.id, Some(notify_url.to_string()))
+        .await
+        .unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/pay/create")
+        .header("x-api-key", keys.secret_key.expose())
+        .body(Bytes::from_static(
+            br#"{"amount": 4321, "out_trade_no": "rt-webhook-1", "attach": "user_id=123"}"#,
+        ))
+        .unwrap();
+    let response = api::handle(app, request).await;
+    assert_eq!(response.status(), 200, "{}", response.body());
+    let created: Value = serde_json::from_str(response.body()).unwrap();
+    let no = OrderNo::parse(created["order_no"].as_str().unwrap()).unwrap();
+    mock.mock
+        .pay(PayControl {
+            out_trade_no: no.to_string(),
+            notify: false,
+            ..PayControl::default()
+        })
+        .await
+        .unwrap();
+    let merchant = app
+        .authenticate(Some(keys.secret_key.expose()))
+        .await
+        .unwrap();
+    let order = app
+        .query_order(&merchant, &OrderRef::OrderNo(no.clone()))
+        .await
+        .unwrap();
+    assert_eq!(order.status, OrderStatus::Paid);
+    no
+}
+
+/// Receives the queue's visible messages (a bounded number of tries) and builds the event
+/// Lambda's SQS event source would hand the function for them.
+async fn sqs_event_from_queue(
+    sdk: &aws_config::SdkConfig,
+    queue_url: &str,
+    expected: usize,
+) -> SqsEvent {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .unwrap()
+        .clone();
+    let mut records = Vec::new();
+    for _ in 0..10 {
+        if records.len() >= expected {
+            break;
+        }
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        for message in out.messages.unwrap_or_default() {
+            let attributes: serde_json::Map<String, Value> = message
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| (name.as_str().to_string(), Value::String(value)))
+                .collect();
+            records.push(json!({
+                "messageId": message.message_id,
+                "receiptHandle": message.receipt_handle,
+                "body": message.body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": message.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": ferrypay::aws::EMULATOR_REGION,
+            }));
+        }
+    }
+    assert_eq!(records.len(), expected, "messages on {queue_url}");
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+/// Only what the notify-worker needs: no WeChat Pay settings, no secret.
+fn worker_vars(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    ["FERRYPAY_TABLE", "FERRYPAY_NOTIFY_QUEUE_URL"]
+        .into_iter()
+        .map(|name| (name.to_string(), vars[name].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_notify_worker_delivers_a_paid_orders_webhook_from_sqs() {
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig::dev().unwrap(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let vars = provision(&sdk, &mock.base_url()).await;
+    let app = lambda_app(Env::from_map(&vars), &sdk).await.unwrap();
+    let receiver = TestReceiver::start(200).await;
+    let no = paid_order_with_queued_webhook(&app, &mock, &receiver.url()).await;
+
+    // The webhook job is on the real queue; hand it to the worker as Lambda would.
+    let event = sqs_event_from_queue(&sdk, &vars["FERRYPAY_NOTIFY_QUEUE_URL"], 1).await;
+    assert_eq!(
+        event.records[0].attributes["ApproximateReceiveCount"], "1",
+        "{event:?}"
+    );
+    let worker_app = worker_app(
+        Env::from_map(&worker_vars(&vars)),
+        &sdk,
+        OutboundPolicy::DEV,
+    )
+    .await
+    .unwrap();
+    let worker = worker_app.worker();
+    let response = handle_sqs_event(&worker, event).await;
+    assert!(failed_ids(&response).is_empty(), "{response:?}");
+
+    // The merchant got one signed POST with the DESIGN.md body.
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = &requests[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/webhook");
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    let id = request.header("webhook-id").unwrap();
+    assert_eq!(id, format!("evt_{no}_paid"));
+    let timestamp: i64 = request
+        .header("webhook-timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((SystemClock.now().unix() - timestamp).abs() < 60);
+    let signature = request.header("webhook-signature").unwrap();
+    assert!(signature.starts_with("v1,"), "{signature}");
+    webhook::verify(
+        TEST_WEBHOOK_SECRET,
+        signature,
+        id,
+        timestamp,
+        &request.body,
+        SystemClock.now().unix(),
+        300,
+    )
+    .unwrap();
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "event",
+            "order_no",
+            "out_trade_no",
+            "amount",
+            "status",
+            "transaction_id",
+            "paid_at",
+            "attach"
+        ]
+    );
+    assert_eq!(body["event"], "order.paid");
+    assert_eq!(body["order_no"], no.as_str());
+    assert_eq!(body["out_trade_no"], "rt-webhook-1");
+    assert_eq!(body["amount"], 4321);
+    assert_eq!(body["status"], "paid");
+    assert!(body["transaction_id"].as_str().unwrap().len() > 10);
+    let paid_at = body["paid_at"].as_str().unwrap();
+    assert_eq!(paid_at.len(), "2025-12-21 10:30:00".len(), "{paid_at}");
+    assert_eq!(body["attach"], "user_id=123");
+
+    // DynamoDB has the delivery on the order, and the attempt in its log.
+    let order = app.store.get_order(&no).await.unwrap().unwrap();
+    assert_eq!(order.webhook.status, WebhookStatus::Delivered);
+    assert_eq!(order.webhook.attempts, 1);
+    assert!(order.webhook.delivered_at.is_some());
+    let attempts = app.store.webhook_attempts(&no, 10).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].delivered);
+    assert_eq!(attempts[0].status_code, Some(200));
+}
+
+#[tokio::test]
+async fn the_production_worker_refuses_a_loopback_notify_url_and_retries() {
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig::dev().unwrap(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let vars = provision(&sdk, &mock.base_url()).await;
+    let app = lambda_app(Env::from_map(&vars), &sdk).await.unwrap();
+    let receiver = TestReceiver::start(200).await;
+    let no = paid_order_with_queued_webhook(&app, &mock, &receiver.url()).await;
+
+    let event = sqs_event_from_queue(&sdk, &vars["FERRYPAY_NOTIFY_QUEUE_URL"], 1).await;
+    let worker_app = worker_app(
+        Env::from_map(&worker_vars(&vars)),
+        &sdk,
+        OutboundPolicy::PRODUCTION,
+    )
+    .await
+    .unwrap();
+    let worker = worker_app.worker();
+    let response = handle_sqs_event(&worker, event).await;
+    // A refused URL is a failed attempt on the retry schedule, not a failed message.
+    assert!(failed_ids(&response).is_empty(), "{response:?}");
+    assert!(receiver.requests().is_empty(), "nothing reached 127.0.0.1");
+    let order = app.store.get_order(&no).await.unwrap().unwrap();
+    assert_eq!(order.webhook.status, WebhookStatus::Failing);
+    let attempts = app.store.webhook_attempts(&no, 10).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(
+        attempts[0].error.as_deref().unwrap().contains("refused"),
+        "{attempts:?}"
+    );
+    // The next attempt is on the queue (15 s later, +-20%: not visible yet).
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let counts = sqs
+        .get_queue_attributes()
+        .queue_url(&vars["FERRYPAY_NOTIFY_QUEUE_URL"])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    assert_eq!(
+        counts[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed],
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_retry_schedule_is_a_start_error_naming_the_variable() {
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let vars: BTreeMap<String, String> =
+        [("FERRYPAY_WEBHOOK_RETRY_SCHEDULE", "every now and then")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let err = match worker_app(Env::from_map(&vars), &sdk, OutboundPolicy::PRODUCTION).await {
+        Err(StartError::Config(e)) => e.to_string(),
+        other => panic!("expected a configuration error, got {:?}", other.err()),
+    };
+    // Reported with every other problem at once; the worker needs nothing of WeChat Pay's.
+    for name in [
+        "FERRYPAY_WEBHOOK_RETRY_SCHEDULE",
+        "every now and then",
+        "FERRYPAY_TABLE",
+        "FERRYPAY_NOTIFY_QUEUE_URL",
+    ] {
+        assert!(err.contains(name), "{name} missing from: {err}");
+    }
+    assert!(!err.contains("WECHATPAY"), "{err}");
+}
+
+#[tokio::test]
+async fn the_notify_worker_starts_without_any_wechat_pay_setting() {
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let vars = provision(&sdk, "http://127.0.0.1:9").await;
+    let mut worker_vars = worker_vars(&vars);
+    worker_vars.insert("FERRYPAY_WEBHOOK_RETRY_SCHEDULE".into(), "1s,2s,5m".into());
+    let app = worker_app(
+        Env::from_map(&worker_vars),
+        &sdk,
+        OutboundPolicy::PRODUCTION,
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.sender.schedule().max_attempts(), 4);
+    assert_eq!(app.store.table_name(), vars["FERRYPAY_TABLE"]);
+    // An empty batch touches nothing and fails nothing.
+    assert!(app.handle_batch(&[]).await.is_empty());
 }

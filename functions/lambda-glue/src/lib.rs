@@ -1,14 +1,20 @@
 //! What every HTTP Lambda of ferrypay does around `ferrypay::api`: build the services once per
 //! cold start, then turn each `lambda_http` request into an `http::Request<Bytes>` (the exact
-//! body bytes: notifications are verified over them) and the answer back. Kept out of
-//! `ferrypay` so that crate stays free of the Lambda runtime.
+//! body bytes: notifications are verified over them) and the answer back. And what the
+//! notify-worker does around `ferrypay`'s webhook worker: an SQS batch in, the ids of the
+//! failed messages out as a partial batch response. Kept out of `ferrypay` so that crate stays
+//! free of the Lambda runtime.
 
+pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use ferrypay::{
     api::{self, notify::handle_wechat_notify, ApiRequest, ApiResponse, Endpoint},
-    service::{Backends, Ferrypay},
+    queue::Queue,
+    service::{Backends, BatchMessage, Ferrypay, WebhookWorker},
+    store::Store,
 };
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use lambda_runtime::LambdaEvent;
 
 /// Which part of the API a function serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,4 +70,79 @@ pub async fn run_json_event<B: Backends>(
 ) -> Result<(u16, serde_json::Value), Error> {
     let (status, body) = run_event(app, route, event).await?;
     Ok((status, serde_json::from_str(&body)?))
+}
+
+/// The whole `main` of the notify-worker: logging, its services from the environment (no
+/// WeChat Pay secret), the runtime loop over SQS batches.
+pub async fn serve_notify_worker() -> Result<(), Error> {
+    ferrypay::telemetry::init_lambda();
+    let app = ferrypay::runtime::worker_app_from_env().await?;
+    let worker = app.worker();
+    let worker = &worker;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| async move {
+            Ok::<_, Error>(handle_sqs_event(worker, event.payload).await)
+        },
+    ))
+    .await
+}
+
+/// One SQS batch: every message goes to the worker; the ones it could not handle are named in
+/// the partial batch response (the event source mapping has `ReportBatchItemFailures`), so
+/// SQS delivers them again and, after the queue's `maxReceiveCount`, moves them to the
+/// dead-letter queue. Nothing is dropped silently: a record without a body fails by its id, and
+/// a record without an id (which SQS never sends) is answered with an empty identifier, which
+/// Lambda treats as the failure of the whole batch. Never an invocation error: that would
+/// retry the whole batch for one bad message.
+pub async fn handle_sqs_event<S: Store, Q: Queue>(
+    worker: &WebhookWorker<'_, S, Q>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut messages = Vec::with_capacity(event.records.len());
+    let mut unnamed = false;
+    for record in event.records {
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .cloned()
+            .unwrap_or_default();
+        match (record.message_id.filter(|id| !id.is_empty()), record.body) {
+            (Some(message_id), Some(body)) => messages.push(BatchMessage { message_id, body }),
+            (Some(message_id), None) => {
+                tracing::error!(%message_id, %receive_count, "SQS record without a body; it goes back to the queue");
+                response.add_failure(message_id);
+            }
+            (None, _) => {
+                tracing::error!(%receive_count, "SQS record without a message id; the whole batch goes back to the queue");
+                unnamed = true;
+            }
+        }
+    }
+    for message_id in worker.handle_batch(&messages).await {
+        response.add_failure(message_id);
+    }
+    if unnamed {
+        response.add_failure(String::new());
+    }
+    response
+}
+
+/// Runs [`handle_sqs_event`] on an SQS event in JSON, as Lambda delivers it (the
+/// notify-worker's tests use `events/notify-worker.json`).
+pub async fn run_sqs_event<S: Store, Q: Queue>(
+    worker: &WebhookWorker<'_, S, Q>,
+    event: &str,
+) -> Result<SqsBatchResponse, Error> {
+    let event: SqsEvent = serde_json::from_str(event)?;
+    Ok(handle_sqs_event(worker, event).await)
+}
+
+/// The identifiers of a partial batch response's failures, in order.
+pub fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|failure| failure.item_identifier.clone())
+        .collect()
 }

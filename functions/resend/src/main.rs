@@ -1,0 +1,92 @@
+//! Lambda `resend`: the merchant API's webhook resend endpoint behind API Gateway (HTTP API,
+//! payload v2). Wiring only: the services are built once per cold start; all logic is in
+//! `ferrypay`.
+
+use ferrypay::api::Endpoint;
+use ferrypay_lambda::{serve, Route};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    serve(Route::Merchant(Endpoint::Resend)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ferrypay::{
+        api::Endpoint,
+        model::{SystemClock, WebhookStatus},
+        service::WebhookJob,
+        store::Store,
+        testing::*,
+    };
+    use ferrypay_lambda::{run_json_event, Route};
+
+    /// Runs the function on a real API Gateway HTTP API (v2) event from `events/`.
+    async fn run_event(app: &TestApp, event: &str) -> (u16, serde_json::Value) {
+        run_json_event(app, Route::Merchant(Endpoint::Resend), event)
+            .await
+            .unwrap()
+    }
+
+    fn jobs(app: &TestApp) -> Vec<WebhookJob> {
+        app.queue
+            .bodies()
+            .iter()
+            .map(|body| serde_json::from_str(body).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn resend_event_requeues_a_paid_orders_webhook() {
+        let app = app_with_clock(Arc::new(SystemClock));
+        let (merchant, _) = onboard_test_merchant(&app, "Event Shop").await;
+        let order = create_test_order(&app, &merchant, 100, Some("evt-1001")).await;
+        let paid = pay_test_order(&app, &order).await;
+        assert_eq!(jobs(&app).len(), 1, "paying queued the first webhook");
+
+        let (status, body) = run_event(&app, include_str!("../../../events/resend.json")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["success"], true);
+        assert_eq!(body["order_no"], paid.order_no.as_str());
+        assert_eq!(body["webhook"]["status"], "pending");
+        assert_eq!(body["webhook"]["resends"], 1);
+
+        // A new generation is queued, with the same event id (it is the same event).
+        let jobs = jobs(&app);
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[1].order_no, paid.order_no);
+        assert_eq!(jobs[1].generation, 1);
+        assert_eq!(jobs[1].attempt, 0);
+        assert_eq!(jobs[1].event_id, jobs[0].event_id);
+        let stored = app.store.get_order(&paid.order_no).await.unwrap().unwrap();
+        assert_eq!(stored.webhook.generation, 1);
+        assert_eq!(stored.webhook.status, WebhookStatus::Pending);
+        assert!(stored.webhook.queued_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn resend_event_for_an_unpaid_order_is_409() {
+        let app = app_with_clock(Arc::new(SystemClock));
+        let (merchant, _) = onboard_test_merchant(&app, "Event Shop").await;
+        create_test_order(&app, &merchant, 100, Some("evt-1001")).await;
+        let (status, body) = run_event(&app, include_str!("../../../events/resend.json")).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["success"], false);
+        assert_eq!(body["code"], "order_not_paid");
+        assert!(
+            app.queue.is_empty(),
+            "nothing is queued for an unpaid order"
+        );
+    }
+
+    #[tokio::test]
+    async fn resend_event_for_an_unknown_order_is_404() {
+        let app = app_with_clock(Arc::new(SystemClock));
+        onboard_test_merchant(&app, "Event Shop").await;
+        let (status, body) = run_event(&app, include_str!("../../../events/resend.json")).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["code"], "order_not_found");
+    }
+}
