@@ -14,8 +14,8 @@ use ferrypay::{
     outbound::OutboundPolicy,
     queue::{MemoryQueue, Queue, MAX_BATCH},
     service::{
-        retry::RetrySchedule, Backends, BatchMessage, Ferrypay, IssuedKeys, NewMerchant,
-        OnboardError, ServiceConfig, WebhookSender, WebhookWorker,
+        retry::RetrySchedule, Backends, Ferrypay, IssuedKeys, NewMerchant, OnboardError,
+        ServiceConfig, WebhookSender, WebhookWorker,
     },
     sign::hash_api_key,
     store::{DynamoStore, EitherStore, MemoryStore, Store},
@@ -117,11 +117,9 @@ impl DevOptions {
                 .map(Secret::new),
         };
         let public_url = env.optional("FERRYPAY_PUBLIC_URL");
-        let schedule = env
-            .optional("FERRYPAY_WEBHOOK_RETRY_SCHEDULE")
-            .unwrap_or_else(|| DEV_WEBHOOK_RETRY_SCHEDULE.to_string());
-        let schedule = RetrySchedule::parse(&schedule)
-            .map_err(|e| format!("FERRYPAY_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
+        let dev_schedule = RetrySchedule::parse(DEV_WEBHOOK_RETRY_SCHEDULE)
+            .map_err(|e| format!("the dev webhook schedule: {e}"))?;
+        let schedule = RetrySchedule::from_env_or(&mut env, dev_schedule);
         let wechat = if any_wechatpay_setting(&env) {
             WechatPayConfig::from_env(&mut env, String::new())
                 .map(|config| DevWechat::External(Box::new(config)))
@@ -397,19 +395,7 @@ async fn run_webhook_worker(app: Arc<DevApp>, sender: WebhookSender) {
             tokio::time::sleep(WORKER_POLL).await;
             continue;
         }
-        let batch: Vec<BatchMessage> = received
-            .iter()
-            .map(|m| BatchMessage {
-                message_id: m.message_id.clone(),
-                body: m.body.clone(),
-            })
-            .collect();
-        let failed = worker.handle_batch(&batch).await;
-        for message in received.iter().filter(|m| !failed.contains(&m.message_id)) {
-            if let Err(e) = app.queue.delete(&message.receipt).await {
-                tracing::error!(error = %e, "dev notify-worker: delete failed");
-            }
-        }
+        worker.handle_received(&received).await;
     }
 }
 

@@ -32,9 +32,8 @@ use ferrypay::{
     outbound::{OutboundClient, OutboundError, OutboundPolicy},
     queue::{MemoryQueue, MemoryQueueConfig, OutgoingMessage, Queue, ReceivedMessage},
     service::{
-        retry::RetrySchedule, BatchMessage, CreateOrder, Ferrypay, JobError, JobOutcome,
-        MerchantAdmin, NewMerchant, OrderRef, ServiceConfig, SkipReason, WebhookJob, WebhookSender,
-        WebhookWorker,
+        retry::RetrySchedule, CreateOrder, Ferrypay, JobError, JobOutcome, MerchantAdmin,
+        NewMerchant, OrderRef, ServiceConfig, SkipReason, WebhookJob, WebhookSender, WebhookWorker,
     },
     sign::webhook::{verify, WebhookVerifyError, DEFAULT_TOLERANCE_SECS},
     store::{MemoryStore, Store},
@@ -1182,23 +1181,13 @@ async fn malformed_messages_end_in_the_dead_letter_queue_never_deleted() {
             }
             rounds += 1;
             assert!(rounds <= MAX_RECEIVES, "received too often");
-            let batch: Vec<BatchMessage> = received
-                .iter()
-                .map(|m| BatchMessage {
-                    message_id: m.message_id.clone(),
-                    body: m.body.clone(),
-                })
-                .collect();
-            let failed = worker.handle_batch(&batch).await;
+            let failed = worker.handle_received(&received).await;
             let bad_ids: Vec<String> = received
                 .iter()
                 .filter(|m| bad.contains(&m.body))
                 .map(|m| m.message_id.clone())
                 .collect();
             assert_eq!(failed, bad_ids, "round {rounds}: exactly the bad ones fail");
-            for m in received.iter().filter(|m| !failed.contains(&m.message_id)) {
-                rig.app.queue.delete(&m.receipt).await.unwrap();
-            }
         }
         assert_eq!(rounds, MAX_RECEIVES);
         assert_eq!(rig.app.queue.dead_letters(), bad.to_vec());
@@ -1229,14 +1218,7 @@ async fn a_batch_of_ten_is_delivered_concurrently() {
         }
         let received = rig.app.queue.receive(10).await.unwrap();
         assert_eq!(received.len(), 10);
-        let batch: Vec<BatchMessage> = received
-            .iter()
-            .map(|m| BatchMessage {
-                message_id: m.message_id.clone(),
-                body: m.body.clone(),
-            })
-            .collect();
-        assert!(rig.worker().handle_batch(&batch).await.is_empty());
+        assert!(rig.worker().handle_received(&received).await.is_empty());
         assert_eq!(receiver.count(), 10);
         for order in &orders {
             let state = rig.order(&order.order_no).await.webhook;

@@ -22,7 +22,7 @@ use crate::{
         UpdateRefused, WebhookAttempt, WebhookStatus,
     },
     outbound::{OutboundClient, OutboundError, OutboundPolicy},
-    queue::{OutgoingMessage, Queue, QueueError, MAX_DELAY},
+    queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_DELAY},
     sign::webhook::signature_header,
     store::{Store, StoreError, UpdateOrderError},
 };
@@ -211,6 +211,27 @@ impl<'a, S: Store, Q: Queue> WebhookWorker<'a, S, Q> {
                 }
             })
             .collect()
+    }
+
+    /// One round of what Lambda's SQS event source does with received messages: handle them as
+    /// a batch, delete the handled ones, leave the failed ones to come back after the visibility
+    /// timeout (and, after too many receives, go to the dead-letter queue). Returns the failed
+    /// ids. A delete that fails is only logged: the message comes back and sends nothing more.
+    pub async fn handle_received(&self, received: &[ReceivedMessage]) -> Vec<String> {
+        let batch: Vec<BatchMessage> = received
+            .iter()
+            .map(|m| BatchMessage {
+                message_id: m.message_id.clone(),
+                body: m.body.clone(),
+            })
+            .collect();
+        let failed = self.handle_batch(&batch).await;
+        for message in received.iter().filter(|m| !failed.contains(&m.message_id)) {
+            if let Err(error) = self.queue.delete(&message.receipt).await {
+                tracing::error!(message_id = %message.message_id, %error, "could not delete a handled webhook job");
+            }
+        }
+        failed
     }
 
     /// Handles one queue message.
