@@ -103,11 +103,16 @@ impl RetrySchedule {
     /// `15s,1m,5m,1h,1d` (units `ms`, `s`, `m`, `h`, `d`). Unset or empty: the built-in
     /// schedule of about three days. A bad value is a problem reported with the others.
     pub fn from_env(env: &mut Env<'_>) -> RetrySchedule {
+        Self::from_env_or(env, RetrySchedule::default())
+    }
+
+    /// [`RetrySchedule::from_env`] with another default (the dev stack's minutes).
+    pub fn from_env_or(env: &mut Env<'_>, default: RetrySchedule) -> RetrySchedule {
         match env.optional(WEBHOOK_RETRY_SCHEDULE_VAR) {
-            None => RetrySchedule::default(),
+            None => default,
             Some(raw) => RetrySchedule::parse(raw.trim()).unwrap_or_else(|e| {
                 env.problem(format!("{WEBHOOK_RETRY_SCHEDULE_VAR}: {e}"));
-                RetrySchedule::default()
+                default
             }),
         }
     }

@@ -215,7 +215,7 @@ pub fn order_json(order: &Order) -> Value {
 
 /// Where the order's webhook stands; `null` until the order is paid.
 pub fn webhook_json(order: &Order) -> Value {
-    if order.status == OrderStatus::Pending || order.status == OrderStatus::Closed {
+    if !order.has_webhook() {
         return Value::Null;
     }
     let w = &order.webhook;

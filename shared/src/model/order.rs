@@ -219,6 +219,14 @@ impl Order {
         }
     }
 
+    /// Whether the order has a merchant webhook: once paid (and still after a refund).
+    pub fn has_webhook(&self) -> bool {
+        match self.status {
+            OrderStatus::Paid | OrderStatus::Refunded => true,
+            OrderStatus::Pending | OrderStatus::Closed => false,
+        }
+    }
+
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at
     }

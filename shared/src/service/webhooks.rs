@@ -79,7 +79,7 @@ impl<B: Backends> Ferrypay<B> {
 
     /// The latest delivery attempts of an order's webhook, newest first.
     pub async fn webhook_attempts(&self, order: &Order) -> Result<Vec<WebhookAttempt>, ApiError> {
-        if order.status == OrderStatus::Pending || order.status == OrderStatus::Closed {
+        if !order.has_webhook() {
             return Ok(Vec::new());
         }
         Ok(self
