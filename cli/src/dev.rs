@@ -8,20 +8,27 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use ferrypay::{
-    api::{self, notify::WECHAT_NOTIFY_PATH},
+    api::{
+        self,
+        gateway::{handle_gateway, is_gateway_path},
+        notify::WECHAT_NOTIFY_PATH,
+    },
     config::Env,
     model::{Clock, Merchant, MerchantId, Secret, SystemClock},
     outbound::OutboundPolicy,
+    pages::{MessagePage, Tone},
     queue::{MemoryQueue, Queue, MAX_BATCH},
     service::{
-        retry::RetrySchedule, Backends, Ferrypay, IssuedKeys, NewMerchant, OnboardError,
-        ServiceConfig, WebhookSender, WebhookWorker,
+        gateway::{Gateway, GatewaySettings},
+        retry::RetrySchedule,
+        Backends, Ferrypay, IssuedKeys, NewMerchant, OnboardError, ServiceConfig, WebhookSender,
+        WebhookWorker,
     },
     sign::hash_api_key,
     store::{DynamoStore, EitherStore, MemoryStore, Store},
     wechat::{
-        settings::any_wechatpay_setting, PrivateKey, RetryPolicy, VerifyingKey, WechatPayClient,
-        WechatPayConfig,
+        settings::any_wechatpay_setting, OAuthConfig, PrivateKey, RetryPolicy, VerifyingKey,
+        WechatPayClient, WechatPayConfig,
     },
 };
 use http::{Method, StatusCode};
@@ -91,6 +98,10 @@ pub struct DevOptions {
     /// The in-process notify-worker's retry schedule; `None` runs no worker, so webhook jobs
     /// stay on the queue (tests that look at them).
     pub webhook_worker: Option<RetrySchedule>,
+    /// WeChat OAuth for jump-pay links (`WECHAT_OAUTH_SECRET`, `WECHAT_OPEN_BASE_URL`,
+    /// `WECHAT_API_BASE_URL`); `None` uses the in-process mock's, or with an external WeChat
+    /// Pay and no OAuth secret leaves jump-pay off.
+    pub oauth: Option<OAuthConfig>,
 }
 
 impl DevOptions {
@@ -120,6 +131,7 @@ impl DevOptions {
         let dev_schedule = RetrySchedule::parse(DEV_WEBHOOK_RETRY_SCHEDULE)
             .map_err(|e| format!("the dev webhook schedule: {e}"))?;
         let schedule = RetrySchedule::from_env_or(&mut env, dev_schedule);
+        let oauth = OAuthConfig::from_env(&mut env);
         let wechat = if any_wechatpay_setting(&env) {
             WechatPayConfig::from_env(&mut env, String::new())
                 .map(|config| DevWechat::External(Box::new(config)))
@@ -148,6 +160,7 @@ impl DevOptions {
             wechat,
             store,
             webhook_worker: Some(schedule),
+            oauth,
         })
     }
 }
@@ -176,8 +189,8 @@ pub fn mock_client_config(base_url: String, notify_url: String) -> Result<Wechat
 
 /// The WeChat OAuth settings that talk to the mock (both hosts) with the dev appid and the
 /// public test OAuth secret.
-pub fn mock_oauth_config(base_url: String) -> ferrypay::wechat::OAuthConfig {
-    ferrypay::wechat::OAuthConfig {
+pub fn mock_oauth_config(base_url: String) -> OAuthConfig {
+    OAuthConfig {
         open_base_url: base_url.clone(),
         api_base_url: base_url,
         appid: dev_keys::APPID.into(),
@@ -198,9 +211,11 @@ pub struct DevStack {
     pub webhook_schedule: Option<RetrySchedule>,
     /// The demo merchant's default notify URL: what it received.
     pub inbox: Arc<DevInbox>,
-    /// WeChat OAuth (the payer's openid, for jump-pay) against the in-process mock; `None` with
-    /// an external WeChat Pay (its OAuth settings are not wired here).
-    pub oauth: Option<ferrypay::wechat::OAuthConfig>,
+    /// WeChat OAuth (the payer's openid, for jump-pay): the configured endpoint, or the
+    /// in-process mock; `None` (jump-pay off) with an external WeChat Pay and no OAuth secret.
+    pub oauth: Option<OAuthConfig>,
+    /// The jump-pay gateway (`/pay/gateway`), when OAuth is configured.
+    pub gateway: Option<Arc<Gateway>>,
     server: JoinHandle<()>,
     worker: Option<JoinHandle<()>>,
 }
@@ -233,7 +248,19 @@ impl DevStack {
                 (*config, None)
             }
         };
-        let oauth = mock.as_ref().map(|mock| mock_oauth_config(mock.base_url()));
+        let oauth = options
+            .oauth
+            .or_else(|| mock.as_ref().map(|mock| mock_oauth_config(mock.base_url())));
+        let gateway = match &oauth {
+            Some(oauth) => Some(Arc::new(
+                Gateway::new(GatewaySettings {
+                    public_url: public_url.clone(),
+                    oauth: oauth.clone(),
+                })
+                .map_err(|e| format!("jump-pay gateway: {e}"))?,
+            )),
+            None => None,
+        };
         let channel = WechatPayClient::connect(client_config, Arc::clone(&clock))
             .await
             .map_err(|e| format!("WeChat Pay client: {e}"))?;
@@ -274,11 +301,13 @@ impl DevStack {
         let served = Arc::clone(&app);
         let served_inbox = Arc::clone(&inbox);
         let demo_id = merchant.id.clone();
+        let served_gateway = gateway.clone();
         let server = http_server::serve(listener, move |req, _peer| {
             let app = Arc::clone(&served);
             let inbox = Arc::clone(&served_inbox);
+            let gateway = served_gateway.clone();
             let demo_id = demo_id.clone();
-            async move { route(&app, &inbox, &demo_id, req).await }
+            async move { route(&app, &inbox, gateway.as_deref(), &demo_id, req).await }
         });
         Ok(DevStack {
             addr,
@@ -290,6 +319,7 @@ impl DevStack {
             webhook_schedule,
             inbox,
             oauth,
+            gateway,
             server,
             worker,
         })
@@ -402,9 +432,16 @@ async fn run_webhook_worker(app: Arc<DevApp>, sender: WebhookSender) {
 async fn route(
     app: &DevApp,
     inbox: &DevInbox,
+    gateway: Option<&Gateway>,
     demo_id: &MerchantId,
     req: http::Request<Bytes>,
 ) -> http::Response<String> {
+    if is_gateway_path(req.uri().path()) {
+        return match gateway {
+            Some(gateway) => handle_gateway(app, gateway, req).await,
+            None => gateway_off_page(),
+        };
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => api::json_response(StatusCode::OK, &json!({"ok": true})),
         (&Method::POST, DEV_INBOX_PATH) => {
@@ -414,4 +451,19 @@ async fn route(
         (&Method::GET, DEV_INBOX_PATH) => inbox.list(),
         _ => api::handle(app, req).await,
     }
+}
+
+/// Jump-pay without OAuth settings: say what is missing.
+fn gateway_off_page() -> http::Response<String> {
+    MessagePage {
+        page: "error",
+        tone: Tone::Error,
+        title: "付款链接未启用",
+        message: "jump-pay needs WeChat OAuth: set WECHAT_OAUTH_SECRET (and WECHAT_OPEN_BASE_URL, \
+                  WECHAT_API_BASE_URL for another endpoint) or run with the built-in mock."
+            .into(),
+        actions: vec![],
+        code: "gateway_not_configured",
+    }
+    .render(StatusCode::SERVICE_UNAVAILABLE)
 }

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod config;
 pub mod model;
 pub mod outbound;
+pub mod pages;
 pub mod qr;
 pub mod queue;
 pub mod runtime;

@@ -50,6 +50,7 @@ fn options(public_url: Option<String>) -> DevOptions {
         },
         store: DevStore::Memory,
         webhook_worker: None,
+        oauth: None,
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: vec![Duration::from_millis(100), Duration::from_millis(200)],

@@ -395,6 +395,7 @@ async fn the_dev_stack_exposes_oauth_against_its_mock() {
         },
         store: DevStore::Memory,
         webhook_worker: None,
+        oauth: None,
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: Vec::new(),

@@ -2,6 +2,7 @@
 //! `lambda_http`) and `ferrypay dev` (through a local HTTP server) run exactly this code.
 
 mod error;
+pub mod gateway;
 pub mod notify;
 pub mod orders;
 pub mod params;

@@ -304,7 +304,7 @@ impl<B: Backends> Ferrypay<B> {
         Ok(merchant)
     }
 
-    async fn check_rate_limit(&self, merchant: &Merchant) -> Result<(), ApiError> {
+    pub(super) async fn check_rate_limit(&self, merchant: &Merchant) -> Result<(), ApiError> {
         let Some(limit) = self.config.rate_limit_per_minute else {
             return Ok(());
         };

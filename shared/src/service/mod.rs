@@ -1,6 +1,7 @@
 //! Use cases, generic over storage and payment channel. All I/O goes through the traits, so
 //! every rule here is tested with the in-memory store and the fake channel.
 
+pub mod gateway;
 mod merchants;
 mod notifications;
 mod orders;

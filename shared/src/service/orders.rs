@@ -216,7 +216,14 @@ impl<B: Backends> Ferrypay<B> {
     }
 
     fn created(&self, order: Order) -> Result<CreatedOrder, ApiError> {
-        let payment = match &order.credential {
+        let payment = self.payment_info(&order)?;
+        Ok(CreatedOrder { order, payment })
+    }
+
+    /// What the payer needs to pay an order opened with the channel (JSAPI parameters are
+    /// signed afresh each time).
+    pub fn payment_info(&self, order: &Order) -> Result<PaymentInfo, ApiError> {
+        Ok(match &order.credential {
             Some(PayCredential::Native { code_url }) => PaymentInfo::Native {
                 qrcode: qr::png_data_uri(code_url).map_err(internal)?,
                 code_url: code_url.clone(),
@@ -227,9 +234,8 @@ impl<B: Backends> Ferrypay<B> {
             Some(PayCredential::H5 { h5_url }) => PaymentInfo::H5 {
                 h5_url: h5_url.clone(),
             },
-            None => return Err(internal("created order has no credential")),
-        };
-        Ok(CreatedOrder { order, payment })
+            None => return Err(internal("order has no credential")),
+        })
     }
 
     /// One of the merchant's orders, settled with the channel if it is still pending.

@@ -1,6 +1,7 @@
 //! Merchant-facing crypto: API keys and their hashes, constant-time comparison, and merchant
 //! webhook signatures ([`webhook`]).
 
+pub mod link;
 pub mod webhook;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
