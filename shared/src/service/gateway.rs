@@ -727,3 +727,195 @@ fn acceptable_return_url(merchant: &Merchant, raw: &str) -> Result<Url, LinkErro
     }
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        model::{Clock, ManualClock, Secret},
+        testing::*,
+    };
+
+    const START: i64 = 1_766_284_200;
+
+    fn gateway() -> Gateway {
+        Gateway::new(GatewaySettings {
+            public_url: "https://pay.example.com/".into(),
+            oauth: OAuthConfig::new("wxappid", Secret::new("oauth-secret".into())),
+        })
+        .unwrap()
+    }
+
+    async fn setup() -> (TestApp, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(START)));
+        let app = app_with_clock(clock.clone());
+        onboard_test_merchant(&app, "Shop").await;
+        (app, clock)
+    }
+
+    async fn open(app: &TestApp, query: &str) -> Result<PaymentLink, LinkError> {
+        app.open_link(&LinkQuery::parse(Some(query))?).await
+    }
+
+    fn state_of(step: LinkStep) -> String {
+        let LinkStep::Authorize { url } = step else {
+            panic!("{step:?}")
+        };
+        let url = Url::parse(url.trim_end_matches("#wechat_redirect")).unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_state_is_good_for_its_link_for_ten_minutes() {
+        let (app, clock) = setup().await;
+        let gateway = gateway();
+        let link = open(&app, &format!("key={TEST_PUBLISHABLE_KEY}&amount=100"))
+            .await
+            .unwrap();
+        let other = open(&app, &format!("key={TEST_PUBLISHABLE_KEY}&amount=101"))
+            .await
+            .unwrap();
+        let now = clock.now();
+        let state = state_of(gateway.authorize(&link, 2, now).unwrap());
+        assert_eq!(state.len(), 43);
+        assert_eq!(gateway.check_state(&link, &state, now), Some(2));
+        assert_eq!(gateway.check_state(&other, &state, now), None);
+        assert_eq!(
+            gateway.check_state(&link, &state, now.plus_secs(STATE_TTL_SECS)),
+            Some(2)
+        );
+        assert_eq!(
+            gateway.check_state(&link, &state, now.plus_secs(STATE_TTL_SECS + 1)),
+            None
+        );
+        // From a clock running ahead: a minute's grace, no more.
+        assert_eq!(
+            gateway.check_state(&link, &state, now.plus_secs(-60)),
+            Some(2)
+        );
+        assert_eq!(gateway.check_state(&link, &state, now.plus_secs(-61)), None);
+        // Another attempt number under the same MAC is another state.
+        let bumped = format!("3{}", &state[1..]);
+        assert_eq!(gateway.check_state(&link, &bumped, now), None);
+        // Another gateway secret knows nothing of it.
+        let other_gateway = Gateway::new(GatewaySettings {
+            public_url: "https://pay.example.com".into(),
+            oauth: OAuthConfig::new("wxappid", Secret::new("rotated".into())),
+        })
+        .unwrap();
+        assert_eq!(other_gateway.check_state(&link, &state, now), None);
+        for junk in ["", "1", "é", &"9".repeat(43), &state[..42]] {
+            assert_eq!(gateway.check_state(&link, junk, now), None, "{junk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ticket_names_one_order_and_return_url_until_an_hour_after_expiry() {
+        let (app, clock) = setup().await;
+        let gateway = gateway();
+        let link = open(
+            &app,
+            &format!(
+                "key={TEST_PUBLISHABLE_KEY}&amount=100&return_url=https%3A%2F%2Fm.example%2Fr"
+            ),
+        )
+        .await
+        .unwrap();
+        let order = app
+            .create_link_order(&link, LinkPayment::Native)
+            .await
+            .unwrap()
+            .order;
+        let url = gateway.cashier_url(&order, link.return_url.as_ref());
+        assert!(url.starts_with("https://pay.example.com/pay/gateway/cashier?order_no="));
+        let query = url.split_once('?').unwrap().1.to_string();
+        let ticket = gateway.ticket(Some(&query), clock.now()).unwrap();
+        assert_eq!(ticket.order_no, order.order_no);
+        assert_eq!(
+            ticket.return_url.as_ref().map(Url::as_str),
+            Some("https://m.example/r")
+        );
+        let last = order.expires_at.plus_secs(TICKET_GRACE_SECS);
+        assert!(gateway.ticket(Some(&query), last).is_ok());
+        assert_eq!(
+            gateway.ticket(Some(&query), last.plus_secs(1)),
+            Err(TicketError::Expired)
+        );
+        // Any edit is refused: the order, the return URL, the expiry, a missing or doubled part.
+        let other_no = OrderNo::generate(clock.now()).unwrap();
+        for edited in [
+            query.replace(order.order_no.as_str(), other_no.as_str()),
+            query.replace("m.example", "evil.example"),
+            query.replace("&return_url=https%3A%2F%2Fm.example%2Fr", ""),
+            query.replace("t=1", "t=2"),
+            format!("{query}&t=1"),
+            format!("{query}&order_no={other_no}"),
+            String::new(),
+        ] {
+            assert_eq!(
+                gateway.ticket(Some(&edited), clock.now()),
+                Err(TicketError::Invalid),
+                "{edited}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_way_back_keeps_the_merchants_query_and_fragment() {
+        let no = OrderNo::parse("FP20251221103000ABC123").unwrap();
+        let url = Url::parse("https://m.example/r?cart=7&x=a%20b#top").unwrap();
+        assert_eq!(
+            return_to(&url, &no, true),
+            "https://m.example/r?cart=7&x=a%20b&order_no=FP20251221103000ABC123&status=success#top"
+        );
+        let bare = Url::parse("https://m.example").unwrap();
+        assert_eq!(
+            return_to(&bare, &no, false),
+            "https://m.example/?order_no=FP20251221103000ABC123&status=fail"
+        );
+    }
+
+    #[test]
+    fn a_link_query_keeps_its_parameters_and_drops_the_rest() {
+        let q = LinkQuery::parse(Some(
+            "from=singlemessage&amount=1&sign=ab&key=pk_x&isappinstalled=0&code=c&state=s",
+        ))
+        .unwrap();
+        assert_eq!(
+            q.params,
+            vec![("key", "pk_x".to_string()), ("amount", "1".to_string())]
+        );
+        assert_eq!(q.sign.as_deref(), Some("ab"));
+        assert_eq!(
+            (q.code.as_deref(), q.state.as_deref()),
+            (Some("c"), Some("s"))
+        );
+        for doubled in [
+            "key=a&key=b",
+            "sign=a&sign=b",
+            "code=a&code=b",
+            "state=a&state=b",
+        ] {
+            assert!(matches!(
+                LinkQuery::parse(Some(doubled)),
+                Err(LinkError::DuplicateParam(_))
+            ));
+        }
+        assert_eq!(LinkQuery::parse(None).unwrap(), LinkQuery::default());
+    }
+
+    #[test]
+    fn only_wechat_user_agents_count_as_wechat() {
+        assert!(in_wechat(Some(
+            "Mozilla/5.0 ... MicroMessenger/8.0.50 NetType/WIFI"
+        )));
+        assert!(!in_wechat(Some("Mozilla/5.0 Chrome/126")));
+        assert!(!in_wechat(None));
+    }
+}
