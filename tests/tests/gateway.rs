@@ -708,11 +708,14 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
+/// A link's parameters, the status and the page code they get.
+type BadLink<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+
 #[tokio::test]
 async fn bad_parameters_get_readable_pages() {
     let stack = stack().await;
     let desktop = Browser::new(DESKTOP_UA);
-    let cases: &[(&[(&str, &str)], u16, &str)] = &[
+    let cases: &[BadLink] = &[
         (&[("amount", "100")], 400, "missing_key"),
         (&[("key", ""), ("amount", "100")], 400, "missing_key"),
         (
@@ -769,7 +772,7 @@ async fn bad_parameters_get_readable_pages() {
     ];
     let long_description = "长".repeat(128);
     let long_attach = "a".repeat(129);
-    let long: &[(&[(&str, &str)], u16, &str)] = &[
+    let long: &[BadLink] = &[
         (
             &[
                 ("key", PK),
