@@ -359,7 +359,16 @@ impl DevStack {
              curl -s -X POST {base}/api/v1/pay/create -H 'X-API-Key: {sk}' \\\n  \
                -H 'Content-Type: application/json' -d '{{\"amount\": 100, \"description\": \"Coffee\"}}'\n\
              {pay}\
-             curl -s {base}{DEV_INBOX_PATH}   # the webhooks the demo merchant received\n",
+             curl -s {base}{DEV_INBOX_PATH}   # the webhooks the demo merchant received\n\
+             {link}",
+            link = match &self.gateway {
+                Some(_) => format!(
+                    "\npayment link (open it in a browser; a WeChat user agent goes through OAuth):\n\
+                     {base}/pay/gateway?key={}&amount=100&description=Coffee\n",
+                    self.keys.publishable_key
+                ),
+                None => String::new(),
+            },
             public = self.public_url,
             id = self.merchant.id,
             name = self.merchant.name,

@@ -12,6 +12,7 @@ use std::{
 };
 
 const DEMO_KEY: &str = "sk_test_demo";
+const DEMO_PUBLISHABLE_KEY: &str = "pk_test_demo";
 
 struct Stack(Child);
 
@@ -41,6 +42,7 @@ fn start_dev(port: u16, mock_port: u16) -> (Stack, String) {
             &format!("127.0.0.1:{mock_port}"),
         ])
         .env("FERRYPAY_DEMO_API_KEY", DEMO_KEY)
+        .env("FERRYPAY_DEMO_PUBLISHABLE_KEY", DEMO_PUBLISHABLE_KEY)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -184,4 +186,25 @@ fn readme_run_command_starts_the_stack_and_its_examples_work() {
         assert_eq!(answer["success"], false, "{answer}");
         assert_eq!(answer["code"], *code, "{answer}");
     }
+
+    // The payment link examples: each line's HTTP status is the one its comment gives; the
+    // WeChat one ends on a cashier page.
+    let links = readme_block("links");
+    assert!(links.contains(&format!("PK={DEMO_PUBLISHABLE_KEY}")));
+    let answers = run_block(&links, port, mock_port);
+    let expected: Vec<u64> = printing_curls(&links)
+        .iter()
+        .map(|l| l.rsplit("# ").next().unwrap().trim().parse().unwrap())
+        .collect();
+    assert_eq!(answers.len(), expected.len(), "{answers:#?}");
+    for (answer, status) in answers.iter().zip(&expected) {
+        assert_eq!(answer["status"], *status, "{answer}");
+    }
+    let cashier = answers[1]["cashier"].as_str().unwrap();
+    assert!(
+        cashier.starts_with(&format!(
+            "http://127.0.0.1:{port}/pay/gateway/cashier?order_no=FP"
+        )),
+        "{cashier}"
+    );
 }

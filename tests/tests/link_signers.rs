@@ -1,0 +1,170 @@
+//! Signed payment links as merchants make them: the examples in `examples/payment-link`
+//! (Python and Node.js, no dependencies) sign links that ferrypay accepts, with the same
+//! signature as `sign::link`, for values full of characters that encode differently (Chinese,
+//! `&`, `=`, `+`, `%`, spaces, quotes, emoji).
+//!
+//! Needs `FERRYPAY_TEST_PYTHON` and `FERRYPAY_TEST_NODE` (set by `make test`); without them the
+//! tests fail, never skip. (The PHP example is checked by hand: PHP is not on CI machines.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use ferrypay::{
+    model::Secret,
+    service::{NewMerchant, ServiceConfig},
+    sign::link::sign_link,
+    store::Store,
+};
+use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
+
+const PK: &str = "pk_test_link_signers";
+const LINK_SECRET: &str = "lsk_test_link_signers_0123456789abcdefgh";
+
+fn required_env(name: &str) -> PathBuf {
+    match std::env::var_os(name) {
+        Some(value) if !value.is_empty() => PathBuf::from(value),
+        _ => panic!(
+            "{name} is not set: the link signer tests run the examples in examples/payment-link; \
+             run `make test` (scripts/test.sh sets FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE)"
+        ),
+    }
+}
+
+fn signers() -> [(&'static str, PathBuf, PathBuf); 2] {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payment-link");
+    [
+        (
+            "python",
+            required_env("FERRYPAY_TEST_PYTHON"),
+            dir.join("sign_link.py"),
+        ),
+        (
+            "node",
+            required_env("FERRYPAY_TEST_NODE"),
+            dir.join("sign_link.mjs"),
+        ),
+    ]
+}
+
+/// Runs a signer (`program script --base .. --secret .. name=value...`): the link it printed.
+fn run_signer(program: &Path, script: &Path, base: &str, params: &[(&str, &str)]) -> String {
+    let mut command = Command::new(program);
+    command
+        .arg(script)
+        .args(["--base", base, "--secret", LINK_SECRET]);
+    for (name, value) in params {
+        command.arg(format!("{name}={value}"));
+    }
+    // One interpreter start and one HMAC: quick, but bounded anyway.
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{} did not finish in 30 s", script.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn hard_params(return_url: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("key", PK),
+        ("amount", "12345"),
+        ("description", "拿铁 Latte + 蛋糕 & \"外带\" 100% 🍰"),
+        ("attach", "user_id=123&note=a+b c=d"),
+        ("return_url", return_url),
+        ("expires", "4102444800"),
+    ]
+}
+
+#[test]
+fn the_examples_sign_exactly_as_ferrypay_verifies() {
+    let return_url = "https://shop.example/done?order=1&x=%20y#frag";
+    let params = hard_params(return_url);
+    let expected = sign_link(LINK_SECRET, &params);
+    for (name, program, script) in signers() {
+        let link = run_signer(&program, &script, "https://pay.example.com/", &params);
+        let url = url::Url::parse(&link).unwrap();
+        assert_eq!(url.path(), "/pay/gateway", "{name}: {link}");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let (signed, sign): (Vec<_>, Vec<_>) = pairs.iter().partition(|(n, _)| n != "sign");
+        let signed: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(signed, params, "{name}: values read back as given");
+        assert_eq!(sign[0].1, expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn links_signed_by_the_examples_open_and_tampered_ones_do_not() {
+    let stack = DevStack::start(DevOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        demo: NewMerchant {
+            name: "Signer Shop".into(),
+            publishable_key: Some(PK.into()),
+            ..NewMerchant::default()
+        },
+        config: ServiceConfig {
+            allow_http_notify_urls: true,
+            ..ServiceConfig::default()
+        },
+        store: DevStore::Memory,
+        webhook_worker: None,
+        oauth: None,
+        wechat: DevWechat::Mock {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            notify_retry: Vec::new(),
+        },
+    })
+    .await
+    .unwrap();
+    let mut merchant = stack
+        .app
+        .store
+        .get_merchant(&stack.merchant.id)
+        .await
+        .unwrap()
+        .unwrap();
+    merchant.payment_links.signing_secret = Some(Secret::new(LINK_SECRET.into()));
+    merchant.payment_links.require_signed = true;
+    stack.app.store.update_merchant(&merchant).await.unwrap();
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let params = hard_params("https://shop.example/done?order=1");
+    for (name, program, script) in signers() {
+        let link = run_signer(&program, &script, &stack.base_url(), &params);
+        let page = http.get(&link).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200, "{name}: {link}");
+        let body = page.text().await.unwrap();
+        assert!(body.contains("123.45"), "{name}");
+        let tampered = link.replace("amount=12345", "amount=12344");
+        let page = http.get(&tampered).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 403, "{name}");
+        assert!(page.text().await.unwrap().contains("invalid_signature"));
+    }
+}
