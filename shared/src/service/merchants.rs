@@ -3,7 +3,10 @@
 use super::{Backends, Ferrypay};
 use crate::{
     api::{orders::notify_url_acceptable, ApiError},
-    model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, RetiringSecret, Secret},
+    model::{
+        Clock, KeyKind, Merchant, MerchantId, MerchantStatus, PaymentLinkSettings, RetiringSecret,
+        Secret,
+    },
     sign::{
         generate_publishable_key, generate_secret_key, generate_webhook_secret, hash_api_key,
         webhook::webhook_key, PUBLISHABLE_KEY_PREFIX, SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
@@ -137,6 +140,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
             notify_url: new.notify_url,
             status: MerchantStatus::Active,
             created_at: self.clock.now(),
+            payment_links: PaymentLinkSettings::default(),
         };
         self.store
             .insert_merchant(&merchant)
