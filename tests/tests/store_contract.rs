@@ -7,13 +7,15 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{future::Future, time::Duration};
+use std::{collections::HashMap, future::Future, time::Duration};
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use ferrypay::{
     model::{
         AttemptResult, Fen, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo,
-        OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType, RetiringSecret, Secret,
-        Timestamp, UpdateRefused, WebhookAttempt, WebhookStatus,
+        OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType, PaymentLinkSettings,
+        RetiringSecret, Secret, Timestamp, UpdateRefused, WebhookAttempt, WebhookStatus,
     },
     sign::hash_api_key,
     store::{
@@ -50,6 +52,7 @@ contract!(
     merchant_conflicts_are_refused_and_change_nothing,
     merchant_updates_are_atomic_and_replaced_keys_stop_working,
     merchants_are_listed_by_id,
+    payment_link_settings_are_stored_with_the_merchant_and_its_keys,
     orders_are_found_by_number_and_by_out_trade_no,
     a_replay_right_after_create_sees_the_order,
     order_conflicts_are_refused_and_change_nothing,
@@ -107,6 +110,7 @@ fn merchant(tag: &str) -> Merchant {
         notify_url: Some(format!("https://{tag}.example/notify")),
         status: MerchantStatus::Active,
         created_at: Timestamp::from_unix(START),
+        payment_links: PaymentLinkSettings::default(),
     }
 }
 
@@ -1187,4 +1191,250 @@ async fn merchants_are_listed_by_id<S: Store>(store: S) {
         .map(|m| m.id.as_str().to_string())
         .collect();
     assert_eq!(ids, ["mch_list_a", "mch_list_b"]);
+}
+
+/// The merchant reads back as `expected` by id, by either key and in the list.
+async fn assert_merchant_stored<S: Store>(store: &S, expected: &Merchant) {
+    assert_eq!(
+        store.get_merchant(&expected.id).await.unwrap().as_ref(),
+        Some(expected)
+    );
+    for (hash, kind) in [
+        (&expected.secret_key_hash, KeyKind::Secret),
+        (&expected.publishable_key_hash, KeyKind::Publishable),
+    ] {
+        assert_eq!(
+            store.merchant_by_key(hash).await.unwrap(),
+            Some((expected.clone(), kind)),
+            "{kind:?}"
+        );
+    }
+    let listed = store.list_merchants().await.unwrap();
+    assert!(listed.contains(expected), "{listed:?}");
+}
+
+async fn payment_link_settings_are_stored_with_the_merchant_and_its_keys<S: Store>(store: S) {
+    let plain = merchant("links_plain");
+    let a = Merchant {
+        payment_links: PaymentLinkSettings {
+            signing_secret: Some(Secret::new("lsk_links_a".into())),
+            require_signed: true,
+            allowed_return_hosts: vec!["shop.example".into(), "*.pay.example".into()],
+        },
+        ..merchant("links_a")
+    };
+    store.insert_merchant(&plain).await.unwrap();
+    store.insert_merchant(&a).await.unwrap();
+    assert_merchant_stored(&store, &plain).await;
+    assert_merchant_stored(&store, &a).await;
+
+    // Each change reaches the record and both key copies.
+    let changed = Merchant {
+        payment_links: PaymentLinkSettings {
+            signing_secret: Some(Secret::new("lsk_links_a_rotated".into())),
+            require_signed: false,
+            allowed_return_hosts: vec!["203.0.113.7".into()],
+        },
+        ..a.clone()
+    };
+    store.update_merchant(&changed).await.unwrap();
+    assert_merchant_stored(&store, &changed).await;
+    let cleared = Merchant {
+        payment_links: PaymentLinkSettings::default(),
+        ..a.clone()
+    };
+    store.update_merchant(&cleared).await.unwrap();
+    assert_merchant_stored(&store, &cleared).await;
+    // A setting alone, the others at their defaults.
+    let signed_only = Merchant {
+        payment_links: PaymentLinkSettings {
+            signing_secret: Some(Secret::new("lsk_links_plain".into())),
+            require_signed: true,
+            ..PaymentLinkSettings::default()
+        },
+        ..plain.clone()
+    };
+    store.update_merchant(&signed_only).await.unwrap();
+    assert_merchant_stored(&store, &signed_only).await;
+}
+
+// ---------------------------------------------------------------- DynamoDB items
+
+const LINK_ATTRIBUTES: [&str; 3] = [
+    "link_signing_secret",
+    "link_require_signed",
+    "link_return_hosts",
+];
+
+async fn raw_client() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&ferrypay::aws::emulator_config(&aws_test_endpoint()).await)
+}
+
+async fn raw_item(
+    client: &aws_sdk_dynamodb::Client,
+    store: &DynamoStore,
+    pk: String,
+    sk: &str,
+) -> HashMap<String, AttributeValue> {
+    client
+        .get_item()
+        .table_name(store.table_name())
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S(sk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+}
+
+/// A merchant record and its key items as written before payment links existed.
+fn old_shaped_items(m: &Merchant) -> Vec<HashMap<String, AttributeValue>> {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let common = HashMap::from([
+        ("merchant_id".to_string(), s(m.id.as_str())),
+        ("name".to_string(), s(&m.name)),
+        ("secret_key_hash".to_string(), s(m.secret_key_hash.as_str())),
+        (
+            "publishable_key_hash".to_string(),
+            s(m.publishable_key_hash.as_str()),
+        ),
+        ("webhook_secret".to_string(), s(m.webhook_secret.expose())),
+        (
+            "notify_url".to_string(),
+            s(m.notify_url.as_deref().unwrap()),
+        ),
+        ("status".to_string(), s("active")),
+        (
+            "created_at".to_string(),
+            AttributeValue::N(m.created_at.unix().to_string()),
+        ),
+    ]);
+    let with = |extra: &[(&str, &str)]| {
+        let mut item = common.clone();
+        item.extend(extra.iter().map(|(k, v)| (k.to_string(), s(v))));
+        item
+    };
+    let record_pk = format!("MERCHANT#{}", m.id);
+    let sk_pk = format!("KEY#{}", m.secret_key_hash.as_str());
+    let pk_pk = format!("KEY#{}", m.publishable_key_hash.as_str());
+    vec![
+        with(&[
+            ("pk", &record_pk),
+            ("sk", "MERCHANT"),
+            ("item_type", "merchant"),
+        ]),
+        with(&[
+            ("pk", &sk_pk),
+            ("sk", "KEY"),
+            ("item_type", "api_key"),
+            ("key_kind", "secret"),
+        ]),
+        with(&[
+            ("pk", &pk_pk),
+            ("sk", "KEY"),
+            ("item_type", "api_key"),
+            ("key_kind", "publishable"),
+        ]),
+    ]
+}
+
+#[tokio::test]
+async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults() {
+    bounded(async {
+        let store = dynamo_store().await;
+        let client = raw_client().await;
+        let old = merchant("old_shape");
+        for item in old_shaped_items(&old) {
+            client
+                .put_item()
+                .table_name(store.table_name())
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap();
+        }
+        // The fixture has the default settings: it reads back exactly, by id, key and list.
+        assert_eq!(old.payment_links, PaymentLinkSettings::default());
+        assert_merchant_stored(&store, &old).await;
+
+        // An update writes the settings into all three items, with the documented types...
+        let updated = Merchant {
+            payment_links: PaymentLinkSettings {
+                signing_secret: Some(Secret::new("lsk_old_shape".into())),
+                require_signed: true,
+                allowed_return_hosts: vec!["shop.example".into(), "*.pay.example".into()],
+            },
+            ..old.clone()
+        };
+        store.update_merchant(&updated).await.unwrap();
+        assert_merchant_stored(&store, &updated).await;
+        let keys = [
+            (format!("MERCHANT#{}", old.id), "MERCHANT"),
+            (format!("KEY#{}", old.secret_key_hash.as_str()), "KEY"),
+            (format!("KEY#{}", old.publishable_key_hash.as_str()), "KEY"),
+        ];
+        for (pk, sk) in &keys {
+            let item = raw_item(&client, &store, pk.clone(), sk).await;
+            assert_eq!(
+                item.get("link_signing_secret"),
+                Some(&AttributeValue::S("lsk_old_shape".into())),
+                "{pk}"
+            );
+            assert_eq!(
+                item.get("link_require_signed"),
+                Some(&AttributeValue::Bool(true)),
+                "{pk}"
+            );
+            assert_eq!(
+                item.get("link_return_hosts"),
+                Some(&AttributeValue::L(vec![
+                    AttributeValue::S("shop.example".into()),
+                    AttributeValue::S("*.pay.example".into()),
+                ])),
+                "{pk}"
+            );
+        }
+
+        // ...and back at the defaults the attributes are gone, not empty or false.
+        store.update_merchant(&old).await.unwrap();
+        assert_merchant_stored(&store, &old).await;
+        for (pk, sk) in &keys {
+            let item = raw_item(&client, &store, pk.clone(), sk).await;
+            for name in LINK_ATTRIBUTES {
+                assert!(!item.contains_key(name), "{pk} still has {name}");
+            }
+        }
+
+        // An explicit false reads as false (a hand-edited or future item).
+        let mut record = raw_item(&client, &store, keys[0].0.clone(), "MERCHANT").await;
+        record.insert("link_require_signed".into(), AttributeValue::Bool(false));
+        client
+            .put_item()
+            .table_name(store.table_name())
+            .set_item(Some(record.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_merchant(&old.id).await.unwrap(),
+            Some(old.clone())
+        );
+        // A wrongly typed attribute is reported, not read as a default.
+        record.insert(
+            "link_return_hosts".into(),
+            AttributeValue::S("shop.example".into()),
+        );
+        client
+            .put_item()
+            .table_name(store.table_name())
+            .set_item(Some(record))
+            .send()
+            .await
+            .unwrap();
+        let err = store.get_merchant(&old.id).await.unwrap_err();
+        assert!(err.0.contains("link_return_hosts"), "{err:?}");
+    })
+    .await;
 }

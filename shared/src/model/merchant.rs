@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MerchantId, Secret, Timestamp};
+use super::{MerchantId, PaymentLinkSettings, Secret, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +52,10 @@ pub struct Merchant {
     pub notify_url: Option<String>,
     pub status: MerchantStatus,
     pub created_at: Timestamp,
+    /// What the public jump-pay gateway accepts for this merchant. Merchants stored before
+    /// payment links existed read back with the defaults (no secret, unsigned links, any host).
+    #[serde(default)]
+    pub payment_links: PaymentLinkSettings,
 }
 
 /// A replaced webhook secret and the end of its overlap.

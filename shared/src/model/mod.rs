@@ -4,6 +4,7 @@ mod ids;
 mod merchant;
 mod money;
 mod order;
+mod payment_link;
 mod secret;
 mod time;
 mod webhook;
@@ -14,6 +15,7 @@ pub use ids::{
 pub use merchant::{KeyHash, KeyKind, Merchant, MerchantStatus, RetiringSecret};
 pub use money::Fen;
 pub use order::{Order, OrderStatus, OrderUpdate, PayCredential, PayType, UpdateRefused};
+pub use payment_link::{normalize_return_host, PaymentLinkSettings, MAX_RETURN_HOSTS};
 pub use secret::Secret;
 pub use time::{BeijingDateTime, Clock, ManualClock, SystemClock, Timestamp};
 pub use webhook::{AttemptResult, WebhookAttempt, WebhookState, WebhookStatus};

@@ -3,10 +3,14 @@
 use super::{Backends, Ferrypay};
 use crate::{
     api::{orders::notify_url_acceptable, ApiError},
-    model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, RetiringSecret, Secret},
+    model::{
+        normalize_return_host, Clock, KeyKind, Merchant, MerchantId, MerchantStatus,
+        PaymentLinkSettings, RetiringSecret, Secret, MAX_RETURN_HOSTS,
+    },
     sign::{
-        generate_publishable_key, generate_secret_key, generate_webhook_secret, hash_api_key,
-        webhook::webhook_key, PUBLISHABLE_KEY_PREFIX, SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
+        generate_link_signing_secret, generate_publishable_key, generate_secret_key,
+        generate_webhook_secret, hash_api_key, webhook::webhook_key, PUBLISHABLE_KEY_PREFIX,
+        SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
     },
     store::{InsertMerchantError, Store, StoreError, UpdateMerchantError},
 };
@@ -137,6 +141,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
             notify_url: new.notify_url,
             status: MerchantStatus::Active,
             created_at: self.clock.now(),
+            payment_links: PaymentLinkSettings::default(),
         };
         self.store
             .insert_merchant(&merchant)
@@ -265,6 +270,78 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
         };
         Ok((self.save(rotated).await?, secret))
     }
+
+    /// Issues a new payment-link signing secret (`lsk_...`), replacing any previous one at
+    /// once: links signed with the old secret stop working (no overlap as for webhook secrets;
+    /// the merchant re-signs the links still in use). Returns the new secret: the only time it
+    /// is shown.
+    pub async fn rotate_link_secret(
+        &self,
+        id: &MerchantId,
+    ) -> Result<(Merchant, Secret<String>), AdminError> {
+        let merchant = self.get(id).await?;
+        let secret =
+            generate_link_signing_secret().map_err(|e| AdminError::Store(e.to_string()))?;
+        let rotated = Merchant {
+            payment_links: PaymentLinkSettings {
+                signing_secret: Some(secret.clone()),
+                ..merchant.payment_links.clone()
+            },
+            ..merchant
+        };
+        Ok((self.save(rotated).await?, secret))
+    }
+
+    /// Sets which payment links the gateway honours; `None` leaves a setting as it is. Return
+    /// hosts are normalized ([`normalize_return_host`]) and deduplicated, at most
+    /// [`MAX_RETURN_HOSTS`]; an empty list allows any host. Requiring signed links needs a
+    /// signing secret first, or every link would be refused.
+    pub async fn set_link_policy(
+        &self,
+        id: &MerchantId,
+        require_signed: Option<bool>,
+        allowed_return_hosts: Option<Vec<String>>,
+    ) -> Result<Merchant, AdminError> {
+        let hosts = allowed_return_hosts
+            .map(|hosts| normalize_return_hosts(&hosts))
+            .transpose()?;
+        let merchant = self.get(id).await?;
+        let mut links = merchant.payment_links.clone();
+        if let Some(require_signed) = require_signed {
+            if require_signed && links.signing_secret.is_none() {
+                return Err(AdminError::Invalid(format!(
+                    "merchant {id} has no link signing secret to require: run rotate-link-secret first"
+                )));
+            }
+            links.require_signed = require_signed;
+        }
+        if let Some(hosts) = hosts {
+            links.allowed_return_hosts = hosts;
+        }
+        self.save(Merchant {
+            payment_links: links,
+            ..merchant
+        })
+        .await
+    }
+}
+
+/// Each host normalized, duplicates (after normalizing) dropped, first occurrence first.
+fn normalize_return_hosts(raw: &[String]) -> Result<Vec<String>, AdminError> {
+    let mut hosts: Vec<String> = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let host = normalize_return_host(entry).map_err(AdminError::Invalid)?;
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    if hosts.len() > MAX_RETURN_HOSTS {
+        return Err(AdminError::Invalid(format!(
+            "at most {MAX_RETURN_HOSTS} return hosts (got {}); a *.domain entry covers many",
+            hosts.len()
+        )));
+    }
+    Ok(hosts)
 }
 
 impl<B: Backends> Ferrypay<B> {
@@ -318,5 +395,174 @@ impl<B: Backends> Ferrypay<B> {
             return Err(ApiError::RateLimited { retry_after_secs });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::{ManualClock, Timestamp},
+        sign::LINK_SECRET_PREFIX,
+        store::MemoryStore,
+    };
+
+    fn clock() -> ManualClock {
+        ManualClock::new(Timestamp::from_unix(1_766_284_200))
+    }
+
+    async fn onboarded(admin: &MerchantAdmin<'_, MemoryStore>) -> Merchant {
+        let new = NewMerchant {
+            name: "Tea House".into(),
+            ..NewMerchant::default()
+        };
+        admin.onboard(new).await.unwrap().0
+    }
+
+    fn hosts(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|h| h.to_string()).collect())
+    }
+
+    #[tokio::test]
+    async fn new_merchants_start_with_default_link_settings() {
+        let (store, clock) = (MemoryStore::new(), clock());
+        let admin = MerchantAdmin::new(&store, &clock, false);
+        let m = onboarded(&admin).await;
+        assert_eq!(m.payment_links, PaymentLinkSettings::default());
+        assert_eq!(admin.get(&m.id).await.unwrap(), m);
+    }
+
+    #[tokio::test]
+    async fn a_link_secret_rotation_replaces_the_old_secret_and_keeps_the_policy() {
+        let (store, clock) = (MemoryStore::new(), clock());
+        let admin = MerchantAdmin::new(&store, &clock, false);
+        let m = onboarded(&admin).await;
+        let (m, first) = admin.rotate_link_secret(&m.id).await.unwrap();
+        assert!(first.expose().starts_with(LINK_SECRET_PREFIX));
+        assert_eq!(m.payment_links.signing_secret.as_ref(), Some(&first));
+        admin
+            .set_link_policy(&m.id, Some(true), hosts(&["shop.example"]))
+            .await
+            .unwrap();
+
+        let (m, second) = admin.rotate_link_secret(&m.id).await.unwrap();
+        assert_ne!(second, first);
+        let stored = admin.get(&m.id).await.unwrap();
+        assert_eq!(stored, m);
+        assert_eq!(stored.payment_links.signing_secret, Some(second));
+        assert!(stored.payment_links.require_signed);
+        assert_eq!(stored.payment_links.allowed_return_hosts, ["shop.example"]);
+        // Nothing else about the merchant changed.
+        assert_eq!(stored.webhook_secret, m.webhook_secret);
+        assert_eq!(stored.secret_key_hash, m.secret_key_hash);
+
+        let unknown = MerchantId::new("mch_nobody");
+        assert!(matches!(
+            admin.rotate_link_secret(&unknown).await,
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn requiring_signed_links_needs_a_signing_secret() {
+        let (store, clock) = (MemoryStore::new(), clock());
+        let admin = MerchantAdmin::new(&store, &clock, false);
+        let m = onboarded(&admin).await;
+        match admin.set_link_policy(&m.id, Some(true), None).await {
+            Err(AdminError::Invalid(why)) => assert!(why.contains("rotate-link-secret"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(admin.get(&m.id).await.unwrap(), m, "nothing changed");
+        // Allowing unsigned links needs nothing.
+        admin
+            .set_link_policy(&m.id, Some(false), None)
+            .await
+            .unwrap();
+
+        admin.rotate_link_secret(&m.id).await.unwrap();
+        let signed = admin
+            .set_link_policy(&m.id, Some(true), None)
+            .await
+            .unwrap();
+        assert!(signed.payment_links.require_signed);
+        let unsigned = admin
+            .set_link_policy(&m.id, Some(false), None)
+            .await
+            .unwrap();
+        assert!(!unsigned.payment_links.require_signed);
+        assert!(
+            unsigned.payment_links.signing_secret.is_some(),
+            "the secret stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn return_hosts_are_normalized_deduplicated_and_limited() {
+        let (store, clock) = (MemoryStore::new(), clock());
+        let admin = MerchantAdmin::new(&store, &clock, false);
+        let m = onboarded(&admin).await;
+        let set = admin
+            .set_link_policy(
+                &m.id,
+                None,
+                hosts(&[
+                    "Shop.Example",
+                    "*.pay.example",
+                    "shop.example.",
+                    "203.0.113.7",
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            set.payment_links.allowed_return_hosts,
+            ["shop.example", "*.pay.example", "203.0.113.7"]
+        );
+        assert!(!set.payment_links.require_signed, "left as it was");
+        assert_eq!(admin.get(&m.id).await.unwrap(), set);
+
+        // An invalid entry refuses the whole list, naming the entry.
+        for bad in ["https://shop.example", "*.example", "shop.example:443", ""] {
+            match admin
+                .set_link_policy(&m.id, None, hosts(&["ok.example", bad]))
+                .await
+            {
+                Err(AdminError::Invalid(why)) => {
+                    assert!(why.contains(&format!("{bad:?}")), "{why}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        // 20 distinct hosts (duplicates do not count), not 21.
+        let mut twenty: Vec<String> = (0..20).map(|i| format!("h{i}.example")).collect();
+        twenty.push("H0.example".into());
+        let set = admin
+            .set_link_policy(&m.id, None, Some(twenty.clone()))
+            .await
+            .unwrap();
+        assert_eq!(set.payment_links.allowed_return_hosts.len(), 20);
+        twenty.push("h20.example".into());
+        match admin.set_link_policy(&m.id, None, Some(twenty)).await {
+            Err(AdminError::Invalid(why)) => assert!(why.contains("at most 20"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            admin.get(&m.id).await.unwrap(),
+            set,
+            "refusals change nothing"
+        );
+
+        // An empty list allows any host again.
+        let any = admin
+            .set_link_policy(&m.id, None, Some(Vec::new()))
+            .await
+            .unwrap();
+        assert!(any.payment_links.allowed_return_hosts.is_empty());
+        assert!(matches!(
+            admin
+                .set_link_policy(&MerchantId::new("mch_nobody"), Some(false), None)
+                .await,
+            Err(AdminError::NotFound(_))
+        ));
     }
 }

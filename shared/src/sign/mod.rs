@@ -12,9 +12,12 @@ use crate::model::{random_base62, random_bytes, KeyHash, RandomError, Secret};
 pub const SECRET_KEY_PREFIX: &str = "sk_";
 pub const PUBLISHABLE_KEY_PREFIX: &str = "pk_";
 pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
+pub const LINK_SECRET_PREFIX: &str = "lsk_";
 
 /// Random characters in a generated API key: 32 base62 characters, about 190 bits.
 const KEY_BODY_LEN: usize = 32;
+/// Random characters in a payment-link signing secret.
+const LINK_SECRET_BODY_LEN: usize = 40;
 
 /// The SHA-256 of an API key, as stored and looked up. Keys carry ~190 bits of entropy,
 /// so a plain (unsalted) hash is enough and keeps the lookup a single indexed read.
@@ -44,6 +47,15 @@ pub fn generate_webhook_secret() -> Result<Secret<String>, RandomError> {
     Ok(Secret::new(format!(
         "{WEBHOOK_SECRET_PREFIX}{}",
         STANDARD.encode(bytes)
+    )))
+}
+
+/// A fresh payment-link signing secret (an HMAC-SHA256 key): `lsk_` + 40 base62 characters,
+/// about 238 bits.
+pub fn generate_link_signing_secret() -> Result<Secret<String>, RandomError> {
+    Ok(Secret::new(format!(
+        "{LINK_SECRET_PREFIX}{}",
+        random_base62(LINK_SECRET_BODY_LEN)?
     )))
 }
 
@@ -88,6 +100,11 @@ mod tests {
         let body = wh.expose().strip_prefix("whsec_").unwrap();
         assert_eq!(STANDARD.decode(body).unwrap().len(), 32);
         assert_ne!(generate_secret_key().unwrap(), sk);
+        let lsk = generate_link_signing_secret().unwrap();
+        let body = lsk.expose().strip_prefix("lsk_").unwrap();
+        assert_eq!(body.len(), 40);
+        assert!(body.bytes().all(|b| b.is_ascii_alphanumeric()), "{body}");
+        assert_ne!(generate_link_signing_secret().unwrap(), lsk);
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //! | rate-limit window | `WINDOW#{bucket}` | `WINDOW` | | `n`, `expires_at`, `purge_at` (TTL) |
 //! | webhook attempt | `ORDER#{order_no}` | `ATTEMPT#{generation:010}#{attempt:010}` | | the attempt, `purge_at` (TTL, 90 days) |
 //!
+//! A merchant's payment-link settings (in its record and both key items) are optional
+//! attributes, absent when they have their default, so items written before payment links
+//! existed read as the defaults: `link_signing_secret` (S), `link_require_signed` (BOOL, only
+//! when true), `link_return_hosts` (L of S, only when not empty).
+//!
 //! | access pattern | how |
 //! | --- | --- |
 //! | merchant by API-key hash (either kind) | `GetItem KEY#…` (strongly consistent; the item names its kind) |
@@ -32,8 +37,8 @@
 //!
 //! Writes:
 //! - `insert_merchant`: one transaction putting the merchant and both key items, each only if new.
-//!   The key items copy the merchant, so whoever changes a merchant (status, notify URL, keys)
-//!   must rewrite all three items in one transaction.
+//!   The key items copy the merchant, so whoever changes a merchant (status, notify URL, keys,
+//!   payment-link settings) must rewrite all three items in one transaction.
 //! - `insert_order`: one transaction putting the order and (with an `out_trade_no`) its guard,
 //!   each only if new, and adding to the merchant's counts.
 //! - `update_order`: reads the order (strongly consistent), computes the next state with
@@ -73,8 +78,8 @@ use super::{
 };
 use crate::model::{
     Fen, KeyHash, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderStatus,
-    OrderUpdate, OutTradeNo, PayCredential, PayType, RetiringSecret, Secret, Timestamp,
-    WebhookAttempt, WebhookState, WebhookStatus,
+    OrderUpdate, OutTradeNo, PayCredential, PayType, PaymentLinkSettings, RetiringSecret, Secret,
+    Timestamp, WebhookAttempt, WebhookState, WebhookStatus,
 };
 
 // ---------------------------------------------------------------- the schema, in one place
@@ -89,6 +94,11 @@ const STATUS_LIST_PK: &str = "status_list_pk";
 const ORDER_NO: &str = "order_no";
 /// The TTL attribute (epoch seconds).
 const PURGE_AT: &str = "purge_at";
+
+/// A merchant's payment-link settings, each absent when it has its default.
+const LINK_SIGNING_SECRET: &str = "link_signing_secret";
+const LINK_REQUIRE_SIGNED: &str = "link_require_signed";
+const LINK_RETURN_HOSTS: &str = "link_return_hosts";
 
 const VERSION: &str = "version";
 const ITEM_TYPE: &str = "item_type";
@@ -1025,6 +1035,7 @@ fn merchant_item(merchant: &Merchant, pk: String, sk: &str, kind: Option<KeyKind
         notify_url,
         status,
         created_at,
+        payment_links,
     } = merchant;
     let mut item = HashMap::from([
         (PK.to_string(), s(pk)),
@@ -1054,6 +1065,7 @@ fn merchant_item(merchant: &Merchant, pk: String, sk: &str, kind: Option<KeyKind
             n(previous.until.unix()),
         );
     }
+    insert_payment_link_settings(&mut item, payment_links);
     match kind {
         None => {
             item.insert(ITEM_TYPE.into(), s("merchant"));
@@ -1093,6 +1105,41 @@ fn merchant_from_item(item: &Item) -> Result<Merchant, StoreError> {
         notify_url: r.opt_str("notify_url")?.map(str::to_string),
         status,
         created_at: Timestamp::from_unix(r.int("created_at")?),
+        payment_links: payment_link_settings(&r)?,
+    })
+}
+
+/// Payment-link settings as optional attributes: each default is written as no attribute, so
+/// items from before payment links existed read back as the defaults.
+fn insert_payment_link_settings(item: &mut Item, settings: &PaymentLinkSettings) {
+    let PaymentLinkSettings {
+        signing_secret,
+        require_signed,
+        allowed_return_hosts,
+    } = settings;
+    insert_opt(
+        item,
+        LINK_SIGNING_SECRET,
+        signing_secret
+            .as_ref()
+            .map(|secret| s(secret.expose().as_str())),
+    );
+    if *require_signed {
+        item.insert(LINK_REQUIRE_SIGNED.into(), AttributeValue::Bool(true));
+    }
+    if !allowed_return_hosts.is_empty() {
+        let hosts = allowed_return_hosts.iter().map(|h| s(h.as_str())).collect();
+        item.insert(LINK_RETURN_HOSTS.into(), AttributeValue::L(hosts));
+    }
+}
+
+fn payment_link_settings(r: &Reader<'_>) -> Result<PaymentLinkSettings, StoreError> {
+    Ok(PaymentLinkSettings {
+        signing_secret: r
+            .opt_str(LINK_SIGNING_SECRET)?
+            .map(|secret| Secret::new(secret.to_string())),
+        require_signed: r.opt_bool(LINK_REQUIRE_SIGNED)?.unwrap_or(false),
+        allowed_return_hosts: r.opt_str_list(LINK_RETURN_HOSTS)?.unwrap_or_default(),
     })
 }
 
@@ -1398,6 +1445,31 @@ impl<'a> Reader<'a> {
                 .map(Some)
                 .map_err(|_| corrupt(self.what, &format!("{name} is not an integer"))),
             Some(_) => Err(corrupt(self.what, &format!("{name} is not a number"))),
+        }
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, StoreError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::Bool(value)) => Ok(Some(*value)),
+            Some(_) => Err(corrupt(self.what, &format!("{name} is not a boolean"))),
+        }
+    }
+
+    /// A list of strings (`L` of `S`).
+    fn opt_str_list(&self, name: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let not_strings = || corrupt(self.what, &format!("{name} is not a list of strings"));
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::L(values)) => values
+                .iter()
+                .map(|value| match value {
+                    AttributeValue::S(value) => Ok(value.clone()),
+                    _ => Err(not_strings()),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(not_strings()),
         }
     }
 
