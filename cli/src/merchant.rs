@@ -23,6 +23,13 @@ pub const USAGE: &str = "\
       a new webhook secret; the old one keeps signing too (a second signature) for the
       overlap (default 24h; 0s ends it at once), so the merchant can switch without a gap
   ferrypay merchant set-notify-url ID (URL | --clear)
+  ferrypay merchant rotate-link-secret ID
+      a new payment-link signing secret (lsk_...); links signed with the old one stop working
+  ferrypay merchant link-policy ID [--require-signed | --allow-unsigned]
+                                   [--return-hosts HOST,HOST... | --any-return-host]
+      which jump-pay links are honoured: --require-signed refuses unsigned links (needs a link
+      secret first); --return-hosts limits return_url to these hosts (*.example.com: any
+      subdomain, not example.com itself), at most 20
       manage merchants in the DynamoDB table: --table NAME (or FERRYPAY_TABLE);
       --endpoint URL (or FERRYPAY_DYNAMODB_ENDPOINT) for a local emulator (dummy credentials);
       otherwise AWS with the usual AWS_* credentials and region. --allow-http accepts http://
@@ -38,8 +45,16 @@ pub async fn run(args: &[String]) -> Result<String, String> {
             "--name",
             "--notify-url",
             "--overlap",
+            "--return-hosts",
         ],
-        &["--publishable", "--clear", "--allow-http"],
+        &[
+            "--publishable",
+            "--clear",
+            "--allow-http",
+            "--require-signed",
+            "--allow-unsigned",
+            "--any-return-host",
+        ],
     )?;
     let table = args
         .option_or_env("--table", "FERRYPAY_TABLE")
@@ -155,6 +170,48 @@ pub async fn run(args: &[String]) -> Result<String, String> {
             let m = admin.set_notify_url(&id(1)?, url).await.map_err(text)?;
             Ok(describe(&m))
         }
+        Some("rotate-link-secret") => {
+            let (m, secret) = admin.rotate_link_secret(&id(1)?).await.map_err(text)?;
+            Ok(format!(
+                "{}new link signing secret  {}   (shown once; links signed with the old one no longer work)\n",
+                describe(&m),
+                secret.expose()
+            ))
+        }
+        Some("link-policy") => {
+            let require_signed = match (
+                args.switch("--require-signed"),
+                args.switch("--allow-unsigned"),
+            ) {
+                (true, true) => return Err("--require-signed or --allow-unsigned, not both".into()),
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            };
+            let hosts = match (
+                args.option("--return-hosts"),
+                args.switch("--any-return-host"),
+            ) {
+                (Some(_), true) => {
+                    return Err("--return-hosts or --any-return-host, not both".into())
+                }
+                (Some(list), false) => {
+                    Some(list.split(',').map(|h| h.trim().to_string()).collect())
+                }
+                (None, true) => Some(Vec::new()),
+                (None, false) => None,
+            };
+            if require_signed.is_none() && hosts.is_none() {
+                return Err("what to set? --require-signed | --allow-unsigned, \
+                     --return-hosts HOST,HOST... | --any-return-host"
+                    .into());
+            }
+            let m = admin
+                .set_link_policy(&id(1)?, require_signed, hosts)
+                .await
+                .map_err(text)?;
+            Ok(describe(&m))
+        }
         _ => Err(format!("usage:\n{USAGE}")),
     }
 }
@@ -166,7 +223,8 @@ fn status(status: MerchantStatus) -> &'static str {
     }
 }
 
-/// A merchant for people: no key, and only the start of the webhook secret.
+/// A merchant for people: no key, only the start of the webhook secret, and of the link
+/// signing secret only whether there is one.
 fn describe(m: &Merchant) -> String {
     let secret = m.webhook_secret.expose();
     let shown: String = secret.chars().take(10).collect();
@@ -177,12 +235,30 @@ fn describe(m: &Merchant) -> String {
         ),
         None => String::new(),
     };
+    let links = &m.payment_links;
+    let link_secret = match links.signing_secret {
+        Some(_) => "set (shown only when rotated)",
+        None => "none (rotate-link-secret issues one)",
+    };
+    let signed_links = if links.require_signed {
+        "required"
+    } else {
+        "not required"
+    };
+    let return_hosts = if links.allowed_return_hosts.is_empty() {
+        "any".to_string()
+    } else {
+        links.allowed_return_hosts.join(", ")
+    };
     format!(
         "merchant        {}\n\
          name            {}\n\
          status          {}\n\
          notify url      {}\n\
          webhook secret  {shown}... (shown in full only at creation){previous}\n\
+         link secret     {link_secret}\n\
+         signed links    {signed_links}\n\
+         return hosts    {return_hosts}\n\
          created         {}\n",
         m.id,
         m.name,

@@ -148,3 +148,130 @@ async fn operators_manage_merchants_from_the_command_line() {
     let (ok, _, err) = cli.run(&["create"]);
     assert!(!ok && err.contains("--name"), "{err}");
 }
+
+#[tokio::test]
+async fn operators_manage_payment_link_settings_from_the_command_line() {
+    let table = format!("ferrypay-cli-links-{}", std::process::id());
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
+    store.ensure_table().await.unwrap();
+    let cli = Cli { table };
+    let links = |id: &MerchantId| {
+        let store = &store;
+        let id = id.clone();
+        async move {
+            store
+                .get_merchant(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .payment_links
+        }
+    };
+
+    let created = cli.ok(&["create", "--name", "Link Shop"]);
+    let id = MerchantId::new(field(&created, "merchant"));
+    assert_eq!(field(&created, "link secret"), "none", "{created}");
+    assert_eq!(field(&created, "return hosts"), "any", "{created}");
+    assert!(
+        created.contains("signed links    not required"),
+        "{created}"
+    );
+
+    // Requiring signed links needs a secret first.
+    let (ok, _, err) = cli.run(&["link-policy", id.as_str(), "--require-signed"]);
+    assert!(!ok && err.contains("rotate-link-secret"), "{err}");
+    assert!(!links(&id).await.require_signed);
+
+    let rotated = cli.ok(&["rotate-link-secret", id.as_str()]);
+    let first = field(&rotated, "new link signing secret").to_string();
+    assert!(first.starts_with("lsk_") && first.len() == 44, "{rotated}");
+    assert!(rotated.contains("shown once"), "{rotated}");
+    assert_eq!(
+        links(&id).await.signing_secret.unwrap().expose().as_str(),
+        first
+    );
+    let shown = cli.ok(&["show", id.as_str()]);
+    assert_eq!(field(&shown, "link secret"), "set", "{shown}");
+    assert!(!shown.contains(&first), "show never prints the link secret");
+    // A second rotation replaces the first secret at once.
+    let rotated = cli.ok(&["rotate-link-secret", id.as_str()]);
+    let second = field(&rotated, "new link signing secret").to_string();
+    assert_ne!(second, first);
+    assert_eq!(
+        links(&id).await.signing_secret.unwrap().expose().as_str(),
+        second
+    );
+
+    let set = cli.ok(&[
+        "link-policy",
+        id.as_str(),
+        "--require-signed",
+        "--return-hosts",
+        "Tea.Example, *.tea.example,tea.example",
+    ]);
+    assert!(set.contains("signed links    required"), "{set}");
+    assert!(
+        set.contains("return hosts    tea.example, *.tea.example\n"),
+        "{set}"
+    );
+    let now = links(&id).await;
+    assert!(now.require_signed);
+    assert_eq!(now.allowed_return_hosts, ["tea.example", "*.tea.example"]);
+
+    // Each option changes its own setting only.
+    let any = cli.ok(&["link-policy", id.as_str(), "--any-return-host"]);
+    assert_eq!(field(&any, "return hosts"), "any", "{any}");
+    let now = links(&id).await;
+    assert!(now.require_signed && now.allowed_return_hosts.is_empty());
+    cli.ok(&["link-policy", id.as_str(), "--allow-unsigned"]);
+    let now = links(&id).await;
+    assert!(!now.require_signed);
+    assert_eq!(now.signing_secret.unwrap().expose().as_str(), second);
+
+    // Refusals say why and change nothing.
+    let before = links(&id).await;
+    for (args, why) in [
+        (vec!["link-policy", id.as_str()], "--require-signed"),
+        (
+            vec![
+                "link-policy",
+                id.as_str(),
+                "--require-signed",
+                "--allow-unsigned",
+            ],
+            "not both",
+        ),
+        (
+            vec![
+                "link-policy",
+                id.as_str(),
+                "--return-hosts",
+                "tea.example",
+                "--any-return-host",
+            ],
+            "not both",
+        ),
+        (
+            vec![
+                "link-policy",
+                id.as_str(),
+                "--return-hosts",
+                "tea.example,https://tea.example",
+            ],
+            "\"https://tea.example\"",
+        ),
+        (
+            vec!["link-policy", id.as_str(), "--return-hosts", "*.example"],
+            "two labels",
+        ),
+        (
+            vec!["rotate-link-secret", "mch_nosuchmerchant00"],
+            "no merchant",
+        ),
+    ] {
+        let (ok, _, err) = cli.run(&args);
+        assert!(!ok && err.contains(why), "{args:?}: {err}");
+    }
+    assert_eq!(links(&id).await, before);
+}
