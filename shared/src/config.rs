@@ -75,6 +75,11 @@ impl<'a> Env<'a> {
         self.problems.push(problem);
     }
 
+    /// How many problems are recorded so far (to tell whether a reader found one).
+    pub fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() {
             Ok(())

@@ -1,8 +1,10 @@
 //! How a Lambda function builds its services, once per cold start: configuration read and
 //! checked once (every problem reported at once), SDK clients built once, the WeChat Pay
 //! secrets read once from Secrets Manager, and the DynamoDB connection opened before the
-//! first request. The notify-worker ([`worker_app`]) builds less: it never talks to WeChat
-//! Pay, so it neither reads nor may read the WeChat Pay secret.
+//! first request. The gateway function ([`gateway_app`]) builds the same services and the
+//! jump-pay gateway, whose OAuth secret comes from the same secret (still one read). The
+//! notify-worker ([`worker_app`]) builds less: it never talks to WeChat Pay, so it neither
+//! reads nor may read the WeChat Pay secret.
 
 use std::sync::Arc;
 
@@ -16,11 +18,14 @@ use crate::{
     outbound::{OutboundError, OutboundPolicy},
     queue::SqsQueue,
     service::{
-        retry::RetrySchedule, Backends, BatchMessage, Ferrypay, ServiceConfig, WebhookSender,
-        WebhookWorker,
+        gateway::{Gateway, GatewaySettings},
+        retry::RetrySchedule,
+        Backends, BatchMessage, Ferrypay, ServiceConfig, WebhookSender, WebhookWorker,
     },
     store::DynamoStore,
-    wechat::{settings::WechatSecrets, WechatPayClient, WechatPayConfig},
+    wechat::{
+        oauth::OAuthError, settings::WechatSecrets, OAuthConfig, WechatPayClient, WechatPayConfig,
+    },
 };
 
 /// The production backends.
@@ -44,6 +49,8 @@ pub enum StartError {
     Channel(#[from] ChannelError),
     #[error("webhook client: {0}")]
     Outbound(#[from] OutboundError),
+    #[error("WeChat OAuth client: {0}")]
+    OAuth(#[from] OAuthError),
 }
 
 /// [`lambda_app`] with the process environment and the SDK's own configuration (the function
@@ -58,30 +65,113 @@ pub async fn lambda_app_from_env() -> Result<LambdaApp, StartError> {
 /// secrets: from `FERRYPAY_WECHAT_SECRET_ARN` (Secrets Manager, read once) or else from the
 /// `WECHATPAY_*_FILE` variables.
 pub async fn lambda_app(mut env: Env<'_>, sdk: &SdkConfig) -> Result<LambdaApp, StartError> {
-    let config = ServiceConfig::from_env(&mut env);
-    let table = env.required("FERRYPAY_TABLE");
-    let queue_url = env.required("FERRYPAY_NOTIFY_QUEUE_URL");
-    let public_url = env.required("FERRYPAY_PUBLIC_URL");
-    let notify_url = format!("{}{WECHAT_NOTIFY_PATH}", public_url.trim_end_matches('/'));
-    let wechat = match env.optional("FERRYPAY_WECHAT_SECRET_ARN") {
-        Some(arn) => {
-            let secrets = read_secret(sdk, &arn).await?;
-            WechatPayConfig::from_env_and_secrets(&mut env, notify_url, &secrets)
-        }
-        None => WechatPayConfig::from_env(&mut env, notify_url),
-    };
+    let settings = LambdaSettings::read(&mut env, sdk).await?;
     env.finish()?;
-    let wechat = wechat.ok_or_else(|| ConfigError(vec!["WeChat Pay settings".into()]))?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url);
-    let clock = Arc::new(SystemClock);
-    // Both open their connections now, not on the first request: the DynamoDB warm-up and,
-    // in certificate mode, the certificate download.
-    let (channel, ()) = tokio::join!(
-        WechatPayClient::connect(wechat, clock.clone()),
-        store.warm_up()
-    );
-    Ok(Ferrypay::with_clock(store, channel?, queue, config, clock))
+    settings.build(sdk).await
+}
+
+/// [`gateway_app`] with the process environment and the SDK's own configuration.
+pub async fn gateway_app_from_env() -> Result<(LambdaApp, Gateway), StartError> {
+    let sdk = crate::aws::sdk_config(None).await;
+    gateway_app(Env::process(), &sdk).await
+}
+
+/// The jump-pay gateway's services: everything [`lambda_app`] builds (it creates orders) and
+/// the [`Gateway`], reached at `FERRYPAY_PUBLIC_URL`, with the official account's OAuth
+/// settings (see [`OAuthConfig::from_env_and_secrets`]): the OAuth secret from the same
+/// Secrets Manager secret (its `oauth_secret`, read in the same single call) or from
+/// `WECHAT_OAUTH_SECRET`, `WECHATPAY_APPID`, and the optional `WECHAT_OPEN_BASE_URL` and
+/// `WECHAT_API_BASE_URL`. The gateway cannot work without the OAuth secret: its absence is a
+/// start error, reported with every other problem.
+pub async fn gateway_app(
+    mut env: Env<'_>,
+    sdk: &SdkConfig,
+) -> Result<(LambdaApp, Gateway), StartError> {
+    let settings = LambdaSettings::read(&mut env, sdk).await?;
+    let problems_before = env.problem_count();
+    let oauth = match &settings.secrets {
+        Some(secrets) => OAuthConfig::from_env_and_secrets(&mut env, secrets),
+        None => OAuthConfig::from_env(&mut env),
+    };
+    if oauth.is_none() && env.problem_count() == problems_before {
+        // Not configured at all (a configured but bad secret is already a problem).
+        env.problem(OAUTH_SECRET_MISSING.to_string());
+    }
+    env.finish()?;
+    let oauth = oauth.ok_or_else(|| ConfigError(vec![OAUTH_SECRET_MISSING.into()]))?;
+    let gateway = Gateway::new(GatewaySettings {
+        public_url: settings.public_url.clone(),
+        oauth,
+    })?;
+    let app = settings.build(sdk).await?;
+    Ok((app, gateway))
+}
+
+/// The problem reported when the gateway has no OAuth secret.
+pub const OAUTH_SECRET_MISSING: &str = "the WeChat OAuth secret is not set: jump-pay needs the \
+     official account's AppSecret in WECHAT_OAUTH_SECRET or in the oauth_secret field of the \
+     secret FERRYPAY_WECHAT_SECRET_ARN names";
+
+/// What [`lambda_app`] and [`gateway_app`] read from the environment and the secret, before
+/// anything is built. Problems are recorded in the `env`; the secret, when it is in Secrets
+/// Manager, is read here, once.
+struct LambdaSettings {
+    config: ServiceConfig,
+    table: String,
+    queue_url: String,
+    public_url: String,
+    wechat: Option<WechatPayConfig>,
+    /// The Secrets Manager secret, when `FERRYPAY_WECHAT_SECRET_ARN` names one.
+    secrets: Option<WechatSecrets>,
+}
+
+impl LambdaSettings {
+    async fn read(env: &mut Env<'_>, sdk: &SdkConfig) -> Result<LambdaSettings, StartError> {
+        let config = ServiceConfig::from_env(env);
+        let table = env.required("FERRYPAY_TABLE");
+        let queue_url = env.required("FERRYPAY_NOTIFY_QUEUE_URL");
+        let public_url = env.required("FERRYPAY_PUBLIC_URL");
+        let notify_url = format!("{}{WECHAT_NOTIFY_PATH}", public_url.trim_end_matches('/'));
+        let (wechat, secrets) = match env.optional("FERRYPAY_WECHAT_SECRET_ARN") {
+            Some(arn) => {
+                let secrets = read_secret(sdk, &arn).await?;
+                let wechat = WechatPayConfig::from_env_and_secrets(env, notify_url, &secrets);
+                (wechat, Some(secrets))
+            }
+            None => (WechatPayConfig::from_env(env, notify_url), None),
+        };
+        Ok(LambdaSettings {
+            config,
+            table,
+            queue_url,
+            public_url,
+            wechat,
+            secrets,
+        })
+    }
+
+    /// The services, once the settings are known to be complete (`env.finish()` passed).
+    async fn build(self, sdk: &SdkConfig) -> Result<LambdaApp, StartError> {
+        let wechat = self
+            .wechat
+            .ok_or_else(|| ConfigError(vec!["WeChat Pay settings".into()]))?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), self.table);
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), self.queue_url);
+        let clock = Arc::new(SystemClock);
+        // Both open their connections now, not on the first request: the DynamoDB warm-up and,
+        // in certificate mode, the certificate download.
+        let (channel, ()) = tokio::join!(
+            WechatPayClient::connect(wechat, clock.clone()),
+            store.warm_up()
+        );
+        Ok(Ferrypay::with_clock(
+            store,
+            channel?,
+            queue,
+            self.config,
+            clock,
+        ))
+    }
 }
 
 /// The notify-worker's services: the table, the notify queue (it queues each next attempt),

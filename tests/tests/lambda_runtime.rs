@@ -1,6 +1,6 @@
-//! The Lambda functions' production wiring (`ferrypay::runtime::lambda_app`, and
-//! `worker_app` for the notify-worker) against moto: DynamoDB, SQS and the WeChat Pay secret in
-//! Secrets Manager, with the WeChat Pay mock as the APIv3 endpoint and a merchant's webhook
+//! The Lambda functions' production wiring (`ferrypay::runtime::lambda_app`, `gateway_app` for
+//! gateway-redirect and `worker_app` for the notify-worker) against moto: DynamoDB, SQS and the
+//! WeChat Pay secret in Secrets Manager, with the WeChat Pay mock as the APIv3 endpoint and a merchant's webhook
 //! receiver on 127.0.0.1. Needs `FERRYPAY_TEST_AWS_ENDPOINT` (`make test` starts moto).
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
@@ -14,7 +14,7 @@ use ferrypay::{
     config::Env,
     model::{Clock, OrderNo, OrderStatus, SystemClock, WebhookStatus},
     outbound::OutboundPolicy,
-    runtime::{lambda_app, worker_app, LambdaApp, StartError},
+    runtime::{gateway_app, lambda_app, worker_app, LambdaApp, StartError},
     service::{MerchantAdmin, NewMerchant, OrderRef, WebhookJob},
     sign::webhook,
     store::{DynamoStore, Store},
@@ -490,4 +490,116 @@ async fn the_notify_worker_starts_without_any_wechat_pay_setting() {
     assert_eq!(app.store.table_name(), vars["FERRYPAY_TABLE"]);
     // An empty batch touches nothing and fails nothing.
     assert!(app.handle_batch(&[]).await.is_empty());
+}
+
+/// A secret like `provision`'s, with another `oauth_secret` (`None`: the field left out).
+async fn secret_with_oauth(sdk: &aws_config::SdkConfig, oauth_secret: Option<&str>) -> String {
+    let mut secret = json!({
+        "private_key_pem": dev_keys::MERCHANT_PRIVATE_KEY,
+        "apiv3_key": dev_keys::APIV3_KEY,
+        "public_key_pem": dev_keys::PLATFORM_PUBLIC_KEY,
+    });
+    if let Some(oauth_secret) = oauth_secret {
+        secret["oauth_secret"] = json!(oauth_secret);
+    }
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(unique_name("ferrypay-wechat"))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_gateway_starts_with_the_oauth_secret_from_the_wechat_pay_secret() {
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let mut vars = provision(&sdk, "http://127.0.0.1:9").await;
+    vars.insert(
+        "WECHAT_OPEN_BASE_URL".into(),
+        "https://open.weixin.example".into(),
+    );
+    let (app, gateway) = gateway_app(Env::from_map(&vars), &sdk).await.unwrap();
+    assert_eq!(app.channel.mchid(), dev_keys::MCHID);
+    assert_eq!(app.store.table_name(), vars["FERRYPAY_TABLE"]);
+
+    // A link opened inside WeChat: the merchant comes from DynamoDB by its publishable key,
+    // and the payer goes to the configured OAuth host with the account's appid and a
+    // redirect_uri on FERRYPAY_PUBLIC_URL.
+    let (_, keys) = app
+        .onboard_merchant(NewMerchant {
+            name: "Gateway Shop".into(),
+            ..NewMerchant::default()
+        })
+        .await
+        .unwrap();
+    let request = http::Request::builder()
+        .method("GET")
+        .uri(format!(
+            "/pay/gateway?key={}&amount=1234",
+            keys.publishable_key
+        ))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 MicroMessenger/8.0.50",
+        )
+        .body(Bytes::new())
+        .unwrap();
+    let response = api::gateway::handle_gateway(&app, &gateway, request).await;
+    assert_eq!(response.status(), 302, "{}", response.body());
+    let location = response.headers()["location"].to_str().unwrap();
+    let expected = format!(
+        "https://open.weixin.example/connect/oauth2/authorize?appid={}&redirect_uri=\
+         https%3A%2F%2Fpay.example.com%2Fpay%2Fgateway%3Fkey%3D{}",
+        dev_keys::APPID,
+        keys.publishable_key
+    );
+    assert!(location.starts_with(&expected), "{location}");
+    assert!(location.ends_with("#wechat_redirect"), "{location}");
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_to_start_without_the_oauth_secret() {
+    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let mut vars = provision(&sdk, "http://127.0.0.1:9").await;
+    for oauth_secret in [None, Some("")] {
+        let arn = secret_with_oauth(&sdk, oauth_secret).await;
+        vars.insert("FERRYPAY_WECHAT_SECRET_ARN".into(), arn);
+        // The other functions start from this environment: only the gateway needs the secret.
+        lambda_app(Env::from_map(&vars), &sdk).await.unwrap();
+        // The gateway does not, and says where the secret goes, together with every other
+        // problem.
+        let mut incomplete = vars.clone();
+        incomplete.remove("FERRYPAY_TABLE");
+        let err = match gateway_app(Env::from_map(&incomplete), &sdk).await {
+            Err(StartError::Config(e)) => e,
+            other => panic!("expected a configuration error, got {:?}", other.err()),
+        };
+        assert_eq!(err.0.len(), 2, "{err}");
+        let text = err.to_string();
+        for name in ["FERRYPAY_TABLE", "WECHAT_OAUTH_SECRET", "oauth_secret"] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+    }
+
+    // Without Secrets Manager (key files, as in local runs) the same: every variable at once.
+    let empty = BTreeMap::new();
+    let text = match gateway_app(Env::from_map(&empty), &sdk).await {
+        Err(StartError::Config(e)) => e.to_string(),
+        other => panic!("expected a configuration error, got {:?}", other.err()),
+    };
+    for name in [
+        "FERRYPAY_TABLE",
+        "FERRYPAY_NOTIFY_QUEUE_URL",
+        "FERRYPAY_PUBLIC_URL",
+        "WECHATPAY_MCHID",
+        "WECHATPAY_APPID",
+        "WECHATPAY_PRIVATE_KEY_FILE",
+        "WECHAT_OAUTH_SECRET",
+        "oauth_secret",
+    ] {
+        assert!(text.contains(name), "{name} missing from: {text}");
+    }
 }
