@@ -1,6 +1,7 @@
 //! What every HTTP Lambda of ferrypay does around `ferrypay::api`: build the services once per
 //! cold start, then turn each `lambda_http` request into an `http::Request<Bytes>` (the exact
-//! body bytes: notifications are verified over them) and the answer back. And what the
+//! body bytes: notifications are verified over them) and the answer back; the same for the
+//! jump-pay gateway (gateway-redirect), which also builds its `Gateway` once. And what the
 //! notify-worker does around `ferrypay`'s webhook worker: an SQS batch in, the ids of the
 //! failed messages out as a partial batch response. Kept out of `ferrypay` so that crate stays
 //! free of the Lambda runtime.
@@ -8,12 +9,15 @@
 pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use ferrypay::{
-    api::{self, notify::handle_wechat_notify, ApiRequest, ApiResponse, Endpoint},
+    api::{
+        self, gateway::handle_gateway, notify::handle_wechat_notify, ApiRequest, ApiResponse,
+        Endpoint,
+    },
     queue::Queue,
-    service::{Backends, BatchMessage, Ferrypay, WebhookWorker},
+    service::{gateway::Gateway, Backends, BatchMessage, Ferrypay, WebhookWorker},
     store::Store,
 };
-use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use lambda_http::{http::HeaderMap, run, service_fn, Body, Error, Request, Response};
 use lambda_runtime::LambdaEvent;
 
 /// Which part of the API a function serves.
@@ -70,6 +74,78 @@ pub async fn run_json_event<B: Backends>(
 ) -> Result<(u16, serde_json::Value), Error> {
     let (status, body) = run_event(app, route, event).await?;
     Ok((status, serde_json::from_str(&body)?))
+}
+
+/// The whole `main` of gateway-redirect (the jump-pay gateway): logging, its services and the
+/// gateway from the environment (the OAuth secret is required), the runtime loop.
+pub async fn serve_gateway() -> Result<(), Error> {
+    ferrypay::telemetry::init_lambda();
+    let (app, gateway) = ferrypay::runtime::gateway_app_from_env().await?;
+    run(service_fn(|req| {
+        handle_gateway_request(&app, &gateway, req)
+    }))
+    .await
+}
+
+/// One gateway invocation (`/pay/gateway`, its cashier and status): a page, a redirect or
+/// JSON, never an invocation error.
+pub async fn handle_gateway_request<B: Backends>(
+    app: &Ferrypay<B>,
+    gateway: &Gateway,
+    req: Request,
+) -> Result<Response<Body>, Error> {
+    let response = handle_gateway(app, gateway, into_api_request(req)).await;
+    Ok(response.map(Body::from))
+}
+
+/// A function's answer to an event, for tests: the status, the headers (`Location`,
+/// `Content-Type`, ...) and the body text.
+#[derive(Debug, Clone)]
+pub struct EventAnswer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl EventAnswer {
+    fn from_response(response: Response<Body>) -> EventAnswer {
+        let (parts, body) = response.into_parts();
+        EventAnswer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(body.as_ref()).into_owned(),
+        }
+    }
+
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("content-type")
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+}
+
+/// Runs [`handle_gateway_request`] on an API Gateway HTTP API (v2) event, as gateway-redirect's
+/// tests do with the `events/gateway-*.json` events.
+pub async fn run_gateway_event<B: Backends>(
+    app: &Ferrypay<B>,
+    gateway: &Gateway,
+    event: &str,
+) -> Result<EventAnswer, Error> {
+    let request = lambda_http::request::from_str(event)?;
+    let response = handle_gateway_request(app, gateway, request).await?;
+    Ok(EventAnswer::from_response(response))
 }
 
 /// The whole `main` of the notify-worker: logging, its services from the environment (no
