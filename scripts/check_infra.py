@@ -11,14 +11,19 @@ the Rust side, which they cannot see:
    function, and every SQS send in the queue code is granted somewhere;
 3. every binary crate under functions/ is one function (`CodeUri: ..`, rust-cargolambda,
    `BuildProperties.Binary` = the crate) and every function is a crate; each crate is an HTTP
-   function (its main calls `serve(Route::...)`, built by `lambda_app`) or the notify-worker
-   (`serve_notify_worker()`, built by `worker_app`); every variable its wiring requires
-   (shared/src/runtime.rs, and the WeChat settings for HTTP functions) is set for it, a function
-   given the secret's ARN may read it, the notify-worker gets neither the ARN nor the
-   permission, and no function sets a FERRYPAY_/WECHATPAY_ variable the code never reads;
-4. every route the code serves (`Endpoint::path`/`methods` in shared/src/api/mod.rs and
-   `WECHAT_NOTIFY_PATH`) is in the HTTP API, wired to the function of that name, with an
-   invoke permission whose source ARN covers it, and no route points at a missing function;
+   function (its main calls `serve(Route::...)`, built by `lambda_app`), the jump-pay gateway
+   (`serve_gateway()`, built by `gateway_app`) or the notify-worker (`serve_notify_worker()`,
+   built by `worker_app`); every variable its wiring requires (shared/src/runtime.rs, the WeChat
+   Pay settings for HTTP functions and the gateway, and for the gateway the OAuth settings that
+   `OAuthConfig` reads, its secret excepted: that comes from the WeChat Pay secret) is set for
+   it, a function given the secret's ARN may read it, the notify-worker gets neither the ARN nor
+   the permission, no function has WECHAT_OAUTH_SECRET in its environment, and no function sets
+   a FERRYPAY_/WECHATPAY_/WECHAT_ variable the code (for WECHAT_: its wiring) never reads;
+4. every route the code serves (`Endpoint::path`/`methods` in shared/src/api/mod.rs,
+   `WECHAT_NOTIFY_PATH`, and the gateway's paths, the constants of shared/src/service/gateway.rs
+   with the methods `handle_gateway` in shared/src/api/gateway.rs matches them with) is in the
+   HTTP API, wired to the function of that name, with an invoke permission whose source ARN
+   covers it, and no route points at a missing function;
 5. the notify queue's visibility timeout is at least six times the notify-worker's timeout
    (the `Notify.Worker` mapping, and any function with an SQS event on the queue), and the queue
    redrives to a dead-letter queue of this template;
@@ -32,6 +37,10 @@ It also expands the SAM transform locally (samtranslator, no AWS account: the ma
 lookup is stubbed) and writes the plain CloudFormation to --transformed-out, so cfn-lint can
 check what CloudFormation will actually see (for example circular dependencies between the
 generated API and the functions, which the SAM-level lint does not look for).
+
+`--self-test` checks the checker: it breaks the template in memory in each of the ways above
+(a route, a permission, a variable, an OAuth parameter, the secret's policy, ...) and fails
+unless every broken copy is caught, with the expected problem, and the template itself passes.
 
 Needs cfn-lint and aws-sam-translator (both come with the pinned tools in .venv).
 """
@@ -53,6 +62,10 @@ DYNAMO_RS = ROOT / "shared" / "src" / "store" / "dynamodb.rs"
 SQS_RS = ROOT / "shared" / "src" / "queue" / "sqs.rs"
 API_RS = ROOT / "shared" / "src" / "api" / "mod.rs"
 NOTIFY_RS = ROOT / "shared" / "src" / "api" / "notify.rs"
+GATEWAY_RS = ROOT / "shared" / "src" / "service" / "gateway.rs"
+GATEWAY_API_RS = ROOT / "shared" / "src" / "api" / "gateway.rs"
+# The crate that serves the gateway's routes (its main calls serve_gateway()).
+GATEWAY_FUNCTION = "gateway-redirect"
 QUEUE_RS = ROOT / "shared" / "src" / "queue" / "mod.rs"
 NOTIFY_QUEUE_ARN = {"Fn::GetAtt": ["NotifyQueue", "Arn"]}
 
@@ -255,11 +268,13 @@ def check_actions(template: dict, functions: dict[str, dict]) -> None:
 
 
 def crate_kind(crate_dir: Path) -> str | None:
-    """What a function crate is: "http" (its main calls `serve(Route::...)`), "worker"
-    (`serve_notify_worker()`), or None."""
+    """What a function crate is: "http" (its main calls `serve(Route::...)`), "gateway"
+    (`serve_gateway()`), "worker" (`serve_notify_worker()`), or None."""
     main = (crate_dir / "src" / "main.rs").read_text()
     if re.search(r"\bserve_notify_worker\(\)", main):
         return "worker"
+    if re.search(r"\bserve_gateway\(\)", main):
+        return "gateway"
     if re.search(r"\bserve\(\s*Route::", main):
         return "http"
     return None
@@ -278,8 +293,8 @@ def check_functions(functions: dict[str, dict]) -> tuple[dict[str, str], dict[st
     for crate, directory in crates.items():
         kind = crate_kind(ROOT / "functions" / directory)
         if kind is None:
-            problem(f"functions/{directory}/src/main.rs calls neither serve(Route::...) nor serve_notify_worker(): "
-                    "this check does not know what it is")
+            problem(f"functions/{directory}/src/main.rs calls none of serve(Route::...), serve_gateway() and "
+                    "serve_notify_worker(): this check does not know what it is")
         else:
             kinds_of_crates[crate] = kind
     by_binary: dict[str, str] = {}
@@ -319,34 +334,66 @@ def function_env(template: dict, fn: dict) -> dict:
     return env
 
 
+def rust_body(source: str, signature: str, path: Path, indent: str = "") -> str:
+    """The body of the item whose text starts with `signature` (up to its closing brace at
+    `indent`)."""
+    parts = source.split(signature, 1)
+    if len(parts) != 2:
+        sys.exit(f"{path}: no `{signature.strip()}` found")
+    return parts[1].split(f"\n{indent}}}\n", 1)[0]
+
+
+def required_in(text: str) -> set[str]:
+    return set(re.findall(r'env\.required\("([A-Z0-9_]+)"\)', text))
+
+
+# The OAuth secret is never a template variable: it comes from the WeChat Pay secret.
+OAUTH_SECRET_VAR = "WECHAT_OAUTH_SECRET"
+
+
+def oauth_variables() -> set[str]:
+    """Every variable `OAuthConfig` reads (settings.rs: its `read`), the secret's included."""
+    body = rust_body(SETTINGS_RS.read_text(), "fn read(env: &mut Env<'_>, secret_from_json", SETTINGS_RS, "    ")
+    names = set(re.findall(r'env\.(?:optional|required)\("([A-Z0-9_]+)"\)', body))
+    names |= set(re.findall(r'base_url\(env, "([A-Z0-9_]+)"', body))
+    if OAUTH_SECRET_VAR not in names or len(names) < 3:
+        sys.exit(f"{SETTINGS_RS}: could not read the OAuth variables (found {names})")
+    return names
+
+
 def runtime_requirements() -> dict[str, set[str]]:
-    """The variables each wiring requires: {"http": lambda_app's, "worker": worker_app's}."""
+    """The variables each wiring requires: {"http": lambda_app's, "gateway": gateway_app's,
+    "worker": worker_app's}. `lambda_app` and `gateway_app` read their common settings through
+    `LambdaSettings::read`; the gateway adds the OAuth settings."""
     runtime = RUNTIME_RS.read_text()
+    settings_read = rust_body(runtime, "    async fn read(env: &mut Env<'_>", RUNTIME_RS, "    ")
 
-    def body(name: str) -> str:
-        parts = runtime.split(f"pub async fn {name}(", 1)
-        if len(parts) != 2:
-            sys.exit(f"{RUNTIME_RS}: no `pub async fn {name}` found")
-        return parts[1].split("\n}\n", 1)[0]
+    def lambda_requirements(name: str) -> set[str]:
+        fn_body = rust_body(runtime, f"pub async fn {name}(", RUNTIME_RS)
+        text = fn_body + (settings_read if "LambdaSettings::read" in fn_body else "")
+        required = required_in(text)
+        with_secrets = SETTINGS_RS.read_text().split("fn from_env_and_secrets", 1)
+        if len(with_secrets) == 2:
+            required |= required_in(with_secrets[1].split("\n    }\n", 1)[0])
+        if "FERRYPAY_WECHAT_SECRET_ARN" in text:
+            required.add("FERRYPAY_WECHAT_SECRET_ARN")
+        return required
 
-    def required_in(text: str) -> set[str]:
-        return set(re.findall(r'env\.required\("([A-Z0-9_]+)"\)', text))
-
-    http_body = body("lambda_app")
-    http = required_in(http_body)
-    settings = SETTINGS_RS.read_text()
-    with_secrets = settings.split("fn from_env_and_secrets", 1)
-    if len(with_secrets) == 2:
-        http |= required_in(with_secrets[1].split("\n    }\n", 1)[0])
-    if "FERRYPAY_WECHAT_SECRET_ARN" in http_body:
-        http.add("FERRYPAY_WECHAT_SECRET_ARN")
-    worker_body = body("worker_app")
+    http = lambda_requirements("lambda_app")
+    gateway_body = rust_body(runtime, "pub async fn gateway_app(", RUNTIME_RS)
+    gateway = lambda_requirements("gateway_app")
+    if "OAuthConfig::from_env_and_secrets" not in gateway_body:
+        problem(f"{display(RUNTIME_RS)}: gateway_app does not read the OAuth settings (OAuthConfig::from_env_and_secrets)")
+    # Optional in the code (they have defaults), but the template passes its parameters, so a
+    # test endpoint is a parameter change, not a template edit.
+    gateway |= oauth_variables() - {OAUTH_SECRET_VAR}
+    worker_body = rust_body(runtime, "pub async fn worker_app(", RUNTIME_RS)
     worker = required_in(worker_body)
-    if len(http) < 3 or len(worker) < 2:
-        sys.exit(f"{RUNTIME_RS}: could not read the required variables (found {http}, {worker})")
-    if re.search(r"read_secret|WECHAT|[Ww]echat", worker_body):
+    if len(http) < 3 or len(worker) < 2 or len(gateway) <= len(http):
+        sys.exit(f"{RUNTIME_RS}: could not read the required variables (found {http}, {gateway}, {worker})")
+    if re.search(r"read_secret|LambdaSettings|WECHAT|[Ww]echat", worker_body):
         problem(f"{RUNTIME_RS}: worker_app mentions the WeChat Pay secret or settings; the notify-worker must not need them")
-    return {"http": http, "worker": worker}
+    return {"http": http, "gateway": gateway, "worker": worker}
 
 
 def check_environment(template: dict, functions: dict[str, dict], kinds: dict[str, str]) -> None:
@@ -354,19 +401,26 @@ def check_environment(template: dict, functions: dict[str, dict], kinds: dict[st
     ARN included: without it the runtime wants key files, which a Lambda does not have), a
     function that gets the secret ARN may read it, and the notify-worker gets neither."""
     required = runtime_requirements()
+    oauth = oauth_variables()
     # Every variable the code reads is a string literal in one of these files (config.rs holds
     # the optional service settings and FERRYPAY_WEBHOOK_RETRY_SCHEDULE).
     read_by_code = set()
     for source in (RUNTIME_RS, CONFIG_RS, SETTINGS_RS):
-        read_by_code |= set(re.findall(r'"((?:FERRYPAY|WECHATPAY)_[A-Z0-9_]+)"', source.read_text()))
+        read_by_code |= set(re.findall(r'"((?:FERRYPAY|WECHATPAY|WECHAT)_[A-Z0-9_]+)"', source.read_text()))
     for logical_id, fn in functions.items():
         own = (fn["Properties"].get("Environment") or {}).get("Variables") or {}
         for name in sorted(set(own) - read_by_code - {"RUST_LOG"}):
             problem(f"{logical_id}: sets {name}, which the code never reads (a typo would silently fall back to a default)")
         kind = kinds.get(logical_id)
+        env = function_env(template, fn)
+        if OAUTH_SECRET_VAR in env:
+            problem(f"{logical_id}: sets {OAUTH_SECRET_VAR}: the OAuth secret belongs in the WeChat Pay secret "
+                    "(its oauth_secret), never in the template or a function's environment")
         if kind is None:
             continue  # reported by check_functions
-        env = function_env(template, fn)
+        if kind != "gateway":
+            for name in sorted((set(own) & oauth) - {OAUTH_SECRET_VAR}):
+                problem(f"{logical_id}: sets {name}, which only the gateway's wiring reads")
         policies = fn["Properties"].get("Policies", [])
         for name in sorted(required[kind] - set(env)):
             problem(f"{logical_id}: its wiring requires {name}, the template does not set it")
@@ -398,6 +452,21 @@ def code_routes() -> set[tuple[str, str, str]]:
     routes.add(("POST", notify, "inbound-callback"))
     if len(routes) < 5:
         sys.exit(f"{API_RS}: could not read the routes (found {routes})")
+    return routes | gateway_routes()
+
+
+def gateway_routes() -> set[tuple[str, str, str]]:
+    """{(METHOD, path, "gateway-redirect")}: the paths are the constants of service/gateway.rs,
+    the methods those `handle_gateway` (api/gateway.rs) answers each with."""
+    consts = rust_consts(GATEWAY_RS.read_text())
+    body = rust_body(GATEWAY_API_RS.read_text(), "pub async fn handle_gateway<", GATEWAY_API_RS)
+    routes = set()
+    for method, const in re.findall(r"\(&Method::(\w+),\s*([A-Z_]+)\)\s*=>", body):
+        if const not in consts:
+            sys.exit(f"{GATEWAY_API_RS}: handle_gateway matches {const}, which is not a string constant of {display(GATEWAY_RS)}")
+        routes.add((method, consts[const], GATEWAY_FUNCTION))
+    if len({path for _, path, _ in routes}) < 3:
+        sys.exit(f"{GATEWAY_API_RS}: could not read the gateway's routes (found {routes})")
     return routes
 
 
@@ -553,15 +622,9 @@ def transform(template: dict, out: Path) -> None:
     out.write_text(json.dumps(transformed, indent=1))
 
 
-def main() -> int:
-    global TEMPLATE
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transformed-out", type=Path, help="write the SAM-expanded CloudFormation template here")
-    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the template to check (default infra/template.yaml)")
-    args = parser.parse_args()
-    TEMPLATE = args.template.resolve()
-
-    template = load_template()
+def run_checks(template: dict) -> tuple[dict[str, str], list[str]]:
+    """Every check on `template`: ({binary: logical id}, the problems found)."""
+    problems.clear()
     functions = resources_of(template, "AWS::Serverless::Function")
     check_table(template)
     check_actions(template, functions)
@@ -570,13 +633,185 @@ def main() -> int:
     check_routes(template, by_binary)
     check_queue(template, functions)
     check_worker(template, functions, kinds)
+    return by_binary, list(problems)
+
+
+# ------------------------------------------------------------------------------ self-test
+
+
+def _fn_env(t: dict, logical_id: str) -> dict:
+    return t["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
+
+
+def _policies(t: dict, logical_id: str) -> list:
+    return t["Resources"][logical_id]["Properties"]["Policies"]
+
+
+def _paths(t: dict) -> dict:
+    return t["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+
+
+def _statement(t: dict, policy: str) -> dict:
+    return t["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"][0]
+
+
+def _set(container: dict, key: str, value) -> None:
+    container[key] = value
+
+
+# (what is broken, how, a text the problem it causes must contain)
+BROKEN_TEMPLATES = [
+    ("a GSI projects keys only",
+     lambda t: _set(t["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"][0]["Projection"], "ProjectionType", "KEYS_ONLY"),
+     "table indexes"),
+    ("the TTL attribute renamed",
+     lambda t: _set(t["Resources"]["Table"]["Properties"]["TimeToLiveSpecification"], "AttributeName", "expires"),
+     "table ttl"),
+    ("point-in-time recovery off",
+     lambda t: _set(t["Resources"]["Table"]["Properties"]["PointInTimeRecoverySpecification"], "PointInTimeRecoveryEnabled", False),
+     "point-in-time recovery"),
+    ("dynamodb:UpdateItem granted nowhere",
+     lambda t: [_set(_statement(t, policy), "Action", ["dynamodb:PutItem"])
+                for policy in ("TableWritePolicy", "RateLimitWindowWritePolicy")],
+     "dynamodb:UpdateItem"),
+    ("sqs:SendMessage granted nowhere",
+     lambda t: _set(_statement(t, "NotifySendPolicy"), "Action", "sqs:GetQueueUrl"),
+     "sqs:SendMessage"),
+    ("a function's Binary names no crate",
+     lambda t: _set(t["Resources"]["CloseFunction"]["Metadata"]["BuildProperties"], "Binary", "closer"),
+     "is not a crate"),
+    ("a crate without its function",
+     lambda t: t["Resources"].pop("ResendFunction"),
+     "(resend) has no function"),
+    ("a function named otherwise than its crate",
+     lambda t: _set(t["Resources"]["ListFunction"]["Properties"], "FunctionName", {"Fn::Sub": "${AWS::StackName}-lists"}),
+     "FunctionName must be"),
+    ("FERRYPAY_TABLE not set",
+     lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop("FERRYPAY_TABLE"),
+     "requires FERRYPAY_TABLE"),
+    ("the secret's ARN without the permission to read it",
+     lambda t: _policies(t, "CreateFunction").remove({"Ref": "WechatSecretReadPolicy"}),
+     "CreateFunction: gets FERRYPAY_WECHAT_SECRET_ARN but not WechatSecretReadPolicy"),
+    ("the notify-worker given the secret",
+     lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_WECHAT_SECRET_ARN", {"Ref": "WechatSecretArn"}),
+     "never reads the WeChat Pay secret"),
+    ("a misspelt variable",
+     lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_WEBHOOK_RETRY_SCHEDUL", "1s"),
+     "which the code never reads"),
+    ("a merchant route missing",
+     lambda t: _paths(t).pop("/api/v1/pay/close"),
+     "the code serves POST /api/v1/pay/close"),
+    ("a merchant route's permission missing",
+     lambda t: t["Resources"].pop("CloseApiPermission"),
+     "POST /api/v1/pay/close: no AWS::Lambda::Permission"),
+    ("a route to a missing function",
+     lambda t: _set(_paths(t), "/api/v1/pay/refund", {"post": copy.deepcopy(_paths(t)["/api/v1/pay/close"]["post"])})
+     or _set(_paths(t)["/api/v1/pay/refund"]["post"]["x-amazon-apigateway-integration"], "uri",
+             {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                         "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-refund/invocations"}),
+     "points at refund, which is no function here"),
+    ("the queue's visibility under six worker timeouts",
+     lambda t: _set(t["Mappings"]["Notify"]["Worker"], "VisibilityTimeout", 300),
+     "less than 6 x"),
+    ("no dead-letter queue",
+     lambda t: t["Resources"]["NotifyQueue"]["Properties"].pop("RedrivePolicy"),
+     "no RedrivePolicy"),
+    ("the worker without partial batch responses",
+     lambda t: t["Resources"]["NotifyWorkerFunction"]["Properties"]["Events"]["NotifyQueue"]["Properties"].pop("FunctionResponseTypes"),
+     "ReportBatchItemFailures"),
+    ("batches larger than the worker takes",
+     lambda t: _set(t["Resources"]["NotifyWorkerFunction"]["Properties"]["Events"]["NotifyQueue"]["Properties"], "BatchSize", 100),
+     "BatchSize 100"),
+    ("another function consuming the notify queue",
+     lambda t: _set(t["Resources"]["CreateFunction"]["Properties"], "Events",
+                    copy.deepcopy(t["Resources"]["NotifyWorkerFunction"]["Properties"]["Events"])),
+     "CreateFunction: is not the notify-worker but consumes the notify queue"),
+    # The jump-pay gateway.
+    ("the gateway function missing",
+     lambda t: t["Resources"].pop("GatewayRedirectFunction"),
+     "(gateway-redirect) has no function"),
+    ("the gateway's status route missing",
+     lambda t: _paths(t).pop("/pay/gateway/status"),
+     "the code serves GET /pay/gateway/status (function gateway-redirect)"),
+    ("the gateway's POST (pay by QR) missing",
+     lambda t: _paths(t)["/pay/gateway"].pop("post"),
+     "the code serves POST /pay/gateway (function gateway-redirect)"),
+    ("the gateway's cashier routed to another function",
+     lambda t: _set(_paths(t)["/pay/gateway/cashier"], "get", copy.deepcopy(_paths(t)["/api/v1/pay/list"]["get"])),
+     "the API routes GET /pay/gateway/cashier to list"),
+    ("the gateway's link permission missing",
+     lambda t: t["Resources"].pop("GatewayRedirectApiPermission"),
+     "POST /pay/gateway: no AWS::Lambda::Permission"),
+    ("the gateway's pages permission missing",
+     lambda t: t["Resources"].pop("GatewayRedirectPagesApiPermission"),
+     "GET /pay/gateway/cashier: no AWS::Lambda::Permission"),
+    ("the gateway's pages permission on POST only",
+     lambda t: _set(t["Resources"]["GatewayRedirectPagesApiPermission"]["Properties"], "SourceArn",
+                    {"Fn::Sub": t["Resources"]["GatewayRedirectPagesApiPermission"]["Properties"]["SourceArn"]["Fn::Sub"].replace("/GET/", "/POST/")}),
+     "GET /pay/gateway/status: no AWS::Lambda::Permission"),
+    ("the gateway without WECHAT_OPEN_BASE_URL",
+     lambda t: _fn_env(t, "GatewayRedirectFunction").pop("WECHAT_OPEN_BASE_URL"),
+     "GatewayRedirectFunction: its wiring requires WECHAT_OPEN_BASE_URL"),
+    ("the gateway without WECHAT_API_BASE_URL",
+     lambda t: _fn_env(t, "GatewayRedirectFunction").pop("WECHAT_API_BASE_URL"),
+     "GatewayRedirectFunction: its wiring requires WECHAT_API_BASE_URL"),
+    ("the gateway without the secret's ARN (no OAuth secret)",
+     lambda t: _fn_env(t, "GatewayRedirectFunction").pop("FERRYPAY_WECHAT_SECRET_ARN"),
+     "GatewayRedirectFunction: its wiring requires FERRYPAY_WECHAT_SECRET_ARN"),
+    ("the gateway without the permission to read the secret",
+     lambda t: _policies(t, "GatewayRedirectFunction").remove({"Ref": "WechatSecretReadPolicy"}),
+     "GatewayRedirectFunction: gets FERRYPAY_WECHAT_SECRET_ARN but not WechatSecretReadPolicy"),
+    ("the OAuth secret in the environment",
+     lambda t: _set(_fn_env(t, "GatewayRedirectFunction"), "WECHAT_OAUTH_SECRET", "hunter2"),
+     "sets WECHAT_OAUTH_SECRET"),
+    ("an OAuth setting given to a function that never reads it",
+     lambda t: _set(_fn_env(t, "CreateFunction"), "WECHAT_OPEN_BASE_URL", {"Ref": "WechatOpenBaseUrl"}),
+     "CreateFunction: sets WECHAT_OPEN_BASE_URL, which only the gateway's wiring reads"),
+]
+
+
+def self_test() -> int:
+    """The template passes, and every broken copy of it is caught with the expected problem."""
+    template = load_template()
+    _, found = run_checks(copy.deepcopy(template))
+    failures = [f"the template itself: {p}" for p in found]
+    for what, breaks, expected in BROKEN_TEMPLATES:
+        broken = copy.deepcopy(template)
+        breaks(broken)
+        _, found = run_checks(broken)
+        if not any(expected in p for p in found):
+            failures.append(f"{what}: expected a problem containing {expected!r}, got {found or 'none'}")
+    problems.clear()
+    for failure in failures:
+        print(f"check_infra self-test: {failure}", file=sys.stderr)
+    if failures:
+        print(f"check_infra self-test: {len(failures)} of {len(BROKEN_TEMPLATES) + 1} cases failed", file=sys.stderr)
+        return 1
+    print(f"check_infra self-test: the template passes and all {len(BROKEN_TEMPLATES)} broken copies are caught")
+    return 0
+
+
+def main() -> int:
+    global TEMPLATE
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transformed-out", type=Path, help="write the SAM-expanded CloudFormation template here")
+    parser.add_argument("--template", type=Path, default=TEMPLATE, help="the template to check (default infra/template.yaml)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check the checker: every broken copy of the template must be caught")
+    args = parser.parse_args()
+    TEMPLATE = args.template.resolve()
+    if args.self_test:
+        return self_test()
+
+    template = load_template()
+    by_binary, found = run_checks(template)
     if args.transformed_out:
         transform(template, args.transformed_out)
 
-    if problems:
-        for p in problems:
+    if found:
+        for p in found:
             print(f"check_infra: {p}", file=sys.stderr)
-        print(f"check_infra: {len(problems)} problem(s) in {display(TEMPLATE)}", file=sys.stderr)
+        print(f"check_infra: {len(found)} problem(s) in {display(TEMPLATE)}", file=sys.stderr)
         return 1
     print(f"check_infra: {display(TEMPLATE)} matches the code: table schema, IAM actions, "
           f"{len(by_binary)} functions, {len(code_routes())} routes, queue timeouts and redrive, the notify-worker's event")

@@ -6,7 +6,8 @@
 #   3. scripts/check_infra.py: the template against the code (the table mirrors
 #      DynamoStore::create_table, every DynamoDB/SQS call the code makes is granted, one function
 #      per crate, every route the code serves is routed and invocable, queue visibility >= 6x the
-#      worker timeout), and the SAM transform expanded locally to plain CloudFormation
+#      worker timeout), and the SAM transform expanded locally to plain CloudFormation; then its
+#      self-test (`--self-test`: broken copies of the template, each of which must be caught)
 #   4. cfn-lint on that expanded template (what CloudFormation will see: e.g. circular
 #      dependencies between the API and the functions, which step 1 cannot look for)
 #
@@ -53,6 +54,7 @@ sam validate --lint --template infra/template.yaml
 
 echo "== scripts/check_infra.py"
 python scripts/check_infra.py --transformed-out "$WORK/transformed.json"
+python scripts/check_infra.py --self-test
 
 echo "== cfn-lint on the SAM-expanded template"
 (cd "$WORK" && cfn-lint -- transformed.json)
