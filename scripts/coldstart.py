@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Cold start of each ferrypay Lambda on this machine, through a stub of the Lambda Runtime API.
 
-For every function crate (functions/*/) with an event in events/<fn>.json, runs the release
+For every function crate (functions/*/) with an event in events/ (events/<fn>.json, or the one
+EVENT_FILES names), runs the release
 binary N times (default 5) as Lambda would: a fresh process with AWS_LAMBDA_RUNTIME_API pointing
 at a tiny Runtime API server on 127.0.0.1 that serves
 
@@ -35,7 +36,11 @@ logs as an ANOMALY at error level: the script checks that line against the templ
 AnomalyMetricFilter pattern. The notify-worker gets events/notify-worker.json, an SQS batch of two
 webhook jobs for orders no fresh table has: its init builds no WeChat Pay client and reads no
 secret, and its first invocation looks both orders up and reports both messages as failed (the
-status column shows "2fail", the partial batch response).
+status column shows "2fail", the partial batch response). gateway-redirect gets
+events/gateway-link.json, a payment link opened outside WeChat: its init also reads the OAuth
+secret (the secret's oauth_secret, from the same single read) and builds the OAuth client, and
+its first invocation looks the link's publishable key up, which no fresh table knows (a 404
+page).
 
 Host binaries (x86_64 here) are measured, not the arm64 ones Lambda runs; scripts/coldstart.sh
 builds them. Only 127.0.0.1 is contacted.
@@ -73,6 +78,8 @@ DEV = {
     "WECHATPAY_PUBLIC_KEY_FILE": str(FIXTURES / "java_wechat_pay_public_key.pem"),
 }
 PLATFORM_PRIVATE_KEY = FIXTURES / "java_wechat_pay_private_key.pem"
+# Functions whose first event is not events/<fn>.json.
+EVENT_FILES = {"gateway-redirect": "gateway-link.json"}
 ANOMALY_FILTER = '{ ($.level = "ERROR") && ($.fields.message = "ANOMALY*") }'
 MEMORY_MB = "256"  # the template's default FunctionMemorySize (only reported to the function)
 
@@ -206,7 +213,7 @@ def fresh_notification(template_event: dict) -> dict | None:
 
 
 def event_for(function: str) -> tuple[bytes, str] | None:
-    path = ROOT / "events" / f"{function}.json"
+    path = ROOT / "events" / EVENT_FILES.get(function, f"{function}.json")
     if not path.exists():
         return None
     event = json.loads(path.read_text())
@@ -215,7 +222,7 @@ def event_for(function: str) -> tuple[bytes, str] | None:
         if fresh is not None:
             return json.dumps(fresh, ensure_ascii=False).encode(), "fresh signed notification"
         return path.read_bytes(), "stored event (stale signature: no `cryptography`)"
-    return path.read_bytes(), f"events/{function}.json"
+    return path.read_bytes(), f"events/{path.name}"
 
 
 # ------------------------------------------------------------------------------ moto
@@ -311,6 +318,9 @@ def base_env(function: str, runtime_api: str, extra: dict[str, str]) -> dict[str
         "WECHATPAY_BASE_URL": "http://127.0.0.1:9",
         **DEV,
     }
+    if function == "gateway-redirect" and "FERRYPAY_WECHAT_SECRET_ARN" not in extra:
+        # Without Secrets Manager (--no-aws), the OAuth secret the gateway needs comes from here.
+        env["WECHAT_OAUTH_SECRET"] = "test-oauth-secret-not-real"
     env.update(extra)
     return env
 
@@ -339,11 +349,14 @@ def run_once(binary: Path, function: str, event: bytes, extra: dict[str, str], l
         # Peak RSS of the function's own address space so far (VmHWM: reset by exec, unlike
         # wait4's maxrss, which keeps the forking Python parent's size).
         peak_kib = vm_hwm_kib(proc.pid)
-        exited = proc.poll()
+        # Reaped here (not with proc.poll(), which would leave wait4 nothing to reap when the
+        # function exited on its own, e.g. on a start error).
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        exited = os.waitstatus_to_exitcode(status) if pid else None
         if exited is None:
             proc.send_signal(signal.SIGKILL)
-        _, status, rusage = os.wait4(proc.pid, 0)
-        proc.returncode = status
+            _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     inv.stop.set()
     server.shutdown()
     server.server_close()
@@ -436,7 +449,7 @@ def main() -> int:
                 failures += 1
                 continue
             if found is None:
-                print(f"{function}: no events/{function}.json, skipped", file=sys.stderr)
+                print(f"{function}: no events/{EVENT_FILES.get(function, function + '.json')}, skipped", file=sys.stderr)
                 continue
             runs = []
             for _ in range(args.runs):
