@@ -12,6 +12,18 @@
 //! `POST /mock/fail` with `{"count": 2, "status": 500, "code": "SYSTEM_ERROR"}` (the next
 //! API calls fail so), `GET /mock/orders/{no}`, `GET /mock/deliveries`.
 //!
+//! The payer's WeChat client (`WeixinJSBridge.invoke('getBrandWCPayRequest', params, cb)`):
+//! `POST /mock/jsapi/pay` with the object a page hands to the bridge, `{appId, timeStamp,
+//! nonceStr, package, signType, paySign}`. The mock checks it as WeChat's client does: `appId`
+//! is the mock's appid, `signType` is `RSA`, `timeStamp` is within +-5 minutes of the mock's
+//! clock, `paySign` verifies with the merchant's public key (the one `Authorization` headers are
+//! checked with) over `appId\ntimeStamp\nnonceStr\npackage\n`, and `package` is
+//! `prepay_id=<a prepay id the mock issued>` of a JSAPI order still NOTPAY. Then it pays that
+//! order as `/mock/pay` does (notification included) and answers `{"err_msg":
+//! "get_brand_wcpay_request:ok", "out_trade_no", "transaction_id"}`. A failed check pays nothing
+//! and answers `{"err_msg": "get_brand_wcpay_request:fail", "detail": "<why>"}`. Both are HTTP
+//! 200, as the bridge's callback gets either (what a test's stand-in bridge passes on).
+//!
 //! WeChat OAuth (网页授权, the payer's openid; no signatures, as on WeChat's own hosts):
 //! - `GET /connect/oauth2/authorize?appid=&redirect_uri=&response_type=code&scope=snsapi_base&state=`
 //!   answers 302 to `redirect_uri` with `code=<fresh code>&state=<the same state>` appended
@@ -49,6 +61,7 @@ use ferrypay::{
     sign::constant_time_eq,
     wechat::{
         encrypt_resource,
+        jsapi::{pay_sign_valid, JsapiPayParams},
         oauth::{plausible_openid, MAX_STATE_BYTES},
         sign_response,
         signer::random_alphanumeric,
@@ -171,6 +184,9 @@ pub struct FailControl {
     pub status: u16,
     pub code: String,
 }
+
+/// How far a JSAPI `timeStamp` may be from the mock's clock, either way (seconds).
+pub const JSAPI_TIMESTAMP_SKEW_SECS: i64 = 300;
 
 /// How long an OAuth code can be exchanged (WeChat: 5 minutes).
 pub const OAUTH_CODE_TTL_SECS: i64 = 300;
@@ -668,6 +684,9 @@ impl WechatMock {
                 }
                 Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
             },
+            (&Method::POST, "jsapi/pay") => {
+                json_answer(StatusCode::OK, self.jsapi_pay_answer(req.body()).await)
+            }
             (&Method::GET, "deliveries") => json_answer(StatusCode::OK, json!(self.deliveries())),
             (&Method::POST, "oauth") => match serde_json::from_slice::<OAuthControl>(req.body()) {
                 Ok(control) => match self.set_oauth(control) {
@@ -926,6 +945,79 @@ impl WechatMock {
             }
         }
         Ok(json!({"transaction_id": transaction_id, "first_attempts": statuses}))
+    }
+
+    /// `POST /mock/jsapi/pay`: the bridge's answer to a raw request body.
+    async fn jsapi_pay_answer(self: &Arc<Self>, body: &[u8]) -> Value {
+        let result = match serde_json::from_slice::<JsapiPayParams>(body) {
+            Ok(params) => self.jsapi_pay(&params).await,
+            Err(e) => Err(format!("not the getBrandWCPayRequest object: {e}")),
+        };
+        match result {
+            Ok(paid) => paid,
+            Err(detail) => json!({"err_msg": "get_brand_wcpay_request:fail", "detail": detail}),
+        }
+    }
+
+    /// The payer confirms a `getBrandWCPayRequest` in WeChat: checks the parameters as WeChat's
+    /// client does, then pays the order as [`WechatMock::pay`] does (notification included).
+    /// `Ok`: the bridge's `:ok` answer; `Err`: why it failed (nothing was paid).
+    pub async fn jsapi_pay(self: &Arc<Self>, params: &JsapiPayParams) -> Result<Value, String> {
+        if params.app_id != self.config.appid {
+            return Err(format!("appId {:?} is not the mock's appid", params.app_id));
+        }
+        if params.sign_type != "RSA" {
+            return Err(format!("signType {:?} is not RSA", params.sign_type));
+        }
+        let now = self.clock.now().unix();
+        let time_stamp = params
+            .time_stamp
+            .parse::<i64>()
+            .map_err(|_| format!("timeStamp {:?} is not Unix seconds", params.time_stamp))?;
+        if (now - time_stamp).abs() > JSAPI_TIMESTAMP_SKEW_SECS {
+            return Err(format!(
+                "timeStamp {time_stamp} is more than {JSAPI_TIMESTAMP_SKEW_SECS} s from the mock's clock ({now})"
+            ));
+        }
+        if !pay_sign_valid(&self.config.merchant_public_key, params) {
+            return Err("paySign does not verify with the merchant's public key".into());
+        }
+        let prepay_id = params
+            .package
+            .strip_prefix("prepay_id=")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| format!("package {:?} is not prepay_id=...", params.package))?;
+        let out_trade_no = {
+            let orders = self
+                .orders
+                .lock()
+                .map_err(|_| "lock poisoned".to_string())?;
+            let (no, order) = orders
+                .iter()
+                .find(|(_, order)| {
+                    order.kind == "jsapi"
+                        && order.credential.0 == "prepay_id"
+                        && order.credential.1 == prepay_id
+                })
+                .ok_or_else(|| format!("no JSAPI order has prepay_id {prepay_id}"))?;
+            if order.trade_state != "NOTPAY" {
+                return Err(format!("order {no} is {}", order.trade_state));
+            }
+            no.clone()
+        };
+        // pay() checks the state again under its own lock: a concurrent payment fails here.
+        let paid = self
+            .pay(PayControl {
+                out_trade_no: out_trade_no.clone(),
+                notify: true,
+                ..PayControl::default()
+            })
+            .await?;
+        Ok(json!({
+            "err_msg": "get_brand_wcpay_request:ok",
+            "out_trade_no": out_trade_no,
+            "transaction_id": paid["transaction_id"],
+        }))
     }
 
     /// An encrypted, signed notification: (body, headers).

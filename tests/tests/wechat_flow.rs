@@ -1,6 +1,7 @@
 //! WeChat Pay end to end over the dev stack: the real APIv3 client, the protocol-faithful mock,
 //! the notification callback, the webhook queue. Faults: duplicated, tampered, stale and
-//! wrong-amount notifications, lost notifications, close racing payment, upstream failures.
+//! wrong-amount notifications, lost notifications, close racing payment, upstream failures; and
+//! the payer's WeChat client confirming a JSAPI pay request (`/mock/jsapi/pay`).
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -21,8 +22,8 @@ use ferrypay::{
     service::{NewMerchant, ServiceConfig, WebhookJob},
     store::Store,
     wechat::{
-        encrypt_resource, jsapi::jsapi_message, sign_response, ApiV3Key, Notification, PrivateKey,
-        WechatPayClient,
+        encrypt_resource, jsapi::jsapi_message, jsapi_pay_params, sign_response, ApiV3Key,
+        Notification, PrivateKey, WechatPayClient,
     },
 };
 use ferrypay_cli::{
@@ -212,6 +213,156 @@ async fn jsapi_order_has_a_valid_pay_sign_and_is_paid_through_the_mock() {
     assert_eq!(paid["first_attempts"], json!([204]));
     assert_eq!(f.stored(no).await.status, OrderStatus::Paid);
     assert_eq!(f.jobs(no).len(), 1);
+}
+
+impl Flow {
+    /// A JSAPI order through the API: its order number and its `getBrandWCPayRequest` object.
+    async fn create_jsapi(&self, amount: i64) -> (String, Value) {
+        let (status, created) = self
+            .api(
+                "/api/v1/pay/create",
+                json!({"amount": amount, "pay_type": "jsapi", "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{created}");
+        (
+            created["order_no"].as_str().unwrap().to_string(),
+            created["jsapi"].clone(),
+        )
+    }
+
+    /// The payer's WeChat client confirms the pay request: the mock's `/mock/jsapi/pay`.
+    async fn jsapi_pay(&self, params: &Value) -> Value {
+        let res = self
+            .http
+            .post(format!("{}/mock/jsapi/pay", self.mock().base_url()))
+            .json(params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "the bridge always answers 200");
+        res.json().await.unwrap()
+    }
+
+    /// Asserts the bridge said fail (with a detail containing `why`) and nothing was paid.
+    async fn assert_refused(&self, answer: &Value, why: &str, no: &str) {
+        assert_eq!(
+            answer["err_msg"], "get_brand_wcpay_request:fail",
+            "{answer}"
+        );
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(detail.contains(why), "{detail:?} should mention {why:?}");
+        assert_eq!(self.mock().mock.trade_state(no), Some("NOTPAY"));
+        assert_eq!(self.stored(no).await.status, OrderStatus::Pending);
+        assert!(self.jobs(no).is_empty());
+    }
+}
+
+/// Pay parameters for `prepay_id`, signed with `key` at `timestamp` (what a merchant server
+/// could hand a page).
+fn signed_params(prepay_id: &str, timestamp: i64, key: &PrivateKey) -> Value {
+    serde_json::to_value(
+        jsapi_pay_params(dev_keys::APPID, prepay_id, timestamp, "n0nceStr", key).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_mock_pays_a_jsapi_request_as_the_wechat_client_would() {
+    let f = Flow::start().await;
+    let (no, params) = f.create_jsapi(2500).await;
+    assert_eq!(f.mock().mock.trade_state(&no), Some("NOTPAY"));
+    let answer = f.jsapi_pay(&params).await;
+    assert_eq!(answer["err_msg"], "get_brand_wcpay_request:ok", "{answer}");
+    assert_eq!(answer["out_trade_no"], no.as_str());
+    assert_eq!(f.mock().mock.trade_state(&no), Some("SUCCESS"));
+    // Paid as /mock/pay pays: the notification reached ferrypay, which queued the webhook.
+    let order = f.stored(&no).await;
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert_eq!(
+        order.transaction_id.as_deref(),
+        answer["transaction_id"].as_str()
+    );
+    let jobs = f.jobs(&no);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].event, "order.paid");
+    let deliveries = f.mock().mock.deliveries();
+    assert!(
+        deliveries
+            .iter()
+            .any(|d| d.out_trade_no == no && d.status == Some(204)),
+        "{deliveries:?}"
+    );
+
+    // The same request again: the order is paid, the bridge says fail, nothing more happens.
+    let again = f.jsapi_pay(&params).await;
+    assert_eq!(again["err_msg"], "get_brand_wcpay_request:fail", "{again}");
+    assert!(
+        again["detail"].as_str().unwrap().contains("SUCCESS"),
+        "{again}"
+    );
+    assert_eq!(f.jobs(&no).len(), 1);
+    assert_eq!(f.stored(&no).await.transaction_id, order.transaction_id);
+}
+
+#[tokio::test]
+async fn the_mock_refuses_jsapi_requests_wechat_would_refuse() {
+    let f = Flow::start().await;
+    let (no, params) = f.create_jsapi(300).await;
+    let key = PrivateKey::from_pem(dev_keys::MERCHANT_PRIVATE_KEY).unwrap();
+    let now = SystemClock.now().unix();
+    let prepay_id = params["package"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("prepay_id=")
+        .unwrap()
+        .to_string();
+
+    let mut tampered = params.clone();
+    let sign = tampered["paySign"].as_str().unwrap();
+    let flipped = if sign.starts_with('A') { "B" } else { "A" };
+    tampered["paySign"] = json!(format!("{flipped}{}", &sign[1..]));
+    f.assert_refused(&f.jsapi_pay(&tampered).await, "paySign", &no)
+        .await;
+
+    let mut other_app = params.clone();
+    other_app["appId"] = json!("wx0000000000000000");
+    f.assert_refused(&f.jsapi_pay(&other_app).await, "appId", &no)
+        .await;
+
+    let mut md5 = params.clone();
+    md5["signType"] = json!("MD5");
+    f.assert_refused(&f.jsapi_pay(&md5).await, "signType", &no)
+        .await;
+
+    // Correctly signed, but for a prepay id the mock never issued.
+    let unknown = signed_params("wx20251221103000000000000099", now, &key);
+    f.assert_refused(&f.jsapi_pay(&unknown).await, "no JSAPI order", &no)
+        .await;
+
+    // Correctly signed by another key (not the merchant's).
+    let other_key = PrivateKey::from_pem(dev_keys::PLATFORM_PRIVATE_KEY).unwrap();
+    let foreign = signed_params(&prepay_id, now, &other_key);
+    f.assert_refused(&f.jsapi_pay(&foreign).await, "paySign", &no)
+        .await;
+
+    // A timestamp more than 5 minutes off, either way; 5 minutes is still fine.
+    for stale in [now - 400, now + 400] {
+        let stale = signed_params(&prepay_id, stale, &key);
+        f.assert_refused(&f.jsapi_pay(&stale).await, "timeStamp", &no)
+            .await;
+    }
+    let mut missing = params.clone();
+    missing.as_object_mut().unwrap().remove("nonceStr");
+    f.assert_refused(&f.jsapi_pay(&missing).await, "nonceStr", &no)
+        .await;
+
+    // After all that, a genuine request (signed 290 s ago) still pays, once.
+    let late = signed_params(&prepay_id, now - 290, &key);
+    let answer = f.jsapi_pay(&late).await;
+    assert_eq!(answer["err_msg"], "get_brand_wcpay_request:ok", "{answer}");
+    assert_eq!(f.stored(&no).await.status, OrderStatus::Paid);
+    assert_eq!(f.jobs(&no).len(), 1);
 }
 
 #[tokio::test]

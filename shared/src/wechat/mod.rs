@@ -13,7 +13,7 @@
 //! - [`aead`]: AEAD_AES_256_GCM with the 32-byte APIv3 key.
 //! - [`notification`]: the notification envelope and [`open_notification`].
 //! - [`certificates`]: `/v3/certificates` decryption.
-//! - [`jsapi`]: `getBrandWCPayRequest` parameters.
+//! - [`jsapi`]: `getBrandWCPayRequest` parameters, and their `paySign` check (for the mock).
 //! - [`server`]: WeChat Pay's side, for the mock: sign responses, check our `Authorization`.
 //! - [`oauth`]: `snsapi_base` authorization URL and the code-for-openid exchange.
 
