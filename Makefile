@@ -11,8 +11,10 @@ dev:
 
 ## Run every test in the workspace (unit, contract, function events, dev stack over HTTP, README examples).
 ## scripts/test.sh installs moto's server and the webhook examples' libraries into .venv (Python 3),
-## runs `npm ci` in examples/webhook-verify (Node.js), starts moto on a free 127.0.0.1 port
-## for the DynamoDB/SQS contract suites, runs `cargo test --workspace --all-targets --locked`, stops it.
+## runs `npm ci` in examples/webhook-verify and tests/browser (Node.js), installs Debian's chromium
+## if /usr/bin/chromium is missing (apt-get, as root or with sudo) for the browser test, starts moto
+## on a free 127.0.0.1 port for the DynamoDB/SQS contract suites, runs
+## `cargo test --workspace --all-targets --locked`, stops it.
 test:
 	CARGO="$(CARGO)" bash scripts/test.sh
 

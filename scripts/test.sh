@@ -5,14 +5,20 @@
 # Installs the webhook verifier examples' libraries (examples/webhook-verify: requirements.txt
 # into the project-local virtualenv `.venv`, `npm ci` for package-lock.json; both skipped when
 # already installed) and exports FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE for
-# tests/tests/webhook_verifiers.rs. Installs moto's server into `.venv` (pinned; reused when that
-# version is already there), starts it on a free 127.0.0.1 port, waits until it answers, exports
+# tests/tests/webhook_verifiers.rs. For the jump-pay browser test (tests/tests/browser.rs) runs
+# `npm ci` in tests/browser (playwright-core, pinned; skipped when already installed) and makes
+# sure Chromium is there: when $CHROMIUM is missing and apt-get exists, installs Debian's
+# `chromium` (and `fonts-wqy-microhei` when no Chinese font is installed, so the screenshots
+# are readable) as root, or through `sudo -n`; still missing, it stops with a message. Exports
+# FERRYPAY_TEST_CHROMIUM. Installs moto's server into `.venv` (pinned; reused when that version
+# is already there), starts it on a free 127.0.0.1 port, waits until it answers, exports
 # FERRYPAY_TEST_AWS_ENDPOINT for the contract tests, runs
 # `cargo test --workspace --all-targets --locked`, and always stops moto again.
 #
 # Environment: CARGO (default cargo), PYTHON (default python3), NODE (default node), NPM (default
-# npm), CARGO_TARGET_DIR (honoured by cargo). A FERRYPAY_TEST_AWS_ENDPOINT already set is used as
-# it is (no moto is started).
+# npm), CHROMIUM (default /usr/bin/chromium), CARGO_TARGET_DIR (honoured by cargo; the browser
+# test's screenshots go to its browser-screenshots/). A FERRYPAY_TEST_AWS_ENDPOINT already set is
+# used as it is (no moto is started).
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p ferrypay-tests`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +28,7 @@ CARGO="${CARGO:-cargo}"
 PYTHON="${PYTHON:-python3}"
 NODE="${NODE:-node}"
 NPM="${NPM:-npm}"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 VENV=".venv"
 EXAMPLES="examples/webhook-verify"
 
@@ -54,9 +61,51 @@ if ! cmp -s "$EXAMPLES/package-lock.json" "$NODE_STAMP"; then
   "$NPM" ci --prefix "$EXAMPLES" --no-audit --no-fund --loglevel=error
   cp "$EXAMPLES/package-lock.json" "$NODE_STAMP"
 fi
+
+# The jump-pay browser test: playwright-core (stamped like the examples), and Debian's Chromium.
+BROWSER_DIR="tests/browser"
+BROWSER_STAMP="$BROWSER_DIR/node_modules/.ferrypay-package-lock.json"
+if ! cmp -s "$BROWSER_DIR/package-lock.json" "$BROWSER_STAMP"; then
+  echo "== npm ci in $BROWSER_DIR"
+  "$NPM" ci --prefix "$BROWSER_DIR" --no-audit --no-fund --loglevel=error
+  cp "$BROWSER_DIR/package-lock.json" "$BROWSER_STAMP"
+fi
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@"
+  else
+    echo "(not root and no sudo: cannot run $*)" >&2
+    return 1
+  fi
+}
+chinese_font() {
+  command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]
+}
+APT_PACKAGES=()
+[ -x "$CHROMIUM" ] || APT_PACKAGES+=(chromium)
+chinese_font || APT_PACKAGES+=(fonts-wqy-microhei)
+if [ "${#APT_PACKAGES[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== apt-get install ${APT_PACKAGES[*]} (for the browser test)"
+  if ! { as_root apt-get update -qq \
+    && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${APT_PACKAGES[@]}" >/dev/null; }; then
+    echo "(apt-get could not install ${APT_PACKAGES[*]})" >&2
+  fi
+fi
+if [ ! -x "$CHROMIUM" ]; then
+  echo "Chromium ($CHROMIUM) is needed for the browser test (tests/tests/browser.rs) and could" >&2
+  echo "not be installed: install Debian's chromium package (apt-get install chromium), or set" >&2
+  echo "CHROMIUM to a Chromium or Chrome binary." >&2
+  exit 1
+fi
+chinese_font || echo "(no Chinese font: the browser test's screenshots will show boxes for text)" >&2
+
 FERRYPAY_TEST_PYTHON="$PWD/$VENV/bin/python"
 FERRYPAY_TEST_NODE="$(command -v "$NODE")"
-export FERRYPAY_TEST_PYTHON FERRYPAY_TEST_NODE
+FERRYPAY_TEST_CHROMIUM="$CHROMIUM"
+export FERRYPAY_TEST_PYTHON FERRYPAY_TEST_NODE FERRYPAY_TEST_CHROMIUM
 
 if [ -n "${FERRYPAY_TEST_AWS_ENDPOINT:-}" ]; then
   echo "== using the AWS emulator at $FERRYPAY_TEST_AWS_ENDPOINT (not starting moto)"
