@@ -14,12 +14,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::{
-    io::Read,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::{Arc, Mutex},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -30,7 +30,7 @@ use ferrypay::{
     store::{ListQuery, PageStart, Store},
 };
 use ferrypay_cli::{
-    dev::{DevOptions, DevStack, DevStore, DevWechat},
+    dev::{DevOptions, DevStack},
     dev_keys, http_server,
 };
 use serde_json::Value;
@@ -81,29 +81,19 @@ fn screenshot_dir() -> PathBuf {
 }
 
 fn options() -> DevOptions {
+    let options = common::dev_options(NewMerchant {
+        name: "咖啡小站".into(),
+        notify_url: Some("http://127.0.0.1:9/notify".into()),
+        secret_key: Some(Secret::new(SK.into())),
+        publishable_key: Some(PK.into()),
+        webhook_secret: None,
+    });
     DevOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        demo: NewMerchant {
-            name: "咖啡小站".into(),
-            notify_url: Some("http://127.0.0.1:9/notify".into()),
-            secret_key: Some(Secret::new(SK.into())),
-            publishable_key: Some(PK.into()),
-            webhook_secret: None,
-        },
         config: ServiceConfig {
-            allow_http_notify_urls: true,
             rate_limit_per_minute: None,
-            ..ServiceConfig::default()
+            ..options.config
         },
-        store: DevStore::Memory,
-        webhook_worker: None,
-        // The in-process mock's OAuth.
-        oauth: None,
-        wechat: DevWechat::Mock {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            notify_retry: vec![Duration::from_millis(100)],
-        },
+        ..options
     }
 }
 
@@ -179,48 +169,6 @@ fn merchant_page(req: &http::Request<bytes::Bytes>) -> http::Response<String> {
         http::HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response
-}
-
-/// Runs `command` for at most `timeout` (killed then), reading both pipes on threads:
-/// `(exit code, stdout, stderr)`.
-fn run_bounded(mut command: Command, timeout: Duration) -> (Option<i32>, String, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).map(|_| s)
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        stderr.read_to_string(&mut s).map(|_| s)
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    // Chromium is node's child: killing node closes the pipes once Chromium notices.
-    let stdout = out.join().unwrap().unwrap_or_default();
-    let stderr = err.join().unwrap().unwrap_or_default();
-    match status {
-        Some(status) => (status.code(), stdout, stderr),
-        None => panic!(
-            "the browser test did not finish within {timeout:?} (killed)\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        ),
-    }
 }
 
 async fn order(stack: &DevStack, no: &Value) -> ferrypay::model::Order {
@@ -330,7 +278,7 @@ async fn payers_pay_links_in_headless_chromium() {
         .env("FERRYPAY_BROWSER_CHROMIUM", &chromium);
     let started = Instant::now();
     let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(move || run_bounded(command, RUN_TIMEOUT))
+        tokio::task::spawn_blocking(move || common::run_bounded(command, RUN_TIMEOUT))
             .await
             .unwrap();
     println!("{stdout}");

@@ -16,7 +16,7 @@ use ferrypay::{
     store::Store,
 };
 use ferrypay_cli::{
-    dev::{DevOptions, DevStack, DevStore, DevWechat},
+    dev::{DevOptions, DevStack},
     wechat_mock::OAuthControl,
 };
 use serde_json::Value;
@@ -30,30 +30,21 @@ const DESKTOP_UA: &str =
 const RETURN_URL: &str = "https://shop.example/done?cart=7";
 
 async fn stack_with(config: ServiceConfig) -> DevStack {
-    DevStack::start(DevOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        demo: NewMerchant {
-            name: "小店 Gateway Shop".into(),
-            notify_url: Some("http://127.0.0.1:9/notify".into()),
-            secret_key: Some(Secret::new(SK.into())),
-            publishable_key: Some(PK.into()),
-            webhook_secret: None,
-        },
+    let options = common::dev_options(NewMerchant {
+        name: "小店 Gateway Shop".into(),
+        notify_url: Some("http://127.0.0.1:9/notify".into()),
+        secret_key: Some(Secret::new(SK.into())),
+        publishable_key: Some(PK.into()),
+        webhook_secret: None,
+    });
+    common::start_dev(DevOptions {
         config: ServiceConfig {
             allow_http_notify_urls: true,
             ..config
         },
-        store: DevStore::Memory,
-        webhook_worker: None,
-        oauth: None,
-        wechat: DevWechat::Mock {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            notify_retry: vec![Duration::from_millis(50)],
-        },
+        ..options
     })
     .await
-    .unwrap()
 }
 
 async fn stack() -> DevStack {

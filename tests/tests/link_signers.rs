@@ -8,19 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
-use ferrypay::{
-    model::Secret,
-    service::{NewMerchant, ServiceConfig},
-    sign::link::sign_link,
-    store::Store,
-};
-use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
+use ferrypay::{model::Secret, service::NewMerchant, sign::link::sign_link, store::Store};
 
 const PK: &str = "pk_test_link_signers";
 const LINK_SECRET: &str = "lsk_test_link_signers_0123456789abcdefgh";
@@ -61,27 +57,9 @@ fn run_signer(program: &Path, script: &Path, base: &str, params: &[(&str, &str)]
         command.arg(format!("{name}={value}"));
     }
     // One interpreter start and one HMAC: quick, but bounded anyway.
-    let mut child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{} did not finish in 30 s", script.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    let (code, stdout, stderr) = common::run_bounded(command, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{}: {stderr}", script.display());
+    stdout.trim().to_string()
 }
 
 fn hard_params(return_url: &str) -> Vec<(&str, &str)> {
@@ -117,28 +95,12 @@ fn the_examples_sign_exactly_as_ferrypay_verifies() {
 
 #[tokio::test]
 async fn links_signed_by_the_examples_open_and_tampered_ones_do_not() {
-    let stack = DevStack::start(DevOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        demo: NewMerchant {
-            name: "Signer Shop".into(),
-            publishable_key: Some(PK.into()),
-            ..NewMerchant::default()
-        },
-        config: ServiceConfig {
-            allow_http_notify_urls: true,
-            ..ServiceConfig::default()
-        },
-        store: DevStore::Memory,
-        webhook_worker: None,
-        oauth: None,
-        wechat: DevWechat::Mock {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            notify_retry: Vec::new(),
-        },
-    })
-    .await
-    .unwrap();
+    let stack = common::start_dev(common::dev_options(NewMerchant {
+        name: "Signer Shop".into(),
+        publishable_key: Some(PK.into()),
+        ..NewMerchant::default()
+    }))
+    .await;
     let mut merchant = stack
         .app
         .store

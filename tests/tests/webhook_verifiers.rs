@@ -10,13 +10,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::{
-    io::Read,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::atomic::{AtomicU32, Ordering},
-    thread,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ferrypay::{
@@ -102,7 +102,7 @@ impl Verifier {
             .arg("--body-file")
             .arg(&body_file.0)
             .current_dir(examples_dir());
-        let (code, stdout, stderr) = run_bounded(command, RUN_TIMEOUT, self.name);
+        let (code, stdout, stderr) = common::run_bounded(command, RUN_TIMEOUT);
         match code {
             Some(0) => Ok(stdout),
             // 1 is the receivers' "invalid webhook"; anything else is a broken run.
@@ -138,46 +138,6 @@ impl Verifier {
             ),
         }
     }
-}
-
-/// Runs `command` to its end or until `timeout` (then kills it and fails the test).
-fn run_bounded(
-    mut command: Command,
-    timeout: Duration,
-    name: &str,
-) -> (Option<i32>, String, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the {name} verifier {command:?}: {e}"));
-    // Drain both pipes on threads, so a chatty child cannot block on a full pipe.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).map(|_| s)
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        stderr.read_to_string(&mut s).map(|_| s)
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the {name} verifier did not finish within {timeout:?}: {command:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let stdout = out.join().unwrap().unwrap();
-    let stderr = err.join().unwrap().unwrap();
-    (status.code(), stdout, stderr)
 }
 
 /// The body in a temporary file, removed on drop.

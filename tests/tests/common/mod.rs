@@ -2,16 +2,23 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
 use ferrypay::{
     api,
     model::{ManualClock, Merchant, Timestamp},
-    service::IssuedKeys,
+    service::{IssuedKeys, NewMerchant, ServiceConfig},
     testing::{self, TestApp},
 };
+use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -136,4 +143,71 @@ pub fn decode_qr_data_uri(uri: &str) -> String {
     let grids = img.detect_grids();
     assert_eq!(grids.len(), 1, "exactly one QR code in the image");
     grids[0].decode().unwrap().1
+}
+
+/// The dev stack as the end-to-end tests run it: free ports, the in-memory store, the
+/// in-process WeChat Pay mock (and its OAuth), no webhook worker, loopback notify URLs allowed.
+pub fn dev_options(demo: NewMerchant) -> DevOptions {
+    DevOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        demo,
+        config: ServiceConfig {
+            allow_http_notify_urls: true,
+            ..ServiceConfig::default()
+        },
+        store: DevStore::Memory,
+        webhook_worker: None,
+        oauth: None,
+        wechat: DevWechat::Mock {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            notify_retry: vec![Duration::from_millis(50)],
+        },
+    }
+}
+
+pub async fn start_dev(options: DevOptions) -> DevStack {
+    DevStack::start(options).await.unwrap()
+}
+
+/// Runs `command` to its end, for at most `timeout` (then kills it and fails the test), with
+/// both pipes drained on threads so a chatty child cannot block: (exit code, stdout, stderr).
+pub fn run_bounded(mut command: Command, timeout: Duration) -> (Option<i32>, String, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).map(|_| s)
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    // A grandchild (Chromium under node) may hold the pipes a moment longer.
+    let stdout = out.join().unwrap().unwrap_or_default();
+    let stderr = err.join().unwrap().unwrap_or_default();
+    match status {
+        Some(status) => (status.code(), stdout, stderr),
+        None => panic!(
+            "{command:?} did not finish within {timeout:?} (killed)\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ),
+    }
 }
