@@ -5,13 +5,15 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ferrypay::{
     model::Secret,
-    service::{retry::RetrySchedule, NewMerchant, ServiceConfig},
+    service::{retry::RetrySchedule, NewMerchant},
 };
-use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
+use ferrypay_cli::dev::{DevOptions, DevStack, DevStore};
 use serde_json::{json, Value};
 
 const SK: &str = "sk_test_dev_stack_pinned";
@@ -19,28 +21,13 @@ const PK: &str = "pk_test_dev_stack_pinned";
 const WHSEC: &str = "whsec_dGVzdC1kZXYtc3RhY2s=";
 
 fn options() -> DevOptions {
-    DevOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        demo: NewMerchant {
-            name: "Dev Shop".into(),
-            notify_url: Some("http://127.0.0.1:9/notify".into()),
-            secret_key: Some(Secret::new(SK.into())),
-            publishable_key: Some(PK.into()),
-            webhook_secret: Some(Secret::new(WHSEC.into())),
-        },
-        config: ServiceConfig {
-            allow_http_notify_urls: true,
-            ..ServiceConfig::default()
-        },
-        store: DevStore::Memory,
-        webhook_worker: None,
-        oauth: None,
-        wechat: DevWechat::Mock {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            notify_retry: vec![Duration::from_millis(50)],
-        },
-    }
+    common::dev_options(NewMerchant {
+        name: "Dev Shop".into(),
+        notify_url: Some("http://127.0.0.1:9/notify".into()),
+        secret_key: Some(Secret::new(SK.into())),
+        publishable_key: Some(PK.into()),
+        webhook_secret: Some(Secret::new(WHSEC.into())),
+    })
 }
 
 fn client() -> reqwest::Client {
