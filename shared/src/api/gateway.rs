@@ -339,28 +339,31 @@ pub fn link_error_page(err: &LinkError) -> ApiResponse {
 }
 
 fn visit_error_page(err: &VisitError, link_url: &str) -> ApiResponse {
-    match err {
-        VisitError::Link(e) => link_error_page(e),
-        VisitError::AuthorizationLoop => MessagePage {
-            actions: vec![retry(link_url)],
-            ..message(
+    let (status, page) = match err {
+        VisitError::Link(e) => return link_error_page(e),
+        VisitError::Order(e) => return api_error_page(e, Some(link_url)),
+        VisitError::AuthorizationLoop => (
+            StatusCode::BAD_GATEWAY,
+            message(
                 "oauth_failed",
                 "微信授权未成功",
                 "多次授权都没有成功。请关闭页面，稍后重新打开付款链接。",
-            )
-        }
-        .render(StatusCode::BAD_GATEWAY),
-        VisitError::OAuthUnavailable => MessagePage {
-            actions: vec![retry(link_url)],
-            ..message(
+            ),
+        ),
+        VisitError::OAuthUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            message(
                 "oauth_unavailable",
                 "微信授权暂不可用",
                 "暂时无法获取微信授权，请稍后重试。",
-            )
-        }
-        .render(StatusCode::SERVICE_UNAVAILABLE),
-        VisitError::Order(e) => api_error_page(e, Some(link_url)),
+            ),
+        ),
+    };
+    MessagePage {
+        actions: vec![retry(link_url)],
+        ..page
     }
+    .render(status)
 }
 
 /// An order could not be created or read: a page (`retry_url`: where "retry" goes).
