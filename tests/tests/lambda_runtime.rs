@@ -27,7 +27,8 @@ use ferrypay_cli::{
 use ferrypay_lambda::{failed_ids, handle_sqs_event, SqsEvent};
 use serde_json::{json, Value};
 
-/// The AWS side as `sam deploy` would create it: table, queue, secret. Returns the env map.
+/// The AWS side as `sam deploy` would create it: table, queue, secret (with an OAuth secret).
+/// Returns the env map.
 async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeMap<String, String> {
     let table = unique_name("ferrypay-rt");
     DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table.clone())
@@ -42,21 +43,7 @@ async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeM
         .unwrap()
         .queue_url
         .unwrap();
-    let secret = json!({
-        "private_key_pem": dev_keys::MERCHANT_PRIVATE_KEY,
-        "apiv3_key": dev_keys::APIV3_KEY,
-        "public_key_pem": dev_keys::PLATFORM_PUBLIC_KEY,
-        "oauth_secret": "test-oauth-secret",
-    });
-    let arn = aws_sdk_secretsmanager::Client::new(sdk)
-        .create_secret()
-        .name(unique_name("ferrypay-wechat"))
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = secret_with_oauth(sdk, Some("test-oauth-secret")).await;
     [
         ("FERRYPAY_TABLE", table),
         ("FERRYPAY_NOTIFY_QUEUE_URL", queue_url),
@@ -79,8 +66,14 @@ async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeM
     .collect()
 }
 
-#[tokio::test]
-async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
+/// The emulator's SDK config, the WeChat Pay mock, a provisioned environment pointing at it,
+/// and the services `lambda_app` builds from that environment.
+async fn provisioned_with_mock() -> (
+    aws_config::SdkConfig,
+    MockServer,
+    BTreeMap<String, String>,
+    ferrypay::runtime::LambdaApp,
+) {
     let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
     let mock = MockServer::start(
         "127.0.0.1:0".parse().unwrap(),
@@ -91,6 +84,12 @@ async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
     .unwrap();
     let vars = provision(&sdk, &mock.base_url()).await;
     let app = lambda_app(Env::from_map(&vars), &sdk).await.unwrap();
+    (sdk, mock, vars, app)
+}
+
+#[tokio::test]
+async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
+    let (_, mock, _, app) = provisioned_with_mock().await;
     assert_eq!(app.channel.mchid(), dev_keys::MCHID);
 
     let (_, keys) = app
@@ -298,16 +297,7 @@ fn worker_vars(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn the_notify_worker_delivers_a_paid_orders_webhook_from_sqs() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig::dev().unwrap(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let vars = provision(&sdk, &mock.base_url()).await;
-    let app = lambda_app(Env::from_map(&vars), &sdk).await.unwrap();
+    let (sdk, mock, vars, app) = provisioned_with_mock().await;
     let receiver = TestReceiver::start(200).await;
     let no = paid_order_with_queued_webhook(&app, &mock, &receiver.url()).await;
 
@@ -398,16 +388,7 @@ async fn the_notify_worker_delivers_a_paid_orders_webhook_from_sqs() {
 
 #[tokio::test]
 async fn the_production_worker_refuses_a_loopback_notify_url_and_retries() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
-    let mock = MockServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockConfig::dev().unwrap(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let vars = provision(&sdk, &mock.base_url()).await;
-    let app = lambda_app(Env::from_map(&vars), &sdk).await.unwrap();
+    let (sdk, mock, vars, app) = provisioned_with_mock().await;
     let receiver = TestReceiver::start(200).await;
     let no = paid_order_with_queued_webhook(&app, &mock, &receiver.url()).await;
 
@@ -493,6 +474,7 @@ async fn the_notify_worker_starts_without_any_wechat_pay_setting() {
 }
 
 /// A secret like `provision`'s, with another `oauth_secret` (`None`: the field left out).
+/// A WeChat Pay secret in Secrets Manager (the dev keys), with `oauth_secret` when given: its ARN.
 async fn secret_with_oauth(sdk: &aws_config::SdkConfig, oauth_secret: Option<&str>) -> String {
     let mut secret = json!({
         "private_key_pem": dev_keys::MERCHANT_PRIVATE_KEY,
