@@ -8,18 +8,14 @@
 // A benchmark is test code: a failed setup should stop it loudly.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ferrypay::{
     api::gateway::handle_gateway,
-    channel::FakeChannel,
     model::Secret,
-    queue::MemoryQueue,
-    service::{
-        gateway::{Gateway, GatewaySettings},
-        Ferrypay, InMemory, NewMerchant, ServiceConfig,
-    },
-    store::MemoryStore,
+    service::gateway::{Gateway, GatewaySettings},
     wechat::OAuthConfig,
 };
 use http::Method;
@@ -34,27 +30,7 @@ fn request(method: Method, uri: &str) -> ferrypay::api::ApiRequest {
 }
 
 fn benches(c: &mut Criterion) {
-    // One core: a current-thread runtime, as in a Lambda invocation.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = ServiceConfig {
-        rate_limit_per_minute: None,
-        ..ServiceConfig::default()
-    };
-    let app: Ferrypay<InMemory> = Ferrypay::new(
-        MemoryStore::new(),
-        FakeChannel::new(),
-        MemoryQueue::default(),
-        config,
-    );
-    let (_, keys) = rt
-        .block_on(app.onboard_merchant(NewMerchant {
-            name: "Bench Shop".into(),
-            ..NewMerchant::default()
-        }))
-        .unwrap();
+    let (rt, app, keys) = common::bench_app();
     let gateway = rt.block_on(async {
         Gateway::new(GatewaySettings {
             public_url: "https://pay.example.com".into(),

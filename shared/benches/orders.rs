@@ -6,16 +6,11 @@
 // A benchmark is test code: a failed setup should stop it loudly.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use ferrypay::{
-    api,
-    channel::FakeChannel,
-    qr,
-    queue::MemoryQueue,
-    service::{Ferrypay, InMemory, NewMerchant, ServiceConfig},
-    store::MemoryStore,
-};
+use ferrypay::{api, qr};
 use http::Method;
 
 fn request(method: Method, uri: &str, key: &str, body: &str) -> api::ApiRequest {
@@ -28,26 +23,7 @@ fn request(method: Method, uri: &str, key: &str, body: &str) -> api::ApiRequest 
 }
 
 fn benches(c: &mut Criterion) {
-    // One core: a current-thread runtime, as in a Lambda invocation.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let config = ServiceConfig {
-        rate_limit_per_minute: None,
-        ..ServiceConfig::default()
-    };
-    let app: Ferrypay<InMemory> = Ferrypay::new(
-        MemoryStore::new(),
-        FakeChannel::new(),
-        MemoryQueue::default(),
-        config,
-    );
-    let (_, keys) = rt
-        .block_on(app.onboard_merchant(NewMerchant {
-            name: "Bench Shop".into(),
-            ..NewMerchant::default()
-        }))
-        .unwrap();
+    let (rt, app, keys) = common::bench_app();
     let key = keys.secret_key.expose().clone();
     let create_body = r#"{"amount": 1990, "description": "Latte", "attach": "user_id=123"}"#;
 
