@@ -1,6 +1,7 @@
 //! Use cases, generic over storage and payment channel. All I/O goes through the traits, so
 //! every rule here is tested with the in-memory store and the fake channel.
 
+mod code;
 pub mod gateway;
 mod merchants;
 mod notifications;
@@ -11,6 +12,7 @@ mod webhooks;
 
 use std::sync::Arc;
 
+pub use code::ErrorCode;
 pub use merchants::{AdminError, IssuedKeys, MerchantAdmin, NewMerchant, OnboardError};
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
