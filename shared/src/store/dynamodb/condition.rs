@@ -82,3 +82,44 @@ impl Condition {
         (self.expression, names, values)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Fen, Timestamp};
+
+    #[test]
+    fn paying_requires_a_pending_order_of_the_same_amount() {
+        let update = OrderUpdate::MarkPaid {
+            transaction_id: "4200000001".into(),
+            paid_at: Timestamp::from_unix(1_766_284_300),
+            amount: Fen::new(1234),
+        };
+        let (expression, _, values) = apply_rules(&update).into_parts();
+        assert_eq!(
+            expression,
+            "attribute_exists(#pk) AND #status = :status AND #amount = :amount"
+        );
+        let values = values.unwrap();
+        assert_eq!(values.get(":status"), Some(&s("pending")));
+        assert_eq!(values.get(":amount"), Some(&n(1234)));
+    }
+
+    #[test]
+    fn webhook_updates_require_a_paid_order_of_the_same_generation() {
+        let update = OrderUpdate::RecordWebhookQueued {
+            generation: 3,
+            at: Timestamp::from_unix(1_766_284_300),
+        };
+        let (expression, names, values) = apply_rules(&update).into_parts();
+        assert!(expression.ends_with("#webhook_generation = :webhook_generation"));
+        assert_eq!(
+            names
+                .unwrap()
+                .get("#webhook_generation")
+                .map(String::as_str),
+            Some("webhook_generation")
+        );
+        assert_eq!(values.unwrap().get(":webhook_generation"), Some(&n(3)));
+    }
+}

@@ -526,3 +526,49 @@ impl<'a> Reader<'a> {
 pub(super) fn corrupt(what: &str, detail: &str) -> StoreError {
     StoreError::new(format!("corrupt {what} item: {detail}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::pending_order;
+
+    fn paid_order() -> Order {
+        let mut order = pending_order(
+            OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
+            MerchantId::new("m_1"),
+            1234,
+            Timestamp::from_unix(1_766_284_200),
+        );
+        order.status = OrderStatus::Paid;
+        order.credential = Some(PayCredential::Native {
+            code_url: "weixin://wxpay/bizpayurl?pr=abc".into(),
+        });
+        order.transaction_id = Some("4200000001".into());
+        order.paid_at = Some(Timestamp::from_unix(1_766_284_300));
+        order.webhook.generation = 2;
+        order
+    }
+
+    #[test]
+    fn an_order_record_reads_back_as_the_order_and_its_version() {
+        let order = paid_order();
+        let item = order_record(&order, 7);
+        assert_eq!(order_from_item(&item).unwrap(), (order.clone(), 7));
+        // Listed in both indexes: the merchant's, and the merchant's for its status.
+        assert_eq!(item.get(LIST_PK), Some(&s("MERCHANT#m_1")));
+        assert_eq!(item.get(STATUS_LIST_PK), Some(&s("MERCHANT#m_1#paid")));
+    }
+
+    #[test]
+    fn an_order_without_out_trade_no_has_no_guard_item() {
+        assert!(guard_item(&paid_order(), 0).is_none());
+    }
+
+    #[test]
+    fn a_corrupt_order_item_names_the_attribute() {
+        let mut item = order_record(&paid_order(), 0);
+        item.insert("status".into(), s("refunded?"));
+        let error = order_from_item(&item).unwrap_err().to_string();
+        assert!(error.contains("corrupt order item: status"), "{error}");
+    }
+}

@@ -236,3 +236,14 @@ async fn backoff(attempt: u32) {
         .unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_api_key_read_does_not_name_the_key_hash() {
+        assert_eq!(get_op("KEY#0123abcd", KEY_SK), "get API key");
+        assert_eq!(get_op("ORDER#FP1", "ORDER"), "get ORDER#FP1");
+    }
+}
