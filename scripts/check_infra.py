@@ -4,7 +4,7 @@
 cfn-lint and `sam validate` check the template on its own; this checks that it still matches
 the Rust side, which they cannot see:
 
-1. the table mirrors `DynamoStore::create_table` (shared/src/store/dynamodb.rs): key schema,
+1. the table mirrors `DynamoStore::create_table` (shared/src/store/dynamodb/schema.rs): key schema,
    attribute definitions, both GSIs (hash key, range key, projection), on-demand billing, the
    TTL attribute;
 2. every DynamoDB operation the store issues has its IAM action in the policy of at least one
@@ -58,7 +58,8 @@ from cfnlint.decode import decode
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
-DYNAMO_RS = ROOT / "shared" / "src" / "store" / "dynamodb.rs"
+DYNAMO_DIR = ROOT / "shared" / "src" / "store" / "dynamodb"
+DYNAMO_RS = DYNAMO_DIR / "schema.rs"  # create_table and the key names
 SQS_RS = ROOT / "shared" / "src" / "queue" / "sqs.rs"
 API_RS = ROOT / "shared" / "src" / "api" / "mod.rs"
 NOTIFY_RS = ROOT / "shared" / "src" / "api" / "notify.rs"
@@ -72,7 +73,7 @@ NOTIFY_QUEUE_ARN = {"Fn::GetAtt": ["NotifyQueue", "Arn"]}
 # Store methods only operators run (the `ferrypay` CLI and `ferrypay dev`, with the operator's
 # own credentials), never a Lambda: making the table (production tables come from the template)
 # and listing every merchant (a Scan). SDK calls inside them need no function grant. Anything
-# else in dynamodb.rs is taken to be reachable from a Lambda.
+# else in the DynamoDB store is taken to be reachable from a Lambda.
 OPERATOR_ONLY_FNS = {"ensure_table", "create_table", "wait_until_active", "list_merchants"}
 DYNAMO_CALL_ACTIONS = {
     "describe_table": ["dynamodb:DescribeTable"],  # warm_up: the connection opened at init
@@ -238,7 +239,8 @@ def check_actions(template: dict, functions: dict[str, dict]) -> None:
         for entry in fn["Properties"].get("Policies", []):
             granted |= policy_actions(template, entry)
 
-    source = DYNAMO_RS.read_text()
+    # Every file of the DynamoDB store (each call sits inside a function of its own file).
+    source = "\n".join(p.read_text() for p in sorted(DYNAMO_DIR.glob("*.rs")))
     starts = [(m.start(), m.group(1)) for m in re.finditer(r"\bfn (\w+)\s*[<(]", source)]
 
     def enclosing_fn(position: int) -> str:
@@ -249,7 +251,7 @@ def check_actions(template: dict, functions: dict[str, dict]) -> None:
     needed: dict[str, str] = {}
     for call in sorted(calls):
         if call not in DYNAMO_CALL_ACTIONS:
-            problem(f"dynamodb.rs calls {call}(), which this check does not know: add its IAM action here and to the template")
+            problem(f"the DynamoDB store calls {call}(), which this check does not know: add its IAM action here and to the template")
             continue
         for action in DYNAMO_CALL_ACTIONS[call]:
             needed[action] = call

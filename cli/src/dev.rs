@@ -25,7 +25,7 @@ use ferrypay::{
         WebhookWorker,
     },
     sign::hash_api_key,
-    store::{DynamoStore, EitherStore, MemoryStore, Store},
+    store::{DynamoStore, EitherStore, MemoryStore, MerchantStore},
     wechat::{
         settings::any_wechatpay_setting, OAuthConfig, PrivateKey, RetryPolicy, VerifyingKey,
         WechatPayClient, WechatPayConfig,

@@ -9,7 +9,7 @@ use std::process::Command;
 use ferrypay::{
     model::{KeyKind, MerchantId, MerchantStatus},
     sign::hash_api_key,
-    store::{DynamoStore, Store},
+    store::{prelude::*, DynamoStore},
     testing::aws_test_endpoint,
 };
 

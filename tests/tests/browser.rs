@@ -27,7 +27,7 @@ use ferrypay::{
     model::{Fen, MerchantId, OrderNo, OrderStatus, PayType, Secret},
     service::{NewMerchant, ServiceConfig},
     sign::link::sign_link,
-    store::{ListQuery, PageStart, Store},
+    store::{prelude::*, ListQuery, PageStart},
 };
 use ferrypay_cli::{
     dev::{DevOptions, DevStack},

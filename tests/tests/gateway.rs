@@ -13,7 +13,7 @@ use ferrypay::{
     model::{Merchant, MerchantStatus, OrderNo, OrderStatus, Secret},
     service::{NewMerchant, ServiceConfig},
     sign::link::sign_link,
-    store::Store,
+    store::prelude::*,
 };
 use ferrypay_cli::{
     dev::{DevOptions, DevStack},

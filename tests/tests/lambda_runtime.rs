@@ -17,7 +17,7 @@ use ferrypay::{
     runtime::{gateway_app, lambda_app, worker_app, LambdaApp, StartError},
     service::{MerchantAdmin, NewMerchant, OrderRef, WebhookJob},
     sign::webhook,
-    store::{DynamoStore, Store},
+    store::{prelude::*, DynamoStore},
     testing::{aws_test_endpoint, unique_name, TestReceiver, TEST_WEBHOOK_SECRET},
 };
 use ferrypay_cli::{

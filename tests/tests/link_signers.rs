@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use ferrypay::{model::Secret, service::NewMerchant, sign::link::sign_link, store::Store};
+use ferrypay::{model::Secret, service::NewMerchant, sign::link::sign_link, store::prelude::*};
 
 const PK: &str = "pk_test_link_signers";
 const LINK_SECRET: &str = "lsk_test_link_signers_0123456789abcdefgh";

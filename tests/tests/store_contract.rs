@@ -19,8 +19,8 @@ use ferrypay::{
     },
     sign::hash_api_key,
     store::{
-        DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store,
-        UpdateMerchantError, UpdateOrderError,
+        prelude::*, DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage,
+        PageStart, UpdateMerchantError, UpdateOrderError,
     },
     testing::{aws_test_endpoint, pending_order, unique_name},
 };
@@ -1434,7 +1434,7 @@ async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults()
             .await
             .unwrap();
         let err = store.get_merchant(&old.id).await.unwrap_err();
-        assert!(err.0.contains("link_return_hosts"), "{err:?}");
+        assert!(err.to_string().contains("link_return_hosts"), "{err:?}");
     })
     .await;
 }

@@ -36,7 +36,7 @@ use ferrypay::{
         NewMerchant, OrderRef, ServiceConfig, SkipReason, WebhookJob, WebhookSender, WebhookWorker,
     },
     sign::webhook::{verify, WebhookVerifyError, DEFAULT_TOLERANCE_SECS},
-    store::{MemoryStore, Store},
+    store::{prelude::*, MemoryStore},
     testing::{TestApp, TEST_WEBHOOK_SECRET},
 };
 use proptest::prelude::*;

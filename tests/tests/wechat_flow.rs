@@ -20,7 +20,7 @@ use ferrypay::{
     channel::{ChannelError, NoticeError, PayChannel, PrepayRequest, TradeState},
     model::{Clock, Fen, OrderNo, OrderStatus, PayType, Secret, SystemClock, Timestamp},
     service::{NewMerchant, ServiceConfig, WebhookJob},
-    store::Store,
+    store::prelude::*,
     wechat::{
         encrypt_resource, jsapi::jsapi_message, jsapi_pay_params, sign_response, ApiV3Key,
         Notification, PrivateKey, WechatPayClient,

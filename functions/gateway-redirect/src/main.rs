@@ -17,7 +17,7 @@ mod tests {
     use ferrypay::{
         model::{Secret, SystemClock},
         service::gateway::{Gateway, GatewaySettings},
-        store::Store,
+        store::prelude::*,
         testing::*,
         wechat::OAuthConfig,
     };

@@ -18,7 +18,7 @@ mod tests {
         model::{ManualClock, MerchantId, Order, OrderNo, OrderStatus, Timestamp},
         queue::MemoryQueue,
         service::ServiceConfig,
-        store::{MemoryStore, Store},
+        store::{prelude::*, MemoryStore},
         wechat::{PrivateKey, RetryPolicy, VerifyingKey, WechatPayClient, WechatPayConfig},
     };
     use serde_json::Value;

@@ -16,7 +16,7 @@ mod tests {
         outbound::OutboundPolicy,
         service::{retry::RetrySchedule, WebhookJob, WebhookSender, WebhookWorker},
         sign::webhook,
-        store::Store,
+        store::prelude::*,
         testing::*,
     };
     use ferrypay_lambda::{failed_ids, run_sqs_event};

@@ -18,7 +18,7 @@ mod tests {
         api::Endpoint,
         model::{SystemClock, WebhookStatus},
         service::WebhookJob,
-        store::Store,
+        store::prelude::*,
         testing::*,
     };
     use ferrypay_lambda::{run_json_event, Route};

@@ -21,7 +21,7 @@ use crate::{
         },
         Backends, Ferrypay, PaymentInfo,
     },
-    store::Store,
+    store::MerchantStore,
 };
 
 /// Whether a path is the gateway's (the dev stack's router asks).

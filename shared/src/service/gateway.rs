@@ -31,7 +31,7 @@ use crate::{
         link::{link_signature_valid, link_signing_string, SIGNED_LINK_PARAMS},
         PUBLISHABLE_KEY_PREFIX, SECRET_KEY_PREFIX,
     },
-    store::Store,
+    store::{MerchantStore, OrderStore},
     wechat::oauth::{authorize_url, encode_component, OAuthClient, OAuthConfig, OAuthError},
 };
 

@@ -12,7 +12,9 @@ use crate::{
         generate_webhook_secret, hash_api_key, webhook::webhook_key, PUBLISHABLE_KEY_PREFIX,
         SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
     },
-    store::{InsertMerchantError, Store, StoreError, UpdateMerchantError},
+    store::{
+        InsertMerchantError, MerchantStore, RateLimitStore, Store, StoreError, UpdateMerchantError,
+    },
 };
 
 /// A merchant to onboard. Keys left `None` are generated; given ones must carry their prefix.
@@ -86,7 +88,7 @@ pub enum AdminError {
 
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
-        AdminError::Store(e.0)
+        AdminError::Store(e.to_string())
     }
 }
 
@@ -148,7 +150,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
             .await
             .map_err(|e| match e {
                 InsertMerchantError::Exists => OnboardError::Exists,
-                InsertMerchantError::Store(e) => OnboardError::Other(e.0),
+                InsertMerchantError::Store(e) => OnboardError::Other(e.to_string()),
             })?;
         let keys = IssuedKeys {
             secret_key,

@@ -7,7 +7,7 @@ use super::{Backends, Ferrypay, Settlement};
 use crate::{
     channel::{ChannelNotice, NoticeError, PayChannel},
     model::OrderNo,
-    store::Store,
+    store::OrderStore,
 };
 
 /// How a notification that was answered with success was handled.

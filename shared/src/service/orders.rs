@@ -13,7 +13,7 @@ use crate::{
     },
     qr,
     sign::hex_lower,
-    store::{InsertOrderError, ListQuery, OrderPage, PageStart, Store, UpdateOrderError},
+    store::{InsertOrderError, ListQuery, OrderPage, OrderStore, PageStart, UpdateOrderError},
 };
 
 /// A validated create request (the API layer has checked every field's shape).

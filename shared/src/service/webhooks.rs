@@ -11,7 +11,7 @@ use crate::{
         WebhookAttempt,
     },
     queue::{OutgoingMessage, Queue},
-    store::{Store, UpdateOrderError},
+    store::{OrderStore, UpdateOrderError, WebhookAttemptStore},
 };
 
 /// How many attempts a query shows (newest first); the store keeps them all for 90 days.

@@ -1,8 +1,9 @@
 //! A store chosen at run time (`ferrypay dev --store memory|dynamodb`).
 
 use super::{
-    DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, MemoryStore, OrderPage, Store,
-    StoreError, UpdateMerchantError, UpdateOrderError,
+    DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, MemoryStore, MerchantStore,
+    OrderPage, OrderStore, RateLimitStore, StoreError, UpdateMerchantError, UpdateOrderError,
+    WebhookAttemptStore,
 };
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
@@ -24,7 +25,7 @@ macro_rules! forward {
     };
 }
 
-impl Store for EitherStore {
+impl MerchantStore for EitherStore {
     async fn insert_merchant(&self, merchant: &Merchant) -> Result<(), InsertMerchantError> {
         forward!(self, s => s.insert_merchant(merchant))
     }
@@ -47,7 +48,9 @@ impl Store for EitherStore {
     async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {
         forward!(self, s => s.list_merchants())
     }
+}
 
+impl OrderStore for EitherStore {
     async fn insert_order(&self, order: &Order) -> Result<(), InsertOrderError> {
         forward!(self, s => s.insert_order(order))
     }
@@ -75,7 +78,9 @@ impl Store for EitherStore {
     async fn list_orders(&self, query: &ListQuery) -> Result<OrderPage, StoreError> {
         forward!(self, s => s.list_orders(query))
     }
+}
 
+impl WebhookAttemptStore for EitherStore {
     async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> Result<(), StoreError> {
         forward!(self, s => s.record_webhook_attempt(attempt))
     }
@@ -87,7 +92,9 @@ impl Store for EitherStore {
     ) -> Result<Vec<WebhookAttempt>, StoreError> {
         forward!(self, s => s.webhook_attempts(order_no, limit))
     }
+}
 
+impl RateLimitStore for EitherStore {
     async fn count_in_window(
         &self,
         bucket: &str,

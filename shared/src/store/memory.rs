@@ -6,8 +6,9 @@ use std::{
 };
 
 use super::{
-    InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store, StoreError,
-    UpdateMerchantError, UpdateOrderError,
+    InsertMerchantError, InsertOrderError, ListQuery, MerchantStore, OrderPage, OrderStore,
+    PageStart, RateLimitStore, StoreError, UpdateMerchantError, UpdateOrderError,
+    WebhookAttemptStore,
 };
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
@@ -40,7 +41,7 @@ impl MemoryStore {
     fn lock(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
         self.tables
             .lock()
-            .map_err(|_| StoreError("memory store lock poisoned".into()))
+            .map_err(|_| StoreError::new("memory store lock poisoned"))
     }
 
     /// Replaces a merchant's record (status, notify URL, keys): operator actions and tests.
@@ -63,7 +64,7 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
+impl MerchantStore for MemoryStore {
     async fn insert_merchant(&self, merchant: &Merchant) -> Result<(), InsertMerchantError> {
         {
             let t = self.lock()?;
@@ -118,7 +119,9 @@ impl Store for MemoryStore {
         merchants.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(merchants)
     }
+}
 
+impl OrderStore for MemoryStore {
     async fn insert_order(&self, order: &Order) -> Result<(), InsertOrderError> {
         let mut t = self.lock()?;
         if t.orders.contains_key(&order.order_no) {
@@ -204,7 +207,9 @@ impl Store for MemoryStore {
         };
         Ok(OrderPage::from_overfetch(page, query.per_page, total))
     }
+}
 
+impl WebhookAttemptStore for MemoryStore {
     async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> Result<(), StoreError> {
         self.lock()?
             .webhook_attempts
@@ -233,7 +238,9 @@ impl Store for MemoryStore {
             })
             .unwrap_or_default())
     }
+}
 
+impl RateLimitStore for MemoryStore {
     async fn count_in_window(
         &self,
         bucket: &str,

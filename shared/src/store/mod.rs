@@ -1,75 +1,40 @@
-//! Storage: the trait the services use, and its implementations.
+//! Storage: the traits the services use, one per capability, and their implementations.
+//!
+//! A use case names the capabilities it needs ([`OrderStore`], [`MerchantStore`],
+//! [`WebhookAttemptStore`], [`RateLimitStore`]); [`Store`] is all four, implemented for every
+//! type that has them. Code calling a concrete store's methods imports [`prelude`].
 //!
 //! Every state change is conditional: the store applies an [`OrderUpdate`] only if the order is
 //! still in the state the update requires (see [`Order::apply`]), atomically.
 
 mod dynamodb;
 mod either;
+mod error;
 mod memory;
 
 use std::future::Future;
 
 pub use dynamodb::DynamoStore;
 pub use either::EitherStore;
+pub use error::{
+    InsertMerchantError, InsertOrderError, StoreError, StoreErrorSource, UpdateMerchantError,
+    UpdateOrderError,
+};
 pub use memory::MemoryStore;
 
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo,
-    Timestamp, UpdateRefused, WebhookAttempt,
+    Timestamp, WebhookAttempt,
 };
+
+/// Every store trait, for code that calls a concrete store's methods:
+/// `use ferrypay::store::prelude::*`.
+pub mod prelude {
+    pub use super::{MerchantStore, OrderStore, RateLimitStore, Store, WebhookAttemptStore};
+}
 
 /// How long attempt records are kept (DynamoDB deletes them by TTL afterwards).
 pub const WEBHOOK_ATTEMPT_RETENTION_DAYS: i64 = 90;
-
-/// The backend failed (unreachable, throttled, corrupt item). Never shown to merchants.
-#[derive(Debug, thiserror::Error)]
-#[error("storage failure: {0}")]
-pub struct StoreError(pub String);
-
-#[derive(Debug, thiserror::Error)]
-pub enum InsertMerchantError {
-    #[error("a merchant with this id or key already exists")]
-    Exists,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateMerchantError {
-    #[error("no such merchant")]
-    NotFound,
-    /// A new key hash belongs to another merchant (a collision, or a reused key).
-    #[error("key already in use")]
-    KeyTaken,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InsertOrderError {
-    /// The merchant already has an order with this `out_trade_no`.
-    #[error("out_trade_no already used by this merchant")]
-    OutTradeNoTaken,
-    /// Two generated order numbers collided (36^6 per second: retry with a new one).
-    #[error("order number already exists")]
-    OrderNoTaken,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateOrderError {
-    #[error("order not found")]
-    NotFound,
-    /// The order was not in the required state; `current` is how it is now.
-    #[error("update refused: {reason}")]
-    Refused {
-        current: Box<Order>,
-        reason: UpdateRefused,
-    },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// Where a page of a merchant's order list starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +83,8 @@ impl OrderPage {
     }
 }
 
-/// Everything ferrypay keeps. Implementations: [`MemoryStore`] (tests, `ferrypay dev`) and,
-/// for production, DynamoDB.
-pub trait Store: Send + Sync + 'static {
+/// Merchants and their API keys.
+pub trait MerchantStore: Send + Sync + 'static {
     /// Adds a merchant; its id and both key hashes must be new.
     fn insert_merchant(
         &self,
@@ -147,7 +111,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every merchant, ordered by id (operators; DynamoDB scans for it).
     fn list_merchants(&self) -> impl Future<Output = Result<Vec<Merchant>, StoreError>> + Send;
+}
 
+/// Orders: created, read, listed, and changed only as [`Order::apply`] allows.
+pub trait OrderStore: Send + Sync + 'static {
     /// Adds a new order. The order number and the merchant's `out_trade_no` are unique,
     /// both checked in the same atomic write.
     fn insert_order(
@@ -179,7 +146,10 @@ pub trait Store: Send + Sync + 'static {
         &self,
         query: &ListQuery,
     ) -> impl Future<Output = Result<OrderPage, StoreError>> + Send;
+}
 
+/// The log of webhook delivery attempts (kept [`WEBHOOK_ATTEMPT_RETENTION_DAYS`]).
+pub trait WebhookAttemptStore: Send + Sync + 'static {
     /// Records one webhook delivery attempt. Idempotent: the same order, generation and attempt
     /// number replace the earlier record (a redelivered job that attempts again).
     fn record_webhook_attempt(
@@ -194,7 +164,10 @@ pub trait Store: Send + Sync + 'static {
         order_no: &OrderNo,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<WebhookAttempt>, StoreError>> + Send;
+}
 
+/// Fixed-window request counters (rate limits).
+pub trait RateLimitStore: Send + Sync + 'static {
     /// Counts one request against a fixed window `bucket` (e.g. merchant + minute) and returns
     /// the count so far, including this one. The window is forgotten after `expires_at`.
     fn count_in_window(
@@ -203,3 +176,10 @@ pub trait Store: Send + Sync + 'static {
         expires_at: Timestamp,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
+
+/// Everything ferrypay keeps: every capability. Implementations: [`MemoryStore`] (tests,
+/// `ferrypay dev`), [`DynamoStore`] (production) and [`EitherStore`] (one of them, chosen at run
+/// time). Implemented for any type with all four capabilities.
+pub trait Store: MerchantStore + OrderStore + WebhookAttemptStore + RateLimitStore {}
+
+impl<T> Store for T where T: MerchantStore + OrderStore + WebhookAttemptStore + RateLimitStore {}

@@ -1,0 +1,268 @@
+//! The production store: one DynamoDB table (on-demand), every access pattern one request,
+//! every state change a conditional write.
+//!
+//! # Table layout
+//!
+//! Table key: `pk` (S, hash) + `sk` (S, range). Two global secondary indexes, both projecting
+//! all attributes and sorted by `order_no` (order numbers sort by creation time):
+//! `orders_by_merchant` (hash `list_pk`) and `orders_by_merchant_status` (hash `status_list_pk`).
+//! Only order records carry `list_pk`/`status_list_pk`, so the indexes hold orders and nothing else.
+//! TTL is on `purge_at` (rate-limit windows and webhook attempts have it). [`DynamoStore::create_table`] is the
+//! one definition of this schema; `infra/template.yaml` mirrors it.
+//!
+//! | item | `pk` | `sk` | other keys | holds |
+//! | --- | --- | --- | --- | --- |
+//! | merchant | `MERCHANT#{id}` | `MERCHANT` | | the merchant |
+//! | API key | `KEY#{sha256 hex}` | `KEY` | | a copy of the merchant + `key_kind` |
+//! | order | `ORDER#{order_no}` | `ORDER` | `list_pk` = `MERCHANT#{id}`, `status_list_pk` = `MERCHANT#{id}#{status}` | the order + `version` |
+//! | out_trade_no guard | `OTN#{merchant id}#{out_trade_no}` | `OTN` | | a copy of the order + `version` |
+//! | order counts | `MERCHANT#{id}` | `COUNTS` | | `count_all`, `count_{status}` |
+//! | rate-limit window | `WINDOW#{bucket}` | `WINDOW` | | `n`, `expires_at`, `purge_at` (TTL) |
+//! | webhook attempt | `ORDER#{order_no}` | `ATTEMPT#{generation:010}#{attempt:010}` | | the attempt, `purge_at` (TTL, 90 days) |
+//!
+//! A merchant's payment-link settings (in its record and both key items) are optional
+//! attributes, absent when they have their default, so items written before payment links
+//! existed read as the defaults: `link_signing_secret` (S), `link_require_signed` (BOOL, only
+//! when true), `link_return_hosts` (L of S, only when not empty).
+//!
+//! | access pattern | how |
+//! | --- | --- |
+//! | merchant by API-key hash (either kind) | `GetItem KEY#…` (strongly consistent; the item names its kind) |
+//! | merchant by id | `GetItem MERCHANT#…` |
+//! | order by number | `GetItem ORDER#…` |
+//! | order by merchant + `out_trade_no` | `GetItem OTN#…` (strongly consistent, unlike a GSI) |
+//! | a merchant's orders, newest first | `Query orders_by_merchant` (or `orders_by_merchant_status` for one status), descending; a cursor is the key condition `order_no < :after` inside the caller's own partition, so it can never reach another merchant's orders; `total` is a `GetItem` of the counts item, sent concurrently |
+//! | rate-limit window | `UpdateItem ADD n` |
+//! | an order's latest webhook attempts | `Query pk = ORDER#… AND begins_with(sk, ATTEMPT#)`, descending (zero-padded numbers sort) |
+//!
+//! Writes:
+//! - `insert_merchant`: one transaction putting the merchant and both key items, each only if new.
+//!   The key items copy the merchant, so whoever changes a merchant (status, notify URL, keys,
+//!   payment-link settings) must rewrite all three items in one transaction.
+//! - `insert_order`: one transaction putting the order and (with an `out_trade_no`) its guard,
+//!   each only if new, and adding to the merchant's counts.
+//! - `update_order`: reads the order (strongly consistent), computes the next state with
+//!   [`Order::apply`] (refusing at once if it says no), then writes it in one transaction (order,
+//!   guard copy, counts on a status change) under `Order::apply`'s rules as a condition (`status
+//!   = pending`, `AND amount = :amount` to pay; `status = paid` for the webhook updates, `AND
+//!   webhook_generation = :generation` to record a queued job or an attempt) plus
+//!   `version = :read_version`, so the order returned is exactly the one written. If the
+//!   condition fails it reads again and `Order::apply` gives the reason (or, if only the version
+//!   moved, it tries again, bounded).
+//! - `count_in_window`: `ADD n :1` if the item's `expires_at` is this window's (or it is new);
+//!   otherwise the item is an earlier window that TTL has not deleted yet (TTL deletion lags by
+//!   up to days), and it is replaced by a fresh count of 1.
+//!
+//! Deep page numbers read the orders they skip (DynamoDB has no offset); cursors do not.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
+};
+
+use super::{build_error, sdk_error, DynamoStore};
+use crate::{
+    model::{KeyHash, MerchantId, OrderNo, OrderStatus, OutTradeNo},
+    store::StoreError,
+};
+
+pub(super) const PK: &str = "pk";
+pub(super) const SK: &str = "sk";
+pub(super) const INDEX_BY_MERCHANT: &str = "orders_by_merchant";
+pub(super) const INDEX_BY_MERCHANT_STATUS: &str = "orders_by_merchant_status";
+pub(super) const LIST_PK: &str = "list_pk";
+pub(super) const STATUS_LIST_PK: &str = "status_list_pk";
+/// The range key of both indexes.
+pub(super) const ORDER_NO: &str = "order_no";
+/// The TTL attribute (epoch seconds).
+pub(super) const PURGE_AT: &str = "purge_at";
+
+pub(super) const VERSION: &str = "version";
+pub(super) const ITEM_TYPE: &str = "item_type";
+
+/// How long `create_table` waits for the table and its indexes to become active.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub(super) fn merchant_pk(id: &MerchantId) -> String {
+    format!("MERCHANT#{id}")
+}
+
+pub(super) fn key_pk(hash: &KeyHash) -> String {
+    format!("KEY#{}", hash.as_str())
+}
+
+pub(super) fn order_pk(order_no: &OrderNo) -> String {
+    format!("ORDER#{order_no}")
+}
+
+pub(super) fn guard_pk(merchant_id: &MerchantId, out_trade_no: &OutTradeNo) -> String {
+    format!("OTN#{merchant_id}#{out_trade_no}")
+}
+
+pub(super) fn status_list_pk(merchant_id: &MerchantId, status: OrderStatus) -> String {
+    format!("MERCHANT#{merchant_id}#{}", status.as_str())
+}
+
+pub(super) fn window_pk(bucket: &str) -> String {
+    format!("WINDOW#{bucket}")
+}
+
+pub(super) const MERCHANT_SK: &str = "MERCHANT";
+pub(super) const KEY_SK: &str = "KEY";
+pub(super) const ORDER_SK: &str = "ORDER";
+pub(super) const GUARD_SK: &str = "OTN";
+pub(super) const COUNTS_SK: &str = "COUNTS";
+pub(super) const WINDOW_SK: &str = "WINDOW";
+pub(super) const ATTEMPT_SK_PREFIX: &str = "ATTEMPT#";
+
+/// Zero-padded, so that the attempts of an order sort by generation, then attempt number.
+pub(super) fn attempt_sk(generation: u32, attempt: u32) -> String {
+    format!("{ATTEMPT_SK_PREFIX}{generation:010}#{attempt:010}")
+}
+
+pub(super) fn count_attribute(status: Option<OrderStatus>) -> String {
+    match status {
+        None => "count_all".to_string(),
+        Some(status) => format!("count_{}", status.as_str()),
+    }
+}
+
+impl DynamoStore {
+    /// Creates the table unless it exists (`ferrypay dev --store dynamodb`, operators' local
+    /// tables); in AWS the SAM template creates it.
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                self.create_table().await
+            }
+            Err(e) => Err(sdk_error(&format!("describe table {}", self.table), e)),
+        }
+    }
+
+    /// Creates the table with ferrypay's key schema and indexes (on-demand billing), waits until
+    /// it and its indexes are active, and turns TTL on. An existing table is left as it is (TTL
+    /// is still turned on if it is off). For tests and `ferrypay dev`; production tables come from
+    /// the SAM template, which mirrors this definition.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        let string_attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| build_error("table definition", e))
+        };
+        let key = |name: &str, key_type: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(|e| build_error("table definition", e))
+        };
+        let index = |name: &str, hash: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key(ORDER_NO, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| build_error("table definition", e))
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(string_attribute(PK)?)
+            .attribute_definitions(string_attribute(SK)?)
+            .attribute_definitions(string_attribute(LIST_PK)?)
+            .attribute_definitions(string_attribute(STATUS_LIST_PK)?)
+            .attribute_definitions(string_attribute(ORDER_NO)?)
+            .key_schema(key(PK, KeyType::Hash)?)
+            .key_schema(key(SK, KeyType::Range)?)
+            .global_secondary_indexes(index(INDEX_BY_MERCHANT, LIST_PK)?)
+            .global_secondary_indexes(index(INDEX_BY_MERCHANT_STATUS, STATUS_LIST_PK)?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(sdk_error(&format!("create table {}", self.table), e)),
+        }
+        self.wait_until_active().await?;
+
+        let ttl = self
+            .client
+            .describe_time_to_live()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| sdk_error("describe TTL", e))?;
+        let ttl_on = ttl
+            .time_to_live_description()
+            .and_then(|d| d.time_to_live_status())
+            .is_some_and(|s| matches!(s, TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling));
+        if !ttl_on {
+            let spec = TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(PURGE_AT)
+                .build()
+                .map_err(|e| build_error("TTL definition", e))?;
+            self.client
+                .update_time_to_live()
+                .table_name(&self.table)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+                .map_err(|e| sdk_error("enable TTL", e))?;
+        }
+        Ok(())
+    }
+
+    async fn wait_until_active(&self) -> Result<(), StoreError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("describe table {}", self.table), e))?;
+            let active = described.table().is_some_and(|t| {
+                t.table_status() == Some(&TableStatus::Active)
+                    && t.global_secondary_indexes()
+                        .iter()
+                        .all(|i| i.index_status() == Some(&IndexStatus::Active))
+            });
+            if active {
+                return Ok(());
+            }
+            if started.elapsed() > TABLE_ACTIVE_TIMEOUT {
+                return Err(StoreError::new(format!(
+                    "table {} not active after {:?}",
+                    self.table, TABLE_ACTIVE_TIMEOUT
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
