@@ -14,7 +14,8 @@
 //! - [`notification`]: the notification envelope and [`open_notification`].
 //! - [`certificates`]: `/v3/certificates` decryption.
 //! - [`jsapi`]: `getBrandWCPayRequest` parameters, and their `paySign` check (for the mock).
-//! - [`server`]: WeChat Pay's side, for the mock: sign responses, check our `Authorization`.
+//! - `server` (feature `wechat-mock`, and in this crate's tests): WeChat Pay's side, for the
+//!   mock: sign responses, check our `Authorization`. No Lambda function enables it.
 //! - [`oauth`]: `snsapi_base` authorization URL and the code-for-openid exchange.
 
 pub mod aead;
@@ -25,6 +26,7 @@ pub mod jsapi;
 pub mod keys;
 pub mod notification;
 pub mod oauth;
+#[cfg(any(test, feature = "wechat-mock"))]
 pub mod server;
 pub mod settings;
 pub mod signer;
@@ -44,6 +46,7 @@ pub use notification::{open_notification, Notification, OpenedNotification};
 pub use oauth::{
     authorize_url, AuthorizeUrlError, OAuthClient, OAuthConfig, OAuthError, OAuthIdentity,
 };
+#[cfg(any(test, feature = "wechat-mock"))]
 pub use server::{
     parse_authorization, sign_response, AuthorizationError, AuthorizationFields,
     AuthorizationVerifier,

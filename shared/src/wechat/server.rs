@@ -1,6 +1,9 @@
 //! The WeChat Pay side of the protocol, for the WeChat Pay mock and for tests: sign responses
 //! and notifications with a platform key, and check our requests' `Authorization` header the
 //! way WeChat Pay does (401 `SIGN_ERROR` with WeChat's messages).
+//!
+//! Behind the `wechat-mock` feature (on in ferrypay-cli, the mock's crate, and in tests): the
+//! Lambda functions never sign as WeChat Pay, so their binaries leave it out.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
