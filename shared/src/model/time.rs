@@ -1,15 +1,21 @@
 //! Time as unix seconds, shown in Beijing time (UTC+8, no daylight saving), and an injectable clock.
 
 use std::{
+    borrow::Cow,
     fmt,
     sync::atomic::{AtomicI64, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime, UtcOffset};
 
-const BEIJING_OFFSET_SECS: i64 = 8 * 3600;
-const SECS_PER_DAY: i64 = 86_400;
+/// Beijing time: a fixed +08:00 (China has kept no daylight saving since 1991), so no time
+/// zone database is needed.
+const BEIJING: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => UtcOffset::UTC,
+};
 
 /// A point in time, in whole seconds since the unix epoch (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -27,6 +33,27 @@ pub struct BeijingDateTime {
     pub second: u32,
 }
 
+impl BeijingDateTime {
+    /// The first and last seconds `time` can show (years -9999 and 9999); no real order,
+    /// webhook or certificate is near either.
+    const FIRST: BeijingDateTime = BeijingDateTime {
+        year: -9999,
+        month: 1,
+        day: 1,
+        hour: 0,
+        minute: 0,
+        second: 0,
+    };
+    const LAST: BeijingDateTime = BeijingDateTime {
+        year: 9999,
+        month: 12,
+        day: 31,
+        hour: 23,
+        minute: 59,
+        second: 59,
+    };
+}
+
 impl Timestamp {
     pub const fn from_unix(secs: i64) -> Self {
         Timestamp(secs)
@@ -40,19 +67,26 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(secs))
     }
 
+    /// The calendar fields in Beijing time; a timestamp past what `time` can show is shown
+    /// as the nearest second it can (see [`BeijingDateTime::LAST`]).
     pub fn beijing(self) -> BeijingDateTime {
-        let local = self.0 + BEIJING_OFFSET_SECS;
-        let days = local.div_euclid(SECS_PER_DAY);
-        let secs_of_day = local.rem_euclid(SECS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
-        // secs_of_day is in 0..86400, so these casts cannot truncate.
+        let Some(t) = OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|utc| utc.checked_to_offset(BEIJING))
+        else {
+            return if self.0 < 0 {
+                BeijingDateTime::FIRST
+            } else {
+                BeijingDateTime::LAST
+            };
+        };
         BeijingDateTime {
-            year,
-            month,
-            day,
-            hour: (secs_of_day / 3600) as u32,
-            minute: (secs_of_day % 3600 / 60) as u32,
-            second: (secs_of_day % 60) as u32,
+            year: i64::from(t.year()),
+            month: u32::from(u8::from(t.month())),
+            day: u32::from(t.day()),
+            hour: u32::from(t.hour()),
+            minute: u32::from(t.minute()),
+            second: u32::from(t.second()),
         }
     }
 
@@ -83,75 +117,22 @@ impl Timestamp {
         )
     }
 
-    /// Parses RFC 3339 (`2018-06-08T10:34:56+08:00`, `...Z`, optional fractional seconds).
+    /// Parses RFC 3339 (`2018-06-08T10:34:56+08:00`, `...Z`, optional fractional seconds,
+    /// which are dropped).
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        let b = s.as_bytes();
-        if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        // `time` takes any one byte between date and time; RFC 3339 names `T` and allows a
+        // space, and that is all this parser has ever taken.
+        if !matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
             return None;
         }
-        if !matches!(b.get(10), Some(b'T' | b't' | b' '))
-            || b.get(13) != Some(&b':')
-            || b.get(16) != Some(&b':')
-        {
-            return None;
-        }
-        let num = |from: usize, to: usize| -> Option<i64> {
-            let part = s.get(from..to)?;
-            if !part.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            part.parse().ok()
+        // A leap second (`:60`) has always counted as the next second here, whatever the
+        // time of day; `time` takes it only at a month's last UTC second, and as `:59`.
+        let (text, leap) = match (s.get(..17), s.get(17..19), s.get(19..)) {
+            (Some(head), Some("60"), Some(tail)) => (Cow::Owned(format!("{head}59{tail}")), 1),
+            _ => (Cow::Borrowed(s), 0),
         };
-        let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-        let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-        if !(1..=12).contains(&month)
-            || day < 1
-            || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 60
-        {
-            return None;
-        }
-        let mut rest = s.get(19..)?;
-        if let Some(frac) = rest.strip_prefix('.') {
-            let digits = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
-            if digits == 0 {
-                return None;
-            }
-            rest = frac.get(digits..)?;
-        }
-        let offset = match rest {
-            "Z" | "z" => 0,
-            _ => {
-                let sign = match rest.get(..1)? {
-                    "+" => 1,
-                    "-" => -1,
-                    _ => return None,
-                };
-                if rest.len() != 6 || rest.get(3..4)? != ":" {
-                    return None;
-                }
-                let oh = num_of(rest.get(1..3)?)?;
-                let om = num_of(rest.get(4..6)?)?;
-                if oh > 23 || om > 59 {
-                    return None;
-                }
-                sign * (oh * 3600 + om * 60)
-            }
-        };
-        let days = days_from_civil(year, month, day);
-        Some(Timestamp(
-            days * SECS_PER_DAY + hour * 3600 + minute * 60 + second - offset,
-        ))
-    }
-}
-
-fn num_of(part: &str) -> Option<i64> {
-    if part.bytes().all(|c| c.is_ascii_digit()) {
-        part.parse().ok()
-    } else {
-        None
+        let t = OffsetDateTime::parse(&text, &Rfc3339).ok()?;
+        Some(Timestamp(t.unix_timestamp() + leap))
     }
 }
 
@@ -159,44 +140,6 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_beijing_string())
     }
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// (year, month, day) to days since 1970-01-01; Howard Hinnant's `days_from_civil`.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Where "now" comes from. Services take it by injection so tests control time.
@@ -250,7 +193,11 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    const BEIJING_SECS: i64 = 8 * 3600;
 
     #[test]
     fn formats_in_beijing_time() {
@@ -313,6 +260,65 @@ mod tests {
             "2018-06-08T10:34:56+08:00x",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_leap_second_counts_as_the_next_second() {
+        assert_eq!(
+            Timestamp::parse_rfc3339("2016-12-31T23:59:60Z"),
+            Timestamp::parse_rfc3339("2017-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2018-06-08T10:34:60.5+08:00"),
+            Timestamp::parse_rfc3339("2018-06-08T10:35:00+08:00")
+        );
+        for bad in ["2018-06-08T10:34:61+08:00", "2018-06-08x10:34:56+08:00"] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_past_year_9999_show_the_nearest_second_there_is() {
+        assert_eq!(
+            Timestamp::from_unix(i64::MAX).to_beijing_string(),
+            "9999-12-31 23:59:59"
+        );
+        assert_eq!(
+            Timestamp::from_unix(i64::MIN).to_rfc3339_beijing(),
+            "-9999-01-01T00:00:00+08:00"
+        );
+    }
+
+    proptest! {
+        /// Any second of years 1 to 9999: the three formats agree, and both RFC 3339 forms
+        /// (`+08:00` and `Z`) parse back to it.
+        #[test]
+        fn formats_agree_and_parse_back(secs in -62_135_596_800i64..=253_402_271_999) {
+            let t = Timestamp::from_unix(secs);
+            let rfc = t.to_rfc3339_beijing();
+            prop_assert_eq!(Timestamp::parse_rfc3339(&rfc), Some(t));
+            let plain = t.to_beijing_string();
+            let spaced = rfc.replacen('T', " ", 1);
+            prop_assert_eq!(spaced.trim_end_matches("+08:00"), plain.as_str());
+            let digits: String = plain.chars().filter(char::is_ascii_digit).collect();
+            prop_assert_eq!(t.to_beijing_compact(), digits);
+            let utc = t.plus_secs(-BEIJING_SECS).to_rfc3339_beijing().replace("+08:00", "Z");
+            prop_assert_eq!(Timestamp::parse_rfc3339(&utc), Some(t));
+        }
+
+        /// Any valid Beijing wall time parses to a second that shows the same fields.
+        #[test]
+        fn calendar_fields_round_trip(
+            year in 0i64..=9999, month in 1u32..=12, day in 1u32..=28,
+            hour in 0u32..24, minute in 0u32..60, second in 0u32..60,
+        ) {
+            let text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}+08:00");
+            let t = Timestamp::parse_rfc3339(&text);
+            prop_assert_eq!(
+                t.map(Timestamp::beijing),
+                Some(BeijingDateTime { year, month, day, hour, minute, second })
+            );
         }
     }
 

@@ -1,66 +1,53 @@
 //! The payer's pages (jump-pay): Chinese, mobile-first, self-contained (inline CSS and script,
 //! images as data URIs, nothing from another origin), a few KiB each.
 //!
-//! Templates are plain HTML with `{{name}}` slots. Every value is HTML-escaped when it is put
-//! in ([`Slot::Text`]); only fragments rendered here ([`Slot::Html`]) go in as they are. Data
-//! for the scripts travels in `data-*` attributes (escaped like any text, read back with
-//! `getAttribute`), so no value is ever written into a script.
+//! Templates are askama `.html` files beside this module, checked and compiled with the
+//! crate: each page `{% extends "layout.html" %}` and fills its `body` block. Every value is
+//! HTML-escaped when it is put in (askama escapes by default, with the escaper that
+//! `askama.toml` names, [`Html`]); no template marks a value `|safe`. Data for the scripts
+//! travels in `data-*` attributes (escaped like any text, read back with `getAttribute`), so
+//! no value is ever written into a script.
 
+use std::fmt;
+
+use askama::{filters::Escaper, Template};
 use http::{header, HeaderValue, StatusCode};
 
 use crate::{api::ApiResponse, model::random_base62};
 
-const LAYOUT: &str = include_str!("layout.html");
-const MESSAGE: &str = include_str!("message.html");
-const OPEN_IN_WECHAT: &str = include_str!("open_in_wechat.html");
-const CASHIER: &str = include_str!("cashier.html");
+/// The HTML escaper of every template (named in `askama.toml`). askama's stock one writes
+/// numeric references (`&#34;`, `&#38;`, `&#60;`); this one writes the named entities these
+/// pages have always carried (`&quot;`, `&amp;`, `&lt;`, `&gt;`, and `&#39;`), so the pages
+/// stay byte for byte what they were.
+#[derive(Debug, Clone, Copy)]
+pub struct Html;
 
-/// A value for a template slot.
-#[derive(Debug, Clone)]
-pub enum Slot<'a> {
-    /// Text: escaped.
-    Text(&'a str),
-    /// A fragment this module rendered from escaped parts.
-    Html(String),
+impl Escaper for Html {
+    fn write_escaped_str<W: fmt::Write>(&self, mut dest: W, text: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (at, byte) in text.bytes().enumerate() {
+            let entity = match byte {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                b'\'' => "&#39;",
+                _ => continue,
+            };
+            // `at` is an ASCII byte, so both cuts fall on character boundaries.
+            dest.write_str(text.get(plain..at).unwrap_or_default())?;
+            dest.write_str(entity)?;
+            plain = at + 1;
+        }
+        dest.write_str(text.get(plain..).unwrap_or_default())
+    }
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// Escapes text for HTML element content and quoted attribute values, as the templates do.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Fills `{{name}}` slots; a slot without a value renders empty. One pass over the template,
-/// so a value that itself contains `{{...}}` is never expanded.
-fn render(template: &str, slots: &[(&str, Slot<'_>)]) -> String {
-    let mut out = String::with_capacity(template.len() + 512);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(rest.get(..start).unwrap_or_default());
-        let after = rest.get(start + 2..).unwrap_or_default();
-        let Some(end) = after.find("}}") else {
-            out.push_str(rest.get(start..).unwrap_or_default());
-            return out;
-        };
-        let name = after.get(..end).unwrap_or_default();
-        match slots.iter().find(|(n, _)| *n == name).map(|(_, v)| v) {
-            Some(Slot::Text(text)) => out.push_str(&escape(text)),
-            Some(Slot::Html(html)) => out.push_str(html),
-            None => {}
-        }
-        rest = after.get(end + 2..).unwrap_or_default();
-    }
-    out.push_str(rest);
+    // Writing into a String cannot fail.
+    let _ = Html.write_escaped_str(&mut out, text);
     out
 }
 
@@ -151,61 +138,80 @@ pub struct CashierPage<'a> {
     pub fail_url: Option<&'a str>,
 }
 
+#[derive(Template)]
+#[template(path = "message.html", config = "src/pages/askama.toml")]
+struct MessageHtml<'a> {
+    title: &'a str,
+    page: &'a str,
+    code: &'a str,
+    tone: &'a str,
+    message: &'a str,
+    actions: &'a [Action],
+    /// Error pages show their code, so a payer can quote it.
+    show_code: bool,
+}
+
+#[derive(Template)]
+#[template(path = "open_in_wechat.html", config = "src/pages/askama.toml")]
+struct OpenInWechatHtml<'a> {
+    title: &'a str,
+    merchant: &'a str,
+    amount: &'a str,
+    description: &'a str,
+    link_url: &'a str,
+    link_qr: &'a str,
+    form_action: &'a str,
+    nonce: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "cashier.html", config = "src/pages/askama.toml")]
+struct CashierHtml<'a> {
+    title: &'a str,
+    mode: &'a str,
+    state: &'a str,
+    status_url: &'a str,
+    pay: &'a str,
+    merchant: &'a str,
+    amount: &'a str,
+    description: &'a str,
+    /// The native QR code (data URI), shown as an image.
+    qr: Option<&'a str>,
+    message: &'a str,
+    fail_url: &'a str,
+    order_no: &'a str,
+    nonce: &'a str,
+}
+
 impl MessagePage {
     pub fn render(&self, status: StatusCode) -> ApiResponse {
-        let actions: String = self
-            .actions
-            .iter()
-            .map(|a| {
-                format!(
-                    "<a class=\"btn{}\" id=\"{}\" href=\"{}\">{}</a>\n",
-                    if a.primary { "" } else { " secondary" },
-                    escape(a.id),
-                    escape(&a.href),
-                    escape(a.label)
-                )
-            })
-            .collect();
-        let detail = format!("错误代码 {}", self.code);
-        let body = render(
-            MESSAGE,
-            &[
-                ("page", Slot::Text(self.page)),
-                ("code", Slot::Text(self.code)),
-                ("tone", Slot::Text(self.tone.class())),
-                ("title", Slot::Text(self.title)),
-                ("message", Slot::Text(&self.message)),
-                ("actions", Slot::Html(actions)),
-                (
-                    "detail",
-                    Slot::Text(if self.tone == Tone::Error {
-                        &detail
-                    } else {
-                        ""
-                    }),
-                ),
-            ],
-        );
-        html_response(status, self.title, body, None)
+        let page = MessageHtml {
+            title: self.title,
+            page: self.page,
+            code: self.code,
+            tone: self.tone.class(),
+            message: &self.message,
+            actions: &self.actions,
+            show_code: self.tone == Tone::Error,
+        };
+        html_response(status, &page, None)
     }
 }
 
 impl OpenInWechatPage<'_> {
     pub fn render(&self) -> ApiResponse {
         let nonce = script_nonce();
-        let body = render(
-            OPEN_IN_WECHAT,
-            &[
-                ("merchant", Slot::Text(self.merchant)),
-                ("amount", Slot::Text(self.amount)),
-                ("description", Slot::Text(self.description)),
-                ("link_url", Slot::Text(self.link_url)),
-                ("link_qr", Slot::Text(self.link_qr)),
-                ("form_action", Slot::Text(self.form_action)),
-                ("nonce", Slot::Text(&nonce)),
-            ],
-        );
-        html_response(StatusCode::OK, "请在微信中打开", body, Some(&nonce))
+        let page = OpenInWechatHtml {
+            title: "请在微信中打开",
+            merchant: self.merchant,
+            amount: self.amount,
+            description: self.description,
+            link_url: self.link_url,
+            link_qr: self.link_qr,
+            form_action: self.form_action,
+            nonce: &nonce,
+        };
+        html_response(StatusCode::OK, &page, Some(&nonce))
     }
 }
 
@@ -213,19 +219,13 @@ impl CashierPage<'_> {
     pub fn render(&self) -> ApiResponse {
         let nonce = script_nonce();
         let (mode, pay, qr, ready_message) = match &self.mode {
-            CashierMode::Jsapi { pay_json } => (
-                "jsapi",
-                pay_json.as_str(),
-                String::new(),
-                "正在调起微信支付…",
-            ),
+            CashierMode::Jsapi { pay_json } => {
+                ("jsapi", pay_json.as_str(), None, "正在调起微信支付…")
+            }
             CashierMode::Native { qr } => (
                 "native",
                 "",
-                format!(
-                    "<img class=\"qr\" id=\"pay-qr\" src=\"{}\" alt=\"微信支付二维码\">",
-                    escape(qr)
-                ),
+                Some(qr.as_str()),
                 "请使用微信“扫一扫”扫描二维码付款",
             ),
         };
@@ -234,24 +234,22 @@ impl CashierPage<'_> {
             CashierState::Success => ("success", "支付成功"),
             CashierState::Closed => ("closed", "订单已关闭，未完成支付"),
         };
-        let body = render(
-            CASHIER,
-            &[
-                ("mode", Slot::Text(mode)),
-                ("state", Slot::Text(state)),
-                ("status_url", Slot::Text(self.status_url)),
-                ("pay", Slot::Text(pay)),
-                ("merchant", Slot::Text(self.merchant)),
-                ("amount", Slot::Text(self.amount)),
-                ("description", Slot::Text(self.description)),
-                ("qr", Slot::Html(qr)),
-                ("message", Slot::Text(message)),
-                ("fail_url", Slot::Text(self.fail_url.unwrap_or(""))),
-                ("order_no", Slot::Text(self.order_no)),
-                ("nonce", Slot::Text(&nonce)),
-            ],
-        );
-        html_response(StatusCode::OK, "微信支付", body, Some(&nonce))
+        let page = CashierHtml {
+            title: "微信支付",
+            mode,
+            state,
+            status_url: self.status_url,
+            pay,
+            merchant: self.merchant,
+            amount: self.amount,
+            description: self.description,
+            qr,
+            message,
+            fail_url: self.fail_url.unwrap_or(""),
+            order_no: self.order_no,
+            nonce: &nonce,
+        };
+        html_response(StatusCode::OK, &page, Some(&nonce))
     }
 }
 
@@ -267,14 +265,18 @@ fn script_nonce() -> String {
 /// admits nothing but the page itself.
 fn html_response(
     status: StatusCode,
-    title: &str,
-    body: String,
+    page: &impl Template,
     script_nonce: Option<&str>,
 ) -> ApiResponse {
-    let page = render(
-        LAYOUT,
-        &[("title", Slot::Text(title)), ("body", Slot::Html(body))],
-    );
+    let (status, page) = match page.render() {
+        Ok(html) => (status, html),
+        // Only a failing `Display` fails a render, and these pages print strings: never seen,
+        // but a blank 500 beats a half page.
+        Err(error) => {
+            tracing::error!(%error, "page did not render");
+            (StatusCode::INTERNAL_SERVER_ERROR, String::new())
+        }
+    };
     let script = match script_nonce {
         Some(nonce) => format!("'nonce-{nonce}'"),
         None => "'none'".to_string(),
@@ -327,25 +329,51 @@ pub fn redirect(status: StatusCode, location: &str) -> ApiResponse {
 mod tests {
     use super::*;
 
+    /// A template of its own, to show the engine's escaping apart from any page.
+    #[derive(Template)]
+    #[template(
+        source = "<p title=\"{{ a }}\">{{ b }}</p>",
+        ext = "html",
+        config = "src/pages/askama.toml"
+    )]
+    struct Probe<'a> {
+        a: &'a str,
+        b: &'a str,
+    }
+
     #[test]
-    fn values_are_escaped_and_never_expanded() {
-        let html = render(
-            "<p title=\"{{a}}\">{{b}}</p>{{c}}{{missing}}",
-            &[
-                ("a", Slot::Text("\"><script>alert(1)</script>")),
-                ("b", Slot::Text("{{c}} & '")),
-                ("c", Slot::Html("<b>ok</b>".into())),
-            ],
-        );
+    fn values_are_escaped_in_text_and_attributes() {
+        let html = Probe {
+            a: "\"><script>alert(1)</script>",
+            b: "{{c}} & '",
+        }
+        .render()
+        .unwrap();
         assert_eq!(
             html,
-            "<p title=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\">{{c}} &amp; &#39;</p><b>ok</b>"
+            "<p title=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\">{{c}} &amp; &#39;</p>"
+        );
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
     }
 
     #[test]
-    fn an_unclosed_slot_is_left_as_text() {
-        assert_eq!(render("a {{b", &[]), "a {{b");
+    fn template_syntax_in_a_value_is_printed_not_run() {
+        let page = MessagePage {
+            page: "error",
+            tone: Tone::Error,
+            title: "{{ title }}",
+            message: "a {{b {% if true %}x{% endif %}".into(),
+            actions: vec![],
+            code: "invalid_amount",
+        }
+        .render(StatusCode::BAD_REQUEST);
+        assert!(page
+            .body()
+            .contains("<p>a {{b {% if true %}x{% endif %}</p>"));
+        assert!(page.body().contains("<title>{{ title }}</title>"));
     }
 
     #[test]
@@ -374,7 +402,12 @@ mod tests {
 
     #[test]
     fn pages_are_small() {
-        for template in [LAYOUT, MESSAGE, OPEN_IN_WECHAT, CASHIER] {
+        for template in [
+            include_str!("layout.html"),
+            include_str!("message.html"),
+            include_str!("open_in_wechat.html"),
+            include_str!("cashier.html"),
+        ] {
             assert!(template.len() < 8 * 1024, "{}", template.len());
         }
     }

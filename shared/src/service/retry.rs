@@ -52,26 +52,18 @@ impl RetrySchedule {
         RetrySchedule(waits)
     }
 
-    /// Parses `FERRYPAY_WEBHOOK_RETRY_SCHEDULE`: `1s,2s,5s`; units `ms`, `s`, `m`, `h`, `d`.
+    /// Parses `FERRYPAY_WEBHOOK_RETRY_SCHEDULE`: `1s,2s,5s`, each wait a whole number and a
+    /// unit in humantime's words: `ms`, `s`, `m`, `h`, `d` (also `w`, `min`, `hours`, ...).
     pub fn parse(text: &str) -> Result<Self, ScheduleError> {
         let bad = || ScheduleError(text.to_string());
         let mut waits = Vec::new();
         for part in text.split(',').map(str::trim) {
-            let split = part
-                .find(|c: char| !c.is_ascii_digit())
-                .filter(|&i| i > 0)
-                .ok_or_else(bad)?;
-            let (number, unit) = part.split_at(split);
-            let n: u64 = number.parse().map_err(|_| bad())?;
-            let wait = match unit {
-                "ms" => Duration::from_millis(n),
-                "s" => Duration::from_secs(n),
-                "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
-                "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
-                "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(bad)?),
-                _ => return Err(bad()),
-            };
-            waits.push(wait);
+            // Whole numbers only (humantime also reads `1.5s` and `1h 30m`): what `Display`
+            // prints, so a schedule in the logs can be pasted back as it is.
+            if !part.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(bad());
+            }
+            waits.push(humantime::parse_duration(part).map_err(|_| bad())?);
         }
         if waits.is_empty() {
             return Err(bad());
