@@ -13,12 +13,12 @@ the Rust side, which they cannot see:
    `BuildProperties.Binary` = the crate) and every function is a crate; each crate is an HTTP
    function (its main calls `serve(Route::...)`, built by `lambda_app`), the jump-pay gateway
    (`serve_gateway()`, built by `gateway_app`) or the notify-worker (`serve_notify_worker()`,
-   built by `worker_app`); every variable its wiring requires (shared/src/runtime.rs, the WeChat
-   Pay settings for HTTP functions and the gateway, and for the gateway the OAuth settings that
-   `OAuthConfig` reads, its secret excepted: that comes from the WeChat Pay secret) is set for
-   it, a function given the secret's ARN may read it, the notify-worker gets neither the ARN nor
-   the permission, no function has WECHAT_OAUTH_SECRET in its environment, and no function sets
-   a FERRYPAY_/WECHATPAY_/WECHAT_ variable the code (for WECHAT_: its wiring) never reads;
+   built by `worker_app`); every variable its config requires is set for it (infra/variables.json:
+   the variables each process reads, written from ferrypay::config by a test that fails when the
+   file is stale; for the gateway also its OAuth hosts), a function given the secret's ARN may
+   read it, the notify-worker gets neither the ARN nor the permission, no function has a secret
+   (WECHAT_OAUTH_SECRET, WECHATPAY_APIV3_KEY, ...) in its environment, and no function sets a
+   variable its config never reads;
 4. every route the code serves (`Endpoint::path`/`methods` in shared/src/api/mod.rs,
    `WECHAT_NOTIFY_PATH`, and the gateway's paths, the constants of shared/src/service/gateway.rs
    with the methods `handle_gateway` in shared/src/api/gateway.rs matches them with) is in the
@@ -325,9 +325,14 @@ def check_functions(functions: dict[str, dict]) -> tuple[dict[str, str], dict[st
 
 # ------------------------------------------------------------------------------ 3b. environment
 
-RUNTIME_RS = ROOT / "shared" / "src" / "runtime.rs"
-SETTINGS_RS = ROOT / "shared" / "src" / "wechat" / "settings.rs"
-CONFIG_RS = ROOT / "shared" / "src" / "config.rs"
+# What each process reads, as ferrypay::config declares it (each config's `VARIABLES`); a test
+# of the ferrypay crate fails when this file is stale and prints the command that refreshes it.
+VARIABLES_JSON = ROOT / "infra" / "variables.json"
+SECRET_ARN_VAR = "FERRYPAY_WECHAT_SECRET_ARN"
+# The processes that are Lambda functions (crate_kind), and how a problem names their wiring.
+FUNCTION_KINDS = {"http": "HTTP functions'", "gateway": "gateway's", "worker": "notify-worker's"}
+# The other processes in variables.json: the operators' tools.
+TOOL_KINDS = {"dev": "ferrypay dev", "operator": "ferrypay merchant"}
 
 
 def function_env(template: dict, fn: dict) -> dict:
@@ -345,92 +350,75 @@ def rust_body(source: str, signature: str, path: Path, indent: str = "") -> str:
     return parts[1].split(f"\n{indent}}}\n", 1)[0]
 
 
-def required_in(text: str) -> set[str]:
-    return set(re.findall(r'env\.required\("([A-Z0-9_]+)"\)', text))
+def process_variables() -> dict[str, dict[str, dict]]:
+    """{process: {name: {"need", "default"?, "unless"?, "secret"?, "about"}}} from variables.json."""
+    try:
+        processes = json.loads(VARIABLES_JSON.read_text())["processes"]
+        found = {kind: {var["name"]: var for var in process["variables"]} for kind, process in processes.items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"{display(VARIABLES_JSON)}: cannot be read ({e}); refresh it with "
+                 "FERRYPAY_WRITE_VARIABLES=1 cargo test -p ferrypay --lib config::tests::variables_json")
+    for kind in FUNCTION_KINDS:
+        if len(found.get(kind, {})) < 2:
+            sys.exit(f"{display(VARIABLES_JSON)}: no variables for the {kind} process")
+    return found
 
 
-# The OAuth secret is never a template variable: it comes from the WeChat Pay secret.
-OAUTH_SECRET_VAR = "WECHAT_OAUTH_SECRET"
-
-
-def oauth_variables() -> set[str]:
-    """Every variable `OAuthConfig` reads (settings.rs: its `read`), the secret's included."""
-    body = rust_body(SETTINGS_RS.read_text(), "fn read(env: &mut Env<'_>, secret_from_json", SETTINGS_RS, "    ")
-    names = set(re.findall(r'env\.(?:optional|required)\("([A-Z0-9_]+)"\)', body))
-    names |= set(re.findall(r'base_url\(env, "([A-Z0-9_]+)"', body))
-    if OAUTH_SECRET_VAR not in names or len(names) < 3:
-        sys.exit(f"{SETTINGS_RS}: could not read the OAuth variables (found {names})")
-    return names
-
-
-def runtime_requirements() -> dict[str, set[str]]:
-    """The variables each wiring requires: {"http": lambda_app's, "gateway": gateway_app's,
-    "worker": worker_app's}. `lambda_app` and `gateway_app` read their common settings through
-    `LambdaSettings::read`; the gateway adds the OAuth settings."""
-    runtime = RUNTIME_RS.read_text()
-    settings_read = rust_body(runtime, "    async fn read(env: &mut Env<'_>", RUNTIME_RS, "    ")
-
-    def lambda_requirements(name: str) -> set[str]:
-        fn_body = rust_body(runtime, f"pub async fn {name}(", RUNTIME_RS)
-        text = fn_body + (settings_read if "LambdaSettings::read" in fn_body else "")
-        required = required_in(text)
-        with_secrets = SETTINGS_RS.read_text().split("fn from_env_and_secrets", 1)
-        if len(with_secrets) == 2:
-            required |= required_in(with_secrets[1].split("\n    }\n", 1)[0])
-        if "FERRYPAY_WECHAT_SECRET_ARN" in text:
-            required.add("FERRYPAY_WECHAT_SECRET_ARN")
-        return required
-
-    http = lambda_requirements("lambda_app")
-    gateway_body = rust_body(runtime, "pub async fn gateway_app(", RUNTIME_RS)
-    gateway = lambda_requirements("gateway_app")
-    if "OAuthConfig::from_env_and_secrets" not in gateway_body:
-        problem(f"{display(RUNTIME_RS)}: gateway_app does not read the OAuth settings (OAuthConfig::from_env_and_secrets)")
-    # Optional in the code (they have defaults), but the template passes its parameters, so a
-    # test endpoint is a parameter change, not a template edit.
-    gateway |= oauth_variables() - {OAUTH_SECRET_VAR}
-    worker_body = rust_body(runtime, "pub async fn worker_app(", RUNTIME_RS)
-    worker = required_in(worker_body)
-    if len(http) < 3 or len(worker) < 2 or len(gateway) <= len(http):
-        sys.exit(f"{RUNTIME_RS}: could not read the required variables (found {http}, {gateway}, {worker})")
-    if re.search(r"read_secret|LambdaSettings|WECHAT|[Ww]echat", worker_body):
-        problem(f"{RUNTIME_RS}: worker_app mentions the WeChat Pay secret or settings; the notify-worker must not need them")
-    return {"http": http, "gateway": gateway, "worker": worker}
+def requirements(variables: dict[str, dict[str, dict]]) -> dict[str, set[str]]:
+    """The variables the template must set for each kind of function: the required ones; for
+    one required unless another is set (the key files unless the secret's ARN), that other: a
+    Lambda has no key files and no secret in its environment; and, for the gateway, every
+    setting only it reads (its OAuth hosts default to the real WeChat hosts, but the template
+    passes its parameters, so a test endpoint is a parameter change, not a template edit)."""
+    required = {}
+    for kind in FUNCTION_KINDS:
+        own = variables[kind]
+        required[kind] = {name for name, var in own.items() if var["need"] == "required"}
+        required[kind] |= {var["unless"] for var in own.values() if var["need"] == "unless"}
+    required["gateway"] |= {name for name, var in variables["gateway"].items()
+                            if name not in variables["http"] and not var.get("secret")}
+    return required
 
 
 def check_environment(template: dict, functions: dict[str, dict], kinds: dict[str, str]) -> None:
-    """Every variable a function's wiring requires is set for it (for HTTP functions the secret
-    ARN included: without it the runtime wants key files, which a Lambda does not have), a
-    function that gets the secret ARN may read it, and the notify-worker gets neither."""
-    required = runtime_requirements()
-    oauth = oauth_variables()
-    # Every variable the code reads is a string literal in one of these files (config.rs holds
-    # the optional service settings and FERRYPAY_WEBHOOK_RETRY_SCHEDULE).
-    read_by_code = set()
-    for source in (RUNTIME_RS, CONFIG_RS, SETTINGS_RS):
-        read_by_code |= set(re.findall(r'"((?:FERRYPAY|WECHATPAY|WECHAT)_[A-Z0-9_]+)"', source.read_text()))
+    """Every variable a function's config requires is set for it (for HTTP functions the secret
+    ARN included: without it the config wants key files, which a Lambda does not have), a
+    function that gets the secret ARN may read it, the notify-worker gets neither, no function
+    gets a secret in its environment, and no function sets a variable its config never reads."""
+    variables = process_variables()
+    required = requirements(variables)
+    secrets = {name for process in variables.values() for name, var in process.items() if var.get("secret")}
+    for name in sorted(variables["worker"]):
+        if name == SECRET_ARN_VAR or name.startswith("WECHAT"):
+            problem(f"{display(VARIABLES_JSON)}: the notify-worker's config reads {name}; it must not need WeChat Pay")
     for logical_id, fn in functions.items():
-        own = (fn["Properties"].get("Environment") or {}).get("Variables") or {}
-        for name in sorted(set(own) - read_by_code - {"RUST_LOG"}):
-            problem(f"{logical_id}: sets {name}, which the code never reads (a typo would silently fall back to a default)")
         kind = kinds.get(logical_id)
+        own = (fn["Properties"].get("Environment") or {}).get("Variables") or {}
+        for name in sorted(set(own) - {"RUST_LOG"}):
+            if kind is None or name in variables[kind]:
+                continue
+            readers = [FUNCTION_KINDS[k] for k in FUNCTION_KINDS if name in variables[k]]
+            tools = [TOOL_KINDS[k] for k in TOOL_KINDS if name in variables.get(k, {})]
+            if readers:
+                problem(f"{logical_id}: sets {name}, which only the {' and '.join(readers)} wiring reads")
+            elif tools:
+                problem(f"{logical_id}: sets {name}, which only {' and '.join(tools)} reads, no function")
+            else:
+                problem(f"{logical_id}: sets {name}, which the code never reads (a typo would silently fall back to a default)")
         env = function_env(template, fn)
-        if OAUTH_SECRET_VAR in env:
-            problem(f"{logical_id}: sets {OAUTH_SECRET_VAR}: the OAuth secret belongs in the WeChat Pay secret "
-                    "(its oauth_secret), never in the template or a function's environment")
+        for name in sorted(set(env) & secrets):
+            problem(f"{logical_id}: sets {name}, a secret: it belongs in the WeChat Pay secret ({SECRET_ARN_VAR}), "
+                    "never in the template or a function's environment")
         if kind is None:
             continue  # reported by check_functions
-        if kind != "gateway":
-            for name in sorted((set(own) & oauth) - {OAUTH_SECRET_VAR}):
-                problem(f"{logical_id}: sets {name}, which only the gateway's wiring reads")
         policies = fn["Properties"].get("Policies", [])
         for name in sorted(required[kind] - set(env)):
             problem(f"{logical_id}: its wiring requires {name}, the template does not set it")
-        if "FERRYPAY_WECHAT_SECRET_ARN" in env and {"Ref": "WechatSecretReadPolicy"} not in policies:
-            problem(f"{logical_id}: gets FERRYPAY_WECHAT_SECRET_ARN but not WechatSecretReadPolicy")
+        if SECRET_ARN_VAR in env and {"Ref": "WechatSecretReadPolicy"} not in policies:
+            problem(f"{logical_id}: gets {SECRET_ARN_VAR} but not WechatSecretReadPolicy")
         if kind == "worker":
-            if "FERRYPAY_WECHAT_SECRET_ARN" in env:
-                problem(f"{logical_id}: the notify-worker never reads the WeChat Pay secret; do not give it FERRYPAY_WECHAT_SECRET_ARN")
+            if SECRET_ARN_VAR in env:
+                problem(f"{logical_id}: the notify-worker never reads the WeChat Pay secret; do not give it {SECRET_ARN_VAR}")
             if {"Ref": "WechatSecretReadPolicy"} in policies:
                 problem(f"{logical_id}: the notify-worker must not be able to read the WeChat Pay secret (WechatSecretReadPolicy)")
 
@@ -697,6 +685,15 @@ BROKEN_TEMPLATES = [
     ("the notify-worker given the secret",
      lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_WECHAT_SECRET_ARN", {"Ref": "WechatSecretArn"}),
      "never reads the WeChat Pay secret"),
+    ("a secret in a function's environment",
+     lambda t: _set(_fn_env(t, "CreateFunction"), "WECHATPAY_APIV3_KEY", "hunter2hunter2hunter2hunter2hunt"),
+     "CreateFunction: sets WECHATPAY_APIV3_KEY, a secret"),
+    ("a dev-stack setting given to a function",
+     lambda t: _set(_fn_env(t, "ListFunction"), "FERRYPAY_DEMO_NOTIFY_URL", "https://example.com/hook"),
+     "ListFunction: sets FERRYPAY_DEMO_NOTIFY_URL, which only ferrypay dev reads, no function"),
+    ("a service setting given to the notify-worker, which does not read it",
+     lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_DEFAULT_EXPIRE_MINUTES", "30"),
+     "NotifyWorkerFunction: sets FERRYPAY_DEFAULT_EXPIRE_MINUTES, which only the HTTP functions' and gateway's wiring reads"),
     ("a misspelt variable",
      lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_WEBHOOK_RETRY_SCHEDUL", "1s"),
      "which the code never reads"),

@@ -38,11 +38,9 @@ impl Args {
         self.switches.contains(name)
     }
 
-    /// The option, else the environment variable, else `None`.
-    pub fn option_or_env(&self, name: &str, env: &str) -> Option<String> {
-        self.option(name)
-            .map(str::to_string)
-            .or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()))
+    /// The option, else `fallback` (its value from the config).
+    pub fn option_or(&self, name: &str, fallback: Option<String>) -> Option<String> {
+        self.option(name).map(str::to_string).or(fallback)
     }
 }
 
@@ -67,5 +65,13 @@ mod tests {
         assert!(a.switch("--publishable"));
         assert!(Args::parse(&strings(&["--nope"]), &[], &[]).is_err());
         assert!(Args::parse(&strings(&["--table"]), &["--table"], &[]).is_err());
+        assert_eq!(
+            a.option_or("--table", Some("u".into())).as_deref(),
+            Some("t")
+        );
+        assert_eq!(
+            a.option_or("--endpoint", Some("u".into())).as_deref(),
+            Some("u")
+        );
     }
 }

@@ -13,7 +13,7 @@ use ferrypay::{
         gateway::{handle_gateway, is_gateway_path},
         notify::WECHAT_NOTIFY_PATH,
     },
-    config::Env,
+    config::DevConfig,
     model::{Clock, Merchant, MerchantId, Secret, SystemClock},
     outbound::OutboundPolicy,
     pages::{MessagePage, Tone},
@@ -21,14 +21,13 @@ use ferrypay::{
     service::{
         gateway::{Gateway, GatewaySettings},
         retry::RetrySchedule,
-        Backends, Ferrypay, IssuedKeys, NewMerchant, OnboardError, ServiceConfig, WebhookSender,
-        WebhookWorker,
+        Backends, ErrorCode, Ferrypay, IssuedKeys, NewMerchant, OnboardError, ServiceConfig,
+        WebhookSender, WebhookWorker,
     },
     sign::hash_api_key,
     store::{DynamoStore, EitherStore, MemoryStore, MerchantStore},
     wechat::{
-        settings::any_wechatpay_setting, OAuthConfig, PrivateKey, RetryPolicy, VerifyingKey,
-        WechatPayClient, WechatPayConfig,
+        OAuthConfig, PrivateKey, RetryPolicy, VerifyingKey, WechatPayClient, WechatPayConfig,
     },
 };
 use http::{Method, StatusCode};
@@ -56,8 +55,6 @@ pub type DevApp = Ferrypay<DevBackends>;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_TABLE: &str = "ferrypay-dev";
 pub const DEFAULT_MOCK_LISTEN: &str = "127.0.0.1:8081";
-/// The dev stack's webhook retries: minutes, not production's three days.
-pub const DEV_WEBHOOK_RETRY_SCHEDULE: &str = "2s,5s,15s,30s,1m,5m";
 /// How often the in-process worker looks at the queue when it was empty.
 const WORKER_POLL: Duration = Duration::from_millis(50);
 
@@ -105,63 +102,44 @@ pub struct DevOptions {
 }
 
 impl DevOptions {
-    /// Reads `FERRYPAY_DEMO_API_KEY`, `FERRYPAY_DEMO_PUBLISHABLE_KEY`,
-    /// `FERRYPAY_DEMO_WEBHOOK_SECRET`, `FERRYPAY_DEMO_NOTIFY_URL` (each pins that value),
-    /// `FERRYPAY_PUBLIC_URL`, `FERRYPAY_WEBHOOK_RETRY_SCHEDULE` (default
-    /// [`DEV_WEBHOOK_RETRY_SCHEDULE`]), the service settings and, if any is set, the
-    /// `WECHATPAY_*` ones.
+    /// The options from the process environment ([`DevConfig`]: the demo merchant's pinned
+    /// values, `FERRYPAY_PUBLIC_URL`, the webhook schedule, the service settings, WeChat OAuth
+    /// and, if any is set, the `WECHATPAY_*` settings) and the command line's addresses and
+    /// store.
     pub fn from_env(
         listen: SocketAddr,
         mock_listen: SocketAddr,
         store: DevStore,
     ) -> Result<DevOptions, String> {
-        let mut env = Env::process();
-        let mut config = ServiceConfig::from_env(&mut env);
-        config.allow_http_notify_urls = true;
-        let demo = NewMerchant {
-            name: "ferrypay demo shop".into(),
-            notify_url: env.optional("FERRYPAY_DEMO_NOTIFY_URL"),
-            secret_key: env.optional("FERRYPAY_DEMO_API_KEY").map(Secret::new),
-            publishable_key: env.optional("FERRYPAY_DEMO_PUBLISHABLE_KEY"),
-            webhook_secret: env
-                .optional("FERRYPAY_DEMO_WEBHOOK_SECRET")
-                .map(Secret::new),
-        };
-        let public_url = env.optional("FERRYPAY_PUBLIC_URL");
-        let dev_schedule = RetrySchedule::parse(DEV_WEBHOOK_RETRY_SCHEDULE)
-            .map_err(|e| format!("the dev webhook schedule: {e}"))?;
-        let schedule = RetrySchedule::from_env_or(&mut env, dev_schedule);
-        let oauth = OAuthConfig::from_env(&mut env);
-        let wechat = if any_wechatpay_setting(&env) {
-            WechatPayConfig::from_env(&mut env, String::new())
-                .map(|config| DevWechat::External(Box::new(config)))
-        } else {
-            Some(DevWechat::Mock {
+        let config = DevConfig::from_env().map_err(|e| e.to_string())?;
+        Ok(DevOptions::from_config(config, listen, mock_listen, store))
+    }
+
+    pub fn from_config(
+        config: DevConfig,
+        listen: SocketAddr,
+        mock_listen: SocketAddr,
+        store: DevStore,
+    ) -> DevOptions {
+        let wechat = match config.wechat {
+            Some(external) => DevWechat::External(Box::new(external)),
+            None => DevWechat::Mock {
                 listen: mock_listen,
                 notify_retry: MockConfig::DEV_NOTIFY_RETRY
                     .map(Duration::from_secs)
                     .to_vec(),
-            })
+            },
         };
-        env.finish().map_err(|e| e.to_string())?;
-        let wechat = wechat.ok_or("WeChat Pay settings are incomplete")?;
-        if let Some(url) = &demo.notify_url {
-            if !api::orders::notify_url_acceptable(url, true) {
-                return Err(format!(
-                    "FERRYPAY_DEMO_NOTIFY_URL={url:?} is not an http(s) URL"
-                ));
-            }
-        }
-        Ok(DevOptions {
+        DevOptions {
             listen,
-            public_url,
-            demo,
-            config,
+            public_url: config.public_url,
+            demo: config.demo,
+            config: config.service,
             wechat,
             store,
-            webhook_worker: Some(schedule),
-            oauth,
-        })
+            webhook_worker: Some(config.webhook_schedule),
+            oauth: config.oauth,
+        }
     }
 }
 
@@ -472,7 +450,7 @@ fn gateway_off_page() -> http::Response<String> {
                   WECHAT_API_BASE_URL for another endpoint) or run with the built-in mock."
             .into(),
         actions: vec![],
-        code: "gateway_not_configured",
+        code: ErrorCode::GatewayNotConfigured.as_str(),
     }
     .render(StatusCode::SERVICE_UNAVAILABLE)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ferrypay::{
+    config::OperatorConfig,
     model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, SystemClock},
     service::{retry::RetrySchedule, MerchantAdmin, NewMerchant},
     store::DynamoStore,
@@ -56,10 +57,11 @@ pub async fn run(args: &[String]) -> Result<String, String> {
             "--any-return-host",
         ],
     )?;
+    let vars = OperatorConfig::from_env().map_err(|e| e.to_string())?;
     let table = args
-        .option_or_env("--table", "FERRYPAY_TABLE")
+        .option_or("--table", vars.table)
         .ok_or("the table: --table NAME or FERRYPAY_TABLE")?;
-    let config = match args.option_or_env("--endpoint", "FERRYPAY_DYNAMODB_ENDPOINT") {
+    let config = match args.option_or("--endpoint", vars.dynamodb_endpoint) {
         Some(url) => ferrypay::aws::emulator_config(&url).await,
         None => ferrypay::aws::sdk_config(None).await,
     };

@@ -1,0 +1,74 @@
+//! The variables several processes share: the table, the queue, the public URL and the service
+//! settings.
+
+use super::{Reader, Var};
+use crate::service::ServiceConfig;
+
+pub const TABLE: Var = Var::required("FERRYPAY_TABLE", "the DynamoDB table");
+pub const NOTIFY_QUEUE_URL: Var = Var::required(
+    "FERRYPAY_NOTIFY_QUEUE_URL",
+    "the SQS queue of merchant-webhook jobs",
+);
+pub const PUBLIC_URL: Var = Var::required(
+    "FERRYPAY_PUBLIC_URL",
+    "the API's public base URL: WeChat Pay's notify_url, jump-pay's OAuth redirect_uri",
+);
+pub const DEFAULT_EXPIRE_MINUTES: Var = Var::default(
+    "FERRYPAY_DEFAULT_EXPIRE_MINUTES",
+    "120",
+    "minutes an order stays payable when the request does not say (1..=120)",
+);
+pub const RATE_LIMIT_PER_MINUTE: Var = Var::default(
+    "FERRYPAY_RATE_LIMIT_PER_MINUTE",
+    "600",
+    "requests per merchant per minute (0 turns the limit off)",
+);
+
+/// `FERRYPAY_DEFAULT_EXPIRE_MINUTES` and `FERRYPAY_RATE_LIMIT_PER_MINUTE`; https notify URLs
+/// only (the dev stack allows http itself).
+pub(super) fn service_config(r: &mut Reader<'_>) -> Option<ServiceConfig> {
+    let default_expire_minutes = r.number(&DEFAULT_EXPIRE_MINUTES, 1..=120);
+    let rate = r.number(&RATE_LIMIT_PER_MINUTE, 0..=1_000_000);
+    Some(ServiceConfig {
+        default_expire_minutes: default_expire_minutes?,
+        rate_limit_per_minute: rate.map(|rate| (rate > 0).then_some(rate))?,
+        allow_http_notify_urls: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{tests::env_of, Env};
+
+    fn read(map: &std::collections::BTreeMap<String, String>) -> Result<ServiceConfig, String> {
+        let env = Env::from_map(map);
+        let mut r = Reader::new(&env);
+        let config = service_config(&mut r);
+        r.finish(config).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(read(&env_of(&[])).unwrap(), ServiceConfig::default());
+    }
+
+    #[test]
+    fn out_of_range_values_are_named_with_their_range() {
+        let err = read(&env_of(&[
+            ("FERRYPAY_DEFAULT_EXPIRE_MINUTES", "500"),
+            ("FERRYPAY_RATE_LIMIT_PER_MINUTE", "lots"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.contains("FERRYPAY_DEFAULT_EXPIRE_MINUTES=\"500\" is not a number in 1..=120"),
+            "{err}"
+        );
+        assert!(
+            err.contains("FERRYPAY_RATE_LIMIT_PER_MINUTE=\"lots\""),
+            "{err}"
+        );
+        let off = read(&env_of(&[("FERRYPAY_RATE_LIMIT_PER_MINUTE", "0")])).unwrap();
+        assert_eq!(off.rate_limit_per_minute, None);
+    }
+}

@@ -1,0 +1,138 @@
+//! gateway-redirect's config (jump-pay): everything an HTTP function needs (it creates orders)
+//! and the official account's OAuth settings, which it cannot work without.
+
+use super::{
+    concat,
+    http::{self, HttpConfig, HTTP_VARIABLES},
+    wechat::{self, OAuth, API_BASE_URL, OAUTH_SECRET, OPEN_BASE_URL},
+    ConfigError, Env, Reader, Var,
+};
+use crate::{
+    service::gateway::GatewaySettings,
+    wechat::{settings::WechatSecrets, OAuthConfig},
+};
+
+/// The problem reported when the gateway has no OAuth secret.
+pub const OAUTH_SECRET_MISSING: &str = "the WeChat OAuth secret is not set: jump-pay needs the \
+     official account's AppSecret in WECHAT_OAUTH_SECRET or in the oauth_secret field of the \
+     secret FERRYPAY_WECHAT_SECRET_ARN names";
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub http: HttpConfig,
+    pub oauth: OAuthConfig,
+}
+
+impl GatewayConfig {
+    pub const VARIABLES: &'static [Var] =
+        &concat::<14, 3, 17>(HTTP_VARIABLES, [OAUTH_SECRET, OPEN_BASE_URL, API_BASE_URL]);
+
+    /// From the process environment and the secret `FERRYPAY_WECHAT_SECRET_ARN` names, already
+    /// read (its `oauth_secret` is the OAuth secret; `None`: `WECHAT_OAUTH_SECRET`).
+    pub fn from_env(secret: Option<&WechatSecrets>) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_vars(&Env::process(), secret)
+    }
+
+    pub fn from_vars(
+        env: &Env<'_>,
+        secret: Option<&WechatSecrets>,
+    ) -> Result<GatewayConfig, ConfigError> {
+        let mut r = Reader::new(env);
+        let http = http::read(&mut r, secret);
+        let oauth = match wechat::oauth(&mut r, secret) {
+            OAuth::On(oauth) => Some(oauth),
+            OAuth::Invalid => None,
+            OAuth::Off => {
+                r.problem(&OAUTH_SECRET, OAUTH_SECRET_MISSING.to_string());
+                None
+            }
+        };
+        let config = (|| {
+            Some(GatewayConfig {
+                http: http?,
+                oauth: oauth?,
+            })
+        })();
+        r.finish(config)
+    }
+
+    /// The gateway's own settings: where it is reached, and OAuth.
+    pub fn gateway_settings(&self) -> GatewaySettings {
+        GatewaySettings {
+            public_url: self.http.public_url.clone(),
+            oauth: self.oauth.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{assert_reads_only_declared, env_of};
+
+    const KEY: &str = include_str!("../../tests/fixtures/wechatpay/java_merchant_private_key.pem");
+
+    fn secret(oauth_secret: Option<&str>) -> WechatSecrets {
+        WechatSecrets {
+            private_key_pem: KEY.into(),
+            apiv3_key: "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb".into(),
+            public_key_pem: None,
+            oauth_secret: oauth_secret.map(str::to_string),
+        }
+    }
+
+    fn vars() -> std::collections::BTreeMap<String, String> {
+        env_of(&[
+            ("FERRYPAY_TABLE", "ferrypay"),
+            ("FERRYPAY_NOTIFY_QUEUE_URL", "https://sqs.example/q"),
+            ("FERRYPAY_PUBLIC_URL", "https://pay.example.com"),
+            ("FERRYPAY_WECHAT_SECRET_ARN", "arn:aws:secretsmanager:x"),
+            ("WECHATPAY_MCHID", "1900000109"),
+            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
+            (
+                "WECHATPAY_MERCHANT_SERIAL",
+                "5F1C72E2A8931B72A2E13AF8DEE92471EB397115",
+            ),
+        ])
+    }
+
+    #[test]
+    fn the_oauth_secret_comes_from_the_wechat_pay_secret() {
+        let config =
+            GatewayConfig::from_vars(&Env::from_map(&vars()), Some(&secret(Some("s3cr3t"))))
+                .unwrap();
+        let settings = config.gateway_settings();
+        assert_eq!(settings.public_url, "https://pay.example.com");
+        assert_eq!(settings.oauth.secret.expose(), "s3cr3t");
+        assert_eq!(settings.oauth.open_base_url, "https://open.weixin.qq.com");
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn without_the_oauth_secret_it_is_a_problem_reported_with_the_others() {
+        let mut map = vars();
+        map.remove("FERRYPAY_TABLE");
+        for oauth_secret in [None, Some(""), Some("  ")] {
+            let err = GatewayConfig::from_vars(&Env::from_map(&map), Some(&secret(oauth_secret)))
+                .unwrap_err();
+            assert_eq!(
+                err.variables(),
+                ["FERRYPAY_TABLE", "WECHAT_OAUTH_SECRET"],
+                "{err}"
+            );
+            assert!(err.to_string().contains("oauth_secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn reads_only_its_declared_variables() {
+        let secret = secret(Some("s3cr3t"));
+        for secret in [None, Some(&secret)] {
+            for map in [env_of(&[]), vars()] {
+                assert_reads_only_declared(GatewayConfig::VARIABLES, &map, |env| {
+                    GatewayConfig::from_vars(env, secret)
+                });
+            }
+        }
+    }
+}
