@@ -12,6 +12,10 @@ pub use fake::FakeChannel;
 
 use crate::model::{Fen, OrderNo, PayCredential, PayType, Timestamp};
 
+/// A notification's raw headers, handed through untouched: only the channel reads them (its
+/// signature covers them), so the use cases need no HTTP of their own.
+pub type NoticeHeaders = http::HeaderMap;
+
 /// What the channel needs to open an order for payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrepayRequest {
@@ -118,7 +122,7 @@ pub trait PayChannel: Send + Sync + 'static {
     /// Verifies (over the raw body, before parsing anything) and decrypts a notification.
     fn open_notification(
         &self,
-        headers: &http::HeaderMap,
+        headers: &NoticeHeaders,
         body: &[u8],
     ) -> impl Future<Output = Result<ChannelNotice, NoticeError>> + Send;
 }
