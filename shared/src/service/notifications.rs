@@ -3,7 +3,9 @@
 
 use super::{Backends, Error, Ferrypay, Settlement};
 use crate::{
-    channel::{ChannelError, ChannelNotice, NoticeError, NoticeHeaders, PayChannel},
+    channel::{
+        ChannelError, ChannelNotice, NoticeError, NoticeHeaders, NoticeTrade, PayChannel, Payment,
+    },
     model::OrderNo,
     store::Store,
 };
@@ -69,12 +71,19 @@ impl<B: Backends> Ferrypay<B> {
                 });
             }
         };
-        if payment.trade_state != "SUCCESS" {
-            tracing::info!(out_trade_no = %payment.out_trade_no, trade_state = %payment.trade_state, "non-success transaction notification; acknowledged");
-            return Ok(NoticeOutcome::Ignored {
-                reason: format!("trade_state {}", payment.trade_state),
-            });
-        }
+        let (transaction_id, amount, paid_at) = match payment.trade {
+            NoticeTrade::Paid {
+                transaction_id,
+                amount,
+                paid_at,
+            } => (transaction_id, amount, paid_at),
+            NoticeTrade::NotPaid { trade_state } => {
+                tracing::info!(out_trade_no = %payment.out_trade_no, %trade_state, "non-success transaction notification; acknowledged");
+                return Ok(NoticeOutcome::Ignored {
+                    reason: format!("trade_state {trade_state}"),
+                });
+            }
+        };
         let order = match OrderNo::parse(&payment.out_trade_no) {
             Some(no) => self
                 .store
@@ -87,25 +96,26 @@ impl<B: Backends> Ferrypay<B> {
             tracing::error!(
                 anomaly = true,
                 out_trade_no = %payment.out_trade_no,
-                transaction_id = %payment.transaction_id,
-                amount = payment.amount.get(),
+                %transaction_id,
+                amount = amount.get(),
                 "ANOMALY: WeChat Pay reports a payment for an order ferrypay does not know"
             );
             return Err(NotifyError::UnknownOrder);
         };
         let order_no = order.order_no.clone();
-        let paid_at = payment.paid_at.unwrap_or_else(|| self.clock.now());
-        let settlement = self
-            .settle_paid(order, payment.transaction_id, paid_at, payment.amount)
+        let payment = Payment {
+            transaction_id,
+            paid_at: paid_at.unwrap_or_else(|| self.clock.now()),
+            amount,
+        };
+        match self
+            .settle_payment(order, payment)
             .await
-            .map_err(NotifyError::Retry)?;
-        match settlement {
-            Settlement::Paid(order) => {
-                self.ensure_webhook_queued(order)
-                    .await
-                    .map_err(NotifyError::Retry)?;
-                Ok(NoticeOutcome::Paid { order_no })
-            }
+            .map_err(NotifyError::Retry)?
+        {
+            Settlement::Paid(_) => Ok(NoticeOutcome::Paid { order_no }),
+            // Paid, but unqueued: WeChat Pay's retry queues it (the write is not repeated).
+            Settlement::PaidWebhookNotQueued { cause, .. } => Err(NotifyError::Retry(cause)),
             Settlement::Refused { .. } => Ok(NoticeOutcome::Anomaly { order_no }),
         }
     }

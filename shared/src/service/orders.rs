@@ -8,7 +8,7 @@ use super::{
     Backends, Ferrypay,
 };
 use crate::{
-    channel::{CloseOutcome, JsapiParams, PayChannel, PrepayRequest, TradeState},
+    channel::{CloseOutcome, JsapiParams, PayChannel, Payment, PrepayRequest, TradeState},
     model::{
         Fen, Merchant, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential,
         PayType, Timestamp, UpdateRefused,
@@ -69,10 +69,13 @@ pub struct ListOrders {
 }
 
 /// What became of a payment the channel reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Settlement {
-    /// The order is paid with this transaction (now, or already before).
+    /// The order is paid with this transaction (now, or already before) and its webhook queued.
     Paid(Order),
+    /// The order is paid, but its webhook job could not be queued: the next query or
+    /// notification queues it.
+    PaidWebhookNotQueued { order: Order, cause: Error },
     /// The order cannot take this payment (closed, another amount, another transaction).
     Refused {
         current: Order,
@@ -83,7 +86,9 @@ pub enum Settlement {
 impl Settlement {
     pub fn order(self) -> Order {
         match self {
-            Settlement::Paid(order) | Settlement::Refused { current: order, .. } => order,
+            Settlement::Paid(order)
+            | Settlement::PaidWebhookNotQueued { order, .. }
+            | Settlement::Refused { current: order, .. } => order,
         }
     }
 }
@@ -327,24 +332,23 @@ impl<B: Backends> Ferrypay<B> {
                 transaction_id,
                 paid_at,
                 amount,
-            } => match self
-                .settle_paid(order, transaction_id, paid_at, amount)
-                .await?
-            {
-                Settlement::Paid(paid) => {
-                    // The notification may never come: queue the webhook now. If the queue
-                    // is down, the order is still paid; the next query or notification queues it.
-                    let fallback = paid.clone();
-                    match self.ensure_webhook_queued(paid).await {
-                        Ok(queued) => Ok(queued),
-                        Err(err) => {
-                            err.log_cause();
-                            Ok(fallback)
-                        }
+            } => {
+                let payment = Payment {
+                    transaction_id,
+                    paid_at,
+                    amount,
+                };
+                // The notification may never come, so this settles (and queues the webhook)
+                // too. If the queue is down the order is still paid: answer with it.
+                match self.settle_payment(order, payment).await? {
+                    Settlement::PaidWebhookNotQueued { order, cause } => {
+                        tracing::warn!(order_no = %order.order_no, "query-through settled a payment but could not queue its webhook");
+                        cause.log_cause();
+                        Ok(order)
                     }
+                    settled => Ok(settled.order()),
                 }
-                refused => Ok(refused.order()),
-            },
+            }
             TradeState::Closed => self.settle_closed(order, now).await,
             TradeState::NotFound if order.is_expired(now) => self.settle_closed(order, now).await,
             TradeState::NotPaid if order.is_expired(now) => {
@@ -362,48 +366,62 @@ impl<B: Backends> Ferrypay<B> {
         }
     }
 
-    /// Records a payment the channel confirmed: `pending -> paid`, only for the exact amount.
-    /// Anything else is an anomaly: logged loudly, never written.
-    pub async fn settle_paid(
+    /// Settles a payment the channel confirmed (a notification or a query-through): the
+    /// conditional `pending -> paid` write, only for the exact amount, then the webhook job.
+    /// Anything the order cannot take is an anomaly: logged loudly, never written.
+    pub async fn settle_payment(
         &self,
         order: Order,
-        transaction_id: String,
-        paid_at: Timestamp,
-        amount: Fen,
+        payment: Payment,
     ) -> Result<Settlement, Error> {
+        let Payment {
+            transaction_id,
+            paid_at,
+            amount,
+        } = payment;
         let update = OrderUpdate::MarkPaid {
             transaction_id: transaction_id.clone(),
             paid_at,
             amount,
         };
-        match self.store.update_order(&order.order_no, &update).await {
+        let paid = match self.store.update_order(&order.order_no, &update).await {
             Ok(paid) => {
                 tracing::info!(order_no = %paid.order_no, %transaction_id, amount = paid.amount.get(), "order paid");
-                Ok(Settlement::Paid(paid))
+                paid
             }
             Err(UpdateOrderError::Refused { current, reason }) => {
                 let same_payment = reason == UpdateRefused::NotPending(OrderStatus::Paid)
                     && current.transaction_id.as_deref() == Some(transaction_id.as_str());
-                if same_payment {
-                    return Ok(Settlement::Paid(*current));
+                if !same_payment {
+                    tracing::error!(
+                            anomaly = true,
+                            order_no = %current.order_no,
+                            %transaction_id,
+                            reported_amount = amount.get(),
+                            order_amount = current.amount.get(),
+                            status = current.status.as_str(),
+                            %reason,
+                        "ANOMALY: the channel reports a payment this order cannot take; money may need a refund"
+                    );
+                    return Ok(Settlement::Refused {
+                        current: *current,
+                        reason,
+                    });
                 }
-                tracing::error!(
-                        anomaly = true,
-                        order_no = %current.order_no,
-                        %transaction_id,
-                        reported_amount = amount.get(),
-                        order_amount = current.amount.get(),
-                        status = current.status.as_str(),
-                        %reason,
-                    "ANOMALY: the channel reports a payment this order cannot take; money may need a refund"
-                );
-                Ok(Settlement::Refused {
-                    current: *current,
-                    reason,
-                })
+                // Already paid with this transaction: a duplicate. Its webhook may still be
+                // unqueued (a crash or a queue failure last time).
+                *current
             }
-            Err(UpdateOrderError::NotFound) => Err(Error::OrderNotFound),
-            Err(UpdateOrderError::Store(e)) => Err(e.into()),
+            Err(UpdateOrderError::NotFound) => return Err(Error::OrderNotFound),
+            Err(UpdateOrderError::Store(e)) => return Err(e.into()),
+        };
+        let fallback = paid.clone();
+        match self.ensure_webhook_queued(paid).await {
+            Ok(queued) => Ok(Settlement::Paid(queued)),
+            Err(cause) => Ok(Settlement::PaidWebhookNotQueued {
+                order: fallback,
+                cause,
+            }),
         }
     }
 
