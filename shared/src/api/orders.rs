@@ -1,17 +1,16 @@
-//! The order endpoints (and the webhook resend): request parsing (every field validated and
-//! named) and rendering.
+//! The order endpoints (and the webhook resend): request parsing, every field validated and
+//! named. (The answers' shapes are in `wire`.)
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use serde_json::{json, Value};
 
 use super::{params::Params, ApiError};
 use crate::{
     model::{
-        Attach, ClientIp, Description, Fen, NotifyUrl, Openid, Order, OrderNo, OrderStatus,
-        OutTradeNo, PayType, Timestamp, WebhookAttempt,
+        Attach, ClientIp, Description, Fen, NotifyUrl, Openid, OrderNo, OrderStatus, OutTradeNo,
+        PayType,
     },
-    service::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo},
-    store::{OrderPage, PageStart},
+    service::{CreateOrder, ListOrders, OrderRef},
+    store::PageStart,
 };
 
 // The field rules live in the model's newtypes; these names stay for callers not yet moved.
@@ -160,113 +159,6 @@ pub fn decode_cursor(cursor: &str) -> Option<OrderNo> {
     let raw = URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let text = std::str::from_utf8(&raw).ok()?;
     OrderNo::parse(text.strip_prefix("v1:")?)
-}
-
-fn time(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(t.to_beijing_string()))
-}
-
-/// An order as merchants see it.
-pub fn order_json(order: &Order) -> Value {
-    json!({
-        "order_no": order.order_no,
-        "out_trade_no": order.out_trade_no,
-        "amount": order.amount,
-        "status": order.status,
-        "description": order.description,
-        "pay_type": order.pay_type,
-        "attach": order.attach,
-        "transaction_id": order.transaction_id,
-        "paid_at": time(order.paid_at),
-        "created_at": time(Some(order.created_at)),
-        "expires_at": time(Some(order.expires_at)),
-        "webhook": webhook_json(order),
-    })
-}
-
-/// Where the order's webhook stands; `null` until the order is paid.
-pub fn webhook_json(order: &Order) -> Value {
-    if !order.has_webhook() {
-        return Value::Null;
-    }
-    let w = &order.webhook;
-    json!({
-        "status": w.status,
-        "attempts": w.attempts,
-        "last_attempt_at": time(w.last_attempt_at),
-        "next_attempt_at": time(w.next_attempt_at),
-        "delivered_at": time(w.delivered_at),
-        "resends": w.generation,
-    })
-}
-
-/// A query's order: with its webhook's latest attempts (newest first).
-pub fn order_with_attempts_json(order: &Order, attempts: &[WebhookAttempt]) -> Value {
-    let mut body = order_json(order);
-    if let Some(Value::Object(webhook)) = body.get_mut("webhook") {
-        let log: Vec<Value> = attempts.iter().map(attempt_json).collect();
-        webhook.insert("log".into(), Value::Array(log));
-    }
-    body
-}
-
-fn attempt_json(a: &WebhookAttempt) -> Value {
-    json!({
-        "attempt": a.attempt,
-        "resend": a.generation,
-        "at": time(Some(a.at)),
-        "url": a.url,
-        "status_code": a.status_code,
-        "latency_ms": a.latency_ms,
-        "response": a.response,
-        "error": a.error,
-        "delivered": a.delivered,
-    })
-}
-
-pub fn created_json(created: &CreatedOrder) -> Value {
-    let order = &created.order;
-    let mut body = json!({
-        "success": true,
-        "order_no": order.order_no,
-        "out_trade_no": order.out_trade_no,
-        "amount": order.amount,
-        "pay_type": order.pay_type,
-        "status": order.status,
-        "expires_at": time(Some(order.expires_at)),
-    });
-    if let Value::Object(map) = &mut body {
-        match &created.payment {
-            PaymentInfo::Native { code_url, qrcode } => {
-                map.insert("code_url".into(), json!(code_url));
-                map.insert("qrcode".into(), json!(qrcode));
-            }
-            PaymentInfo::Jsapi(params) => {
-                map.insert("jsapi".into(), json!(params));
-            }
-            PaymentInfo::H5 { h5_url } => {
-                map.insert("h5_url".into(), json!(h5_url));
-            }
-        }
-    }
-    body
-}
-
-pub fn list_json(page: &OrderPage, request: &ListOrders) -> Value {
-    let pages = page.total.div_ceil(u64::from(request.per_page));
-    let page_no = match request.start {
-        PageStart::Page(n) => json!(n),
-        PageStart::After(_) => Value::Null,
-    };
-    json!({
-        "success": true,
-        "orders": page.orders.iter().map(order_json).collect::<Vec<_>>(),
-        "total": page.total,
-        "page": page_no,
-        "per_page": request.per_page,
-        "pages": pages,
-        "next_cursor": page.next_after.as_ref().map(encode_cursor),
-    })
 }
 
 #[cfg(test)]
