@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::{
-    channel::JsapiParams,
+    channel::JsapiPayParams,
     model::{
         Fen, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Timestamp, WebhookAttempt,
         WebhookState, WebhookStatus,
@@ -182,7 +182,7 @@ pub struct CreatedAnswer<'a> {
 #[serde(untagged)]
 pub enum PaymentWire<'a> {
     Native { code_url: &'a str, qrcode: &'a str },
-    Jsapi { jsapi: &'a JsapiParams },
+    Jsapi { jsapi: &'a JsapiPayParams },
     H5 { h5_url: &'a str },
 }
 
@@ -448,7 +448,7 @@ mod tests {
                 code_url: "weixin://wxpay/bizpayurl?pr=abc".into(),
                 qrcode: "data:image/png;base64,AAAA".into(),
             },
-            PaymentInfo::Jsapi(JsapiParams {
+            PaymentInfo::Jsapi(JsapiPayParams {
                 app_id: "wx1".into(),
                 time_stamp: "1766284200".into(),
                 nonce_str: "n".into(),

@@ -10,8 +10,8 @@ use std::{
 };
 
 use super::{
-    ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, NoticeTrade, PayChannel,
-    PaymentNotice, PrepayRequest, TradeState,
+    ChannelError, ChannelNotice, CloseOutcome, JsapiPayParams, NoticeError, NoticeTrade,
+    PayChannel, PaymentNotice, PrepayRequest, TradeState,
 };
 use crate::{
     model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
@@ -172,10 +172,14 @@ impl PayChannel for FakeChannel {
         }
     }
 
-    fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> Result<JsapiParams, ChannelError> {
+    fn jsapi_params(
+        &self,
+        prepay_id: &str,
+        now: Timestamp,
+    ) -> Result<JsapiPayParams, ChannelError> {
         // Not an RSA signature: the fake stands in for the channel, not for WeChat's crypto.
         let nonce = hex_lower(&now.unix().to_be_bytes());
-        Ok(JsapiParams {
+        Ok(JsapiPayParams {
             app_id: "wxfakeappid00000".into(),
             time_stamp: now.unix().to_string(),
             nonce_str: nonce,

@@ -3,11 +3,12 @@
 //! interchangeable.
 
 mod fake;
+mod wechat;
 
 use std::future::Future;
 
 /// The parameters a WeChat page hands to `WeixinJSBridge.invoke('getBrandWCPayRequest', ...)`.
-pub use crate::wechat::JsapiPayParams as JsapiParams;
+pub use crate::wechat::JsapiPayParams;
 pub use fake::FakeChannel;
 
 use crate::model::{Fen, OrderNo, PayCredential, PayType, Timestamp};
@@ -135,7 +136,8 @@ pub trait PayChannel: Send + Sync + 'static {
     ) -> impl Future<Output = Result<CloseOutcome, ChannelError>> + Send;
 
     /// Signs fresh JSAPI parameters for a prepay id (a new timestamp and nonce each time).
-    fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> Result<JsapiParams, ChannelError>;
+    fn jsapi_params(&self, prepay_id: &str, now: Timestamp)
+        -> Result<JsapiPayParams, ChannelError>;
 
     /// Verifies (over the raw body, before parsing anything) and decrypts a notification.
     fn open_notification(

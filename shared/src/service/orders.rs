@@ -8,7 +8,7 @@ use super::{
     Backends, Ferrypay,
 };
 use crate::{
-    channel::{CloseOutcome, JsapiParams, PayChannel, Payment, PrepayRequest, TradeState},
+    channel::{CloseOutcome, JsapiPayParams, PayChannel, Payment, PrepayRequest, TradeState},
     model::{
         Fen, Merchant, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential,
         PayType, Timestamp, UpdateRefused,
@@ -44,7 +44,7 @@ impl CreateOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentInfo {
     Native { code_url: String, qrcode: String },
-    Jsapi(JsapiParams),
+    Jsapi(JsapiPayParams),
     H5 { h5_url: String },
 }
 
