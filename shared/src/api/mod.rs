@@ -6,13 +6,15 @@ pub mod gateway;
 pub mod notify;
 pub mod orders;
 pub mod params;
+pub mod wire;
 
 use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 pub use error::ApiError;
 use params::{api_key, Params};
+use wire::{CreatedAnswer, ListAnswer, OrderAnswer, OrderWire, ResendAnswer};
 
 use crate::service::{Backends, Ferrypay};
 
@@ -82,7 +84,7 @@ pub async fn handle_endpoint<B: Backends>(
     req: ApiRequest,
 ) -> ApiResponse {
     let response = match dispatch(app, endpoint, &req).await {
-        Ok(body) => json_response(StatusCode::OK, &body),
+        Ok(body) => build(StatusCode::OK, body, None),
         Err(err) => error_response(&err),
     };
     tracing::info!(
@@ -94,11 +96,12 @@ pub async fn handle_endpoint<B: Backends>(
     response
 }
 
+/// Parses, calls the use case, and answers with the endpoint's wire type as JSON.
 async fn dispatch<B: Backends>(
     app: &Ferrypay<B>,
     endpoint: Endpoint,
     req: &ApiRequest,
-) -> Result<Value, ApiError> {
+) -> Result<String, ApiError> {
     if !endpoint.methods().contains(req.method()) {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -110,38 +113,47 @@ async fn dispatch<B: Backends>(
         Endpoint::Create => {
             let request = orders::parse_create(&params, app.config.allow_http_notify_urls)?;
             let created = app.create_order(&merchant, request).await?;
-            Ok(orders::created_json(&created))
+            to_json(&CreatedAnswer::from(&created))
         }
         Endpoint::Query => {
             let by = orders::parse_order_ref(&params)?;
             let order = app.query_order(&merchant, &by).await?;
             let attempts = app.webhook_attempts(&order).await?;
-            Ok(
-                json!({"success": true, "order": orders::order_with_attempts_json(&order, &attempts)}),
-            )
+            to_json(&OrderAnswer::from(OrderWire::with_attempts(
+                &order, &attempts,
+            )))
         }
         Endpoint::Close => {
             let by = orders::parse_order_ref(&params)?;
             let order = app.close_order(&merchant, &by).await?;
-            Ok(json!({"success": true, "order": orders::order_json(&order)}))
+            to_json(&OrderAnswer::from(OrderWire::from(&order)))
         }
         Endpoint::List => {
             let request = orders::parse_list(&params)?;
             let page = app.list_orders(&merchant, request.clone()).await?;
-            Ok(orders::list_json(&page, &request))
+            to_json(&ListAnswer::new(&page, &request))
         }
         Endpoint::Resend => {
             let by = orders::parse_order_ref(&params)?;
             let order = app.resend_webhook(&merchant, &by).await?;
-            Ok(
-                json!({"success": true, "order_no": order.order_no, "webhook": orders::webhook_json(&order)}),
-            )
+            to_json(&ResendAnswer::from(&order))
         }
     }
 }
 
-pub fn json_response(status: StatusCode, body: &Value) -> ApiResponse {
-    build(status, body.to_string(), None)
+fn to_json<T: Serialize + ?Sized>(body: &T) -> Result<String, ApiError> {
+    serde_json::to_string(body).map_err(|e| {
+        tracing::error!(error = %e, "an answer does not serialise");
+        ApiError::Internal
+    })
+}
+
+/// Any serialisable body as a JSON answer.
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> ApiResponse {
+    match to_json(body) {
+        Ok(body) => build(status, body, None),
+        Err(err) => error_response(&err),
+    }
 }
 
 /// The one place an [`ApiError`] becomes HTTP.

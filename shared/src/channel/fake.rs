@@ -10,8 +10,8 @@ use std::{
 };
 
 use super::{
-    ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, PayChannel, PaymentNotice,
-    PrepayRequest, TradeState,
+    ChannelError, ChannelNotice, CloseOutcome, JsapiPayParams, NoticeError, NoticeTrade,
+    PayChannel, PaymentNotice, PrepayRequest, TradeState,
 };
 use crate::{
     model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
@@ -172,10 +172,14 @@ impl PayChannel for FakeChannel {
         }
     }
 
-    fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> Result<JsapiParams, ChannelError> {
+    fn jsapi_params(
+        &self,
+        prepay_id: &str,
+        now: Timestamp,
+    ) -> Result<JsapiPayParams, ChannelError> {
         // Not an RSA signature: the fake stands in for the channel, not for WeChat's crypto.
         let nonce = hex_lower(&now.unix().to_be_bytes());
-        Ok(JsapiParams {
+        Ok(JsapiPayParams {
             app_id: "wxfakeappid00000".into(),
             time_stamp: now.unix().to_string(),
             nonce_str: nonce,
@@ -205,12 +209,18 @@ impl PayChannel for FakeChannel {
             v.get("amount").and_then(serde_json::Value::as_i64),
         ) {
             (Some(out_trade_no), Some(transaction_id), Some(trade_state), Some(amount)) => {
+                let trade = if trade_state == "SUCCESS" {
+                    NoticeTrade::Paid {
+                        transaction_id,
+                        amount: Fen::new(amount),
+                        paid_at: None,
+                    }
+                } else {
+                    NoticeTrade::NotPaid { trade_state }
+                };
                 Ok(ChannelNotice::Payment(PaymentNotice {
                     out_trade_no,
-                    transaction_id,
-                    trade_state,
-                    amount: Fen::new(amount),
-                    paid_at: None,
+                    trade,
                 }))
             }
             _ => Ok(ChannelNotice::Other {

@@ -3,14 +3,19 @@
 //! interchangeable.
 
 mod fake;
+mod wechat;
 
 use std::future::Future;
 
 /// The parameters a WeChat page hands to `WeixinJSBridge.invoke('getBrandWCPayRequest', ...)`.
-pub use crate::wechat::JsapiPayParams as JsapiParams;
+pub use crate::wechat::JsapiPayParams;
 pub use fake::FakeChannel;
 
 use crate::model::{Fen, OrderNo, PayCredential, PayType, Timestamp};
+
+/// A notification's raw headers, handed through untouched: only the channel reads them (its
+/// signature covers them), so the use cases need no HTTP of their own.
+pub type NoticeHeaders = http::HeaderMap;
 
 /// What the channel needs to open an order for payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +67,29 @@ pub enum ChannelNotice {
 pub struct PaymentNotice {
     /// The channel's `out_trade_no`: ours, if the order is ours.
     pub out_trade_no: String,
+    pub trade: NoticeTrade,
+}
+
+/// What a transaction notification says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeTrade {
+    /// Paid (WeChat's `SUCCESS`) with this transaction.
+    Paid {
+        transaction_id: String,
+        amount: Fen,
+        /// When the channel says it was paid, if it says.
+        paid_at: Option<Timestamp>,
+    },
+    /// Any other state: nothing to record. The channel's name for it, for the log.
+    NotPaid { trade_state: String },
+}
+
+/// A payment the channel confirmed, ready to settle an order with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
     pub transaction_id: String,
-    /// The channel's trade state (`SUCCESS`, ...).
-    pub trade_state: String,
+    pub paid_at: Timestamp,
     pub amount: Fen,
-    pub paid_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,12 +136,13 @@ pub trait PayChannel: Send + Sync + 'static {
     ) -> impl Future<Output = Result<CloseOutcome, ChannelError>> + Send;
 
     /// Signs fresh JSAPI parameters for a prepay id (a new timestamp and nonce each time).
-    fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> Result<JsapiParams, ChannelError>;
+    fn jsapi_params(&self, prepay_id: &str, now: Timestamp)
+        -> Result<JsapiPayParams, ChannelError>;
 
     /// Verifies (over the raw body, before parsing anything) and decrypts a notification.
     fn open_notification(
         &self,
-        headers: &http::HeaderMap,
+        headers: &NoticeHeaders,
         body: &[u8],
     ) -> impl Future<Output = Result<ChannelNotice, NoticeError>> + Send;
 }

@@ -177,4 +177,39 @@ mod tests {
             );
         }
     }
+
+    const README: &str = include_str!("../../../README.md");
+
+    /// The backticked codes in column `column` (0-based) of the README table under `header`.
+    fn readme_codes(header: &str, column: usize) -> BTreeSet<&'static str> {
+        let start = README.find(header).expect(header);
+        README[start..]
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .flat_map(|line| {
+                let cell = line.split('|').nth(column + 1).unwrap_or_default();
+                cell.split('`').skip(1).step_by(2)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_error_tables_list_exactly_the_codes() {
+        let api = readme_codes("| HTTP | error | code | when |", 2);
+        let pages = readme_codes("| HTTP | code | when |", 1);
+        assert!(!api.is_empty() && !pages.is_empty(), "tables not found");
+        let documented: BTreeSet<&str> = api.union(&pages).copied().collect();
+        let codes: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            documented.difference(&codes).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "in the README but not in ErrorCode"
+        );
+        assert_eq!(
+            codes.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "in ErrorCode but not in the README"
+        );
+    }
 }

@@ -667,7 +667,7 @@ impl<B: Backends> Ferrypay<B> {
             notify_url: None,
             expire_minutes: None,
         };
-        self.create_order(&link.merchant, request).await
+        Ok(self.create_order(&link.merchant, request).await?)
     }
 
     /// The order a ticket names. With `query_through` a pending order asks the channel (the
@@ -684,7 +684,7 @@ impl<B: Backends> Ferrypay<B> {
             .await?
             .ok_or(ApiError::OrderNotFound)?;
         if query_through || order.is_expired(self.clock.now()) {
-            self.refresh(order).await
+            Ok(self.refresh(order).await?)
         } else {
             Ok(order)
         }

@@ -1,4 +1,5 @@
-//! The WeChat Pay APIv3 client (direct-merchant mode): the real [`PayChannel`].
+//! The WeChat Pay APIv3 client (direct-merchant mode): signed calls and verified answers. The
+//! payment-channel adapter over it is `channel::wechat`.
 //!
 //! Every request is signed; every 2xx response (a 204 with an empty body included) is verified
 //! over its raw bytes before it is read. Network errors, 5xx, `SYSTEM_ERROR` and
@@ -12,24 +13,19 @@ use std::{
 
 use http::{header, HeaderMap, Method};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{
     aead::ApiV3Key,
     certificates::CertificatesResponse,
-    jsapi_pay_params,
     keys::{PrivateKey, VerifyingKey},
-    notification::Notification,
-    signer::{nonce_str, RequestSigner},
+    signer::RequestSigner,
     verifier::{KeyStore, WechatpayHeaders},
     VerifyError,
 };
 use crate::{
-    channel::{
-        ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, PayChannel,
-        PaymentNotice, PrepayRequest, TradeState,
-    },
-    model::{Clock, Fen, OrderNo, PayCredential, PayType, Timestamp},
+    channel::ChannelError,
+    model::{Clock, OrderNo, Timestamp},
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
@@ -83,7 +79,7 @@ impl WechatPayConfig {
 
 /// A failed call: the channel's own error answer, or no usable answer at all.
 #[derive(Debug)]
-enum CallError {
+pub(crate) enum CallError {
     /// WeChat Pay answered with an error code (after retries, if it was retryable).
     Wechat {
         status: u16,
@@ -114,8 +110,8 @@ fn is_retryable_code(code: &str) -> bool {
 }
 
 /// A verified 2xx answer.
-struct Verified {
-    body: Vec<u8>,
+pub(crate) struct Verified {
+    pub(crate) body: Vec<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,29 +124,29 @@ struct WechatErrorBody {
 
 /// WeChat Pay's transaction, as query answers and notifications carry it.
 #[derive(Debug, Deserialize)]
-struct WxTransaction {
+pub(crate) struct WxTransaction {
     #[serde(default)]
-    appid: Option<String>,
+    pub(crate) appid: Option<String>,
     #[serde(default)]
-    mchid: Option<String>,
-    out_trade_no: String,
+    pub(crate) mchid: Option<String>,
+    pub(crate) out_trade_no: String,
     #[serde(default)]
-    transaction_id: Option<String>,
-    trade_state: WxTradeState,
+    pub(crate) transaction_id: Option<String>,
+    pub(crate) trade_state: WxTradeState,
     #[serde(default)]
-    success_time: Option<String>,
+    pub(crate) success_time: Option<String>,
     #[serde(default)]
-    amount: Option<WxAmount>,
+    pub(crate) amount: Option<WxAmount>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WxAmount {
-    total: i64,
+pub(crate) struct WxAmount {
+    pub(crate) total: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-enum WxTradeState {
+pub(crate) enum WxTradeState {
     Success,
     Refund,
     Notpay,
@@ -164,7 +160,7 @@ enum WxTradeState {
 }
 
 impl WxTradeState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             WxTradeState::Success => "SUCCESS",
             WxTradeState::Refund => "REFUND",
@@ -181,18 +177,18 @@ impl WxTradeState {
 
 pub struct WechatPayClient {
     base_url: String,
-    mchid: String,
-    appid: String,
-    notify_url: String,
-    apiv3_key: ApiV3Key,
-    public_key_mode: bool,
+    pub(crate) mchid: String,
+    pub(crate) appid: String,
+    pub(crate) notify_url: String,
+    pub(crate) apiv3_key: ApiV3Key,
+    pub(crate) public_key_mode: bool,
     retry: RetryPolicy,
-    signer: RequestSigner,
+    pub(crate) signer: RequestSigner,
     http: reqwest::Client,
     keys: RwLock<KeyStore>,
     /// When certificates were last downloaded; the async lock also serialises downloads.
     last_refresh: tokio::sync::Mutex<Option<Timestamp>>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl WechatPayClient {
@@ -253,7 +249,7 @@ impl WechatPayClient {
 
     /// Verifies a response or notification; an unknown serial in certificate mode downloads the
     /// certificates once more (rate-limited) and tries again.
-    async fn verify_refreshing(
+    pub(crate) async fn verify_refreshing(
         &self,
         headers: &WechatpayHeaders,
         body: &[u8],
@@ -397,7 +393,7 @@ impl WechatPayClient {
     }
 
     /// A call whose 2xx answer must carry WeChat Pay's valid signature.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path_and_query: &str,
@@ -425,208 +421,15 @@ impl WechatPayClient {
         Ok(Verified { body: bytes })
     }
 
-    fn out_trade_no_path(order_no: &OrderNo) -> String {
+    pub(crate) fn out_trade_no_path(order_no: &OrderNo) -> String {
         // Our order numbers are [0-9A-Z]: nothing to percent-encode.
         format!("/v3/pay/transactions/out-trade-no/{}", order_no.as_str())
     }
 
-    fn parse<T: for<'de> Deserialize<'de>>(verified: &Verified) -> Result<T, ChannelError> {
+    pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
+        verified: &Verified,
+    ) -> Result<T, ChannelError> {
         serde_json::from_slice(&verified.body)
             .map_err(|e| ChannelError::Unavailable(format!("unreadable answer: {e}")))
-    }
-
-    fn trade_state(&self, tx: WxTransaction) -> Result<TradeState, ChannelError> {
-        if tx.mchid.as_deref().is_some_and(|m| m != self.mchid)
-            || tx.appid.as_deref().is_some_and(|a| a != self.appid)
-        {
-            return Err(ChannelError::Unavailable(format!(
-                "transaction {} belongs to another merchant or app",
-                tx.out_trade_no
-            )));
-        }
-        Ok(match tx.trade_state {
-            // REFUND: it was paid; the refund is a later event on a paid order.
-            WxTradeState::Success | WxTradeState::Refund => {
-                let transaction_id = tx.transaction_id.ok_or_else(|| {
-                    ChannelError::Unavailable("paid transaction without transaction_id".into())
-                })?;
-                let amount = tx.amount.map(|a| Fen::new(a.total)).ok_or_else(|| {
-                    ChannelError::Unavailable("paid transaction without amount".into())
-                })?;
-                let paid_at = tx
-                    .success_time
-                    .as_deref()
-                    .and_then(Timestamp::parse_rfc3339)
-                    .unwrap_or_else(|| self.clock.now());
-                TradeState::Paid {
-                    transaction_id,
-                    paid_at,
-                    amount,
-                }
-            }
-            WxTradeState::Notpay | WxTradeState::Userpaying | WxTradeState::Accept => {
-                TradeState::NotPaid
-            }
-            WxTradeState::Closed | WxTradeState::Revoked | WxTradeState::Payerror => {
-                TradeState::Closed
-            }
-            WxTradeState::Unknown => {
-                tracing::warn!(out_trade_no = %tx.out_trade_no, "unknown trade_state; treated as not paid");
-                TradeState::NotPaid
-            }
-        })
-    }
-}
-
-impl PayChannel for WechatPayClient {
-    async fn prepay(&self, request: &PrepayRequest) -> Result<PayCredential, ChannelError> {
-        let mut body = json!({
-            "appid": self.appid,
-            "mchid": self.mchid,
-            "description": request.description,
-            "out_trade_no": request.order_no.as_str(),
-            "time_expire": request.expires_at.to_rfc3339_beijing(),
-            "notify_url": self.notify_url,
-            "amount": {"total": request.amount.get(), "currency": "CNY"},
-        });
-        let kind = match request.pay_type {
-            PayType::Native => "native",
-            PayType::Jsapi => {
-                body["payer"] = json!({"openid": request.openid});
-                "jsapi"
-            }
-            PayType::H5 => {
-                body["scene_info"] = json!({
-                    "payer_client_ip": request.client_ip,
-                    "h5_info": {"type": "Wap"},
-                });
-                "h5"
-            }
-        };
-        let verified = self
-            .call(
-                Method::POST,
-                &format!("/v3/pay/transactions/{kind}"),
-                Some(&body),
-            )
-            .await?;
-        let answer: Value = Self::parse(&verified)?;
-        let field = |name: &str| {
-            answer
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| ChannelError::Unavailable(format!("prepay answer without {name}")))
-        };
-        Ok(match request.pay_type {
-            PayType::Native => PayCredential::Native {
-                code_url: field("code_url")?,
-            },
-            PayType::Jsapi => PayCredential::Jsapi {
-                prepay_id: field("prepay_id")?,
-            },
-            PayType::H5 => PayCredential::H5 {
-                h5_url: field("h5_url")?,
-            },
-        })
-    }
-
-    async fn query(&self, order_no: &OrderNo) -> Result<TradeState, ChannelError> {
-        let path = format!("{}?mchid={}", Self::out_trade_no_path(order_no), self.mchid);
-        match self.call(Method::GET, &path, None).await {
-            Ok(verified) => self.trade_state(Self::parse(&verified)?),
-            Err(CallError::Wechat { code, .. })
-                if code == "ORDER_NOT_EXIST" || code == "ORDERNOTEXIST" =>
-            {
-                Ok(TradeState::NotFound)
-            }
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    async fn close(&self, order_no: &OrderNo) -> Result<CloseOutcome, ChannelError> {
-        let path = format!("{}/close", Self::out_trade_no_path(order_no));
-        let body = json!({"mchid": self.mchid});
-        match self.call(Method::POST, &path, Some(&body)).await {
-            Ok(_) => Ok(CloseOutcome::Closed),
-            Err(CallError::Wechat { code, .. }) if code == "ORDERPAID" || code == "ORDER_PAID" => {
-                Ok(CloseOutcome::AlreadyPaid)
-            }
-            Err(CallError::Wechat { code, .. })
-                if matches!(
-                    code.as_str(),
-                    "ORDER_CLOSED" | "ORDERCLOSED" | "ORDER_NOT_EXIST" | "ORDERNOTEXIST"
-                ) =>
-            {
-                Ok(CloseOutcome::Closed)
-            }
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> Result<JsapiParams, ChannelError> {
-        let nonce = nonce_str().map_err(|e| ChannelError::Unavailable(e.to_string()))?;
-        jsapi_pay_params(
-            &self.appid,
-            prepay_id,
-            now.unix(),
-            &nonce,
-            self.signer.key(),
-        )
-        .map_err(|e| ChannelError::Unavailable(format!("paySign: {e}")))
-    }
-
-    async fn open_notification(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<ChannelNotice, NoticeError> {
-        let signed = WechatpayHeaders::from_header_map(headers)
-            .map_err(|e| NoticeError::Unverified(e.to_string()))?;
-        match self.verify_refreshing(&signed, body).await {
-            Ok(()) => {}
-            Err(VerifyError::UnknownSerial(serial)) if !self.public_key_mode => {
-                // Possibly ours is stale and WeChat Pay unreachable: let it retry later.
-                return Err(NoticeError::Unavailable(format!("unknown serial {serial}")));
-            }
-            Err(err) => return Err(NoticeError::Unverified(err.to_string())),
-        }
-        let notification =
-            Notification::from_json(body).map_err(|e| NoticeError::Malformed(e.to_string()))?;
-        if notification.event_type != "TRANSACTION.SUCCESS" {
-            return Ok(ChannelNotice::Other {
-                event_type: notification.event_type,
-            });
-        }
-        let plaintext = notification
-            .decrypt(&self.apiv3_key)
-            .map_err(|e| NoticeError::Malformed(e.to_string()))?;
-        let tx: WxTransaction = serde_json::from_str(&plaintext)
-            .map_err(|e| NoticeError::Malformed(format!("transaction: {e}")))?;
-        if tx.mchid.as_deref() != Some(self.mchid.as_str())
-            || tx.appid.as_deref() != Some(self.appid.as_str())
-        {
-            return Err(NoticeError::WrongMerchant(format!(
-                "mchid {:?} appid {:?}",
-                tx.mchid, tx.appid
-            )));
-        }
-        let trade_state = tx.trade_state.as_str().to_string();
-        let paid_at = tx
-            .success_time
-            .as_deref()
-            .and_then(Timestamp::parse_rfc3339);
-        let amount = tx
-            .amount
-            .as_ref()
-            .map(|a| Fen::new(a.total))
-            .ok_or_else(|| NoticeError::Malformed("transaction without amount".into()))?;
-        Ok(ChannelNotice::Payment(PaymentNotice {
-            out_trade_no: tx.out_trade_no,
-            transaction_id: tx.transaction_id.unwrap_or_default(),
-            trade_state,
-            amount,
-            paid_at,
-        }))
     }
 }
