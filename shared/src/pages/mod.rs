@@ -6,6 +6,8 @@
 //! for the scripts travels in `data-*` attributes (escaped like any text, read back with
 //! `getAttribute`), so no value is ever written into a script.
 
+pub mod errors;
+
 use http::{header, HeaderValue, StatusCode};
 
 use crate::{api::ApiResponse, model::random_base62};
