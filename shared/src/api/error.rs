@@ -1,9 +1,14 @@
-//! The one error type of the merchant API: stable codes and the single mapping to HTTP.
+//! The one error type of the merchant API: the request's own shape errors plus the use cases'
+//! refusals, each with its stable [`ErrorCode`], and the single mapping to HTTP.
 
 use http::StatusCode;
 use serde::Serialize;
 
-use crate::{channel::ChannelError, store::StoreError};
+use crate::{
+    channel::ChannelError,
+    service::{self, ErrorCode},
+    store::StoreError,
+};
 
 /// Every failure a merchant can see. `message` and `code` are part of the contract: codes never
 /// change; messages are the DESIGN.md table's.
@@ -93,33 +98,33 @@ impl ApiError {
     }
 
     /// The stable, machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         use ApiError::*;
         match self {
-            InvalidJson => "invalid_json",
-            InvalidAmount => "invalid_amount",
-            OpenidRequired => "openid_required",
-            ClientIpRequired => "client_ip_required",
-            InvalidField(_) => "invalid_field",
-            MissingField(_) => "missing_field",
-            UnknownField(_) => "unknown_field",
-            BodyTooLarge => "body_too_large",
-            MissingApiKey => "missing_api_key",
-            InvalidApiKey => "invalid_api_key",
-            ProductDisabled => "product_disabled",
-            PermissionDenied => "permission_denied",
-            OrderNotFound => "order_not_found",
-            OrderPaid => "order_paid",
-            OrderClosed => "order_closed",
-            OrderRefunded => "order_refunded",
-            OrderNotPaid => "order_not_paid",
-            OutTradeNoUsed => "out_trade_no_used",
-            RateLimited { .. } => "rate_limited",
-            PaymentUnavailable => "payment_unavailable",
-            PaymentFailed => "payment_failed",
-            RouteNotFound => "route_not_found",
-            MethodNotAllowed => "method_not_allowed",
-            Internal => "internal_error",
+            InvalidJson => ErrorCode::InvalidJson,
+            InvalidAmount => ErrorCode::InvalidAmount,
+            OpenidRequired => ErrorCode::OpenidRequired,
+            ClientIpRequired => ErrorCode::ClientIpRequired,
+            InvalidField(_) => ErrorCode::InvalidField,
+            MissingField(_) => ErrorCode::MissingField,
+            UnknownField(_) => ErrorCode::UnknownField,
+            BodyTooLarge => ErrorCode::BodyTooLarge,
+            MissingApiKey => ErrorCode::MissingApiKey,
+            InvalidApiKey => ErrorCode::InvalidApiKey,
+            ProductDisabled => ErrorCode::ProductDisabled,
+            PermissionDenied => ErrorCode::PermissionDenied,
+            OrderNotFound => ErrorCode::OrderNotFound,
+            OrderPaid => ErrorCode::OrderPaid,
+            OrderClosed => ErrorCode::OrderClosed,
+            OrderRefunded => ErrorCode::OrderRefunded,
+            OrderNotPaid => ErrorCode::OrderNotPaid,
+            OutTradeNoUsed => ErrorCode::OutTradeNoUsed,
+            RateLimited { .. } => ErrorCode::RateLimited,
+            PaymentUnavailable => ErrorCode::PaymentUnavailable,
+            PaymentFailed => ErrorCode::PaymentFailed,
+            RouteNotFound => ErrorCode::RouteNotFound,
+            MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Internal => ErrorCode::InternalError,
         }
     }
 
@@ -136,7 +141,7 @@ impl ApiError {
         let body = ErrorBody {
             success: false,
             error: self.to_string(),
-            code: self.code(),
+            code: self.code().as_str(),
             field,
         };
         serde_json::to_string(&body).unwrap_or_else(|_| {
@@ -145,24 +150,80 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        tracing::error!(error = %err, "storage failure");
-        ApiError::Internal
+/// A use case's error leaves the service layer here: an infrastructure cause is logged (once),
+/// and the merchant sees only the code and its fixed message.
+impl From<service::Error> for ApiError {
+    fn from(err: service::Error) -> Self {
+        use service::Error as E;
+        err.log_cause();
+        match err {
+            E::MissingApiKey => ApiError::MissingApiKey,
+            E::InvalidApiKey => ApiError::InvalidApiKey,
+            E::PermissionDenied => ApiError::PermissionDenied,
+            E::ProductDisabled => ApiError::ProductDisabled,
+            E::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            E::OrderNotFound => ApiError::OrderNotFound,
+            E::OrderPaid => ApiError::OrderPaid,
+            E::OrderClosed => ApiError::OrderClosed,
+            E::OrderRefunded => ApiError::OrderRefunded,
+            E::OrderNotPaid => ApiError::OrderNotPaid,
+            E::OutTradeNoUsed => ApiError::OutTradeNoUsed,
+            E::Channel(ChannelError::Unavailable(_)) => ApiError::PaymentUnavailable,
+            E::Channel(ChannelError::Rejected { .. }) => ApiError::PaymentFailed,
+            E::Store(_) | E::Queue(_) | E::Random(_) | E::Internal(_) => ApiError::Internal,
+        }
     }
 }
 
-impl From<ChannelError> for ApiError {
-    fn from(err: ChannelError) -> Self {
-        match err {
-            ChannelError::Unavailable(detail) => {
-                tracing::warn!(%detail, "payment channel unavailable");
-                ApiError::PaymentUnavailable
-            }
-            ChannelError::Rejected { code, message } => {
-                tracing::error!(%code, %message, "payment channel refused a request");
-                ApiError::PaymentFailed
-            }
+/// For callers still reading the store directly (the payment-link flow): the same single log.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        service::Error::from(err).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_error_keeps_its_code_through_the_api() {
+        let cases = [
+            service::Error::MissingApiKey,
+            service::Error::InvalidApiKey,
+            service::Error::PermissionDenied,
+            service::Error::ProductDisabled,
+            service::Error::RateLimited {
+                retry_after_secs: 7,
+            },
+            service::Error::OrderNotFound,
+            service::Error::OrderPaid,
+            service::Error::OrderClosed,
+            service::Error::OrderRefunded,
+            service::Error::OrderNotPaid,
+            service::Error::OutTradeNoUsed,
+            service::Error::Channel(ChannelError::Unavailable("x".into())),
+            service::Error::Channel(ChannelError::Rejected {
+                code: "c".into(),
+                message: "m".into(),
+            }),
+            service::Error::Internal("x".into()),
+        ];
+        for err in cases {
+            let code = err.code();
+            assert_eq!(ApiError::from(err).code(), code);
         }
+    }
+
+    #[test]
+    fn bodies_name_the_field_and_never_carry_detail() {
+        assert_eq!(
+            ApiError::InvalidField("notify_url").body(),
+            r#"{"success":false,"error":"notify_url is invalid","code":"invalid_field","field":"notify_url"}"#
+        );
+        assert_eq!(
+            ApiError::from(service::Error::Internal("secret detail".into())).body(),
+            r#"{"success":false,"error":"Internal error","code":"internal_error"}"#
+        );
     }
 }

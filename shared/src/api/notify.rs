@@ -6,7 +6,7 @@ use http::{header, Method, Response, StatusCode};
 use serde_json::json;
 
 use super::{ApiRequest, ApiResponse};
-use crate::service::{Backends, Ferrypay, NoticeOutcome};
+use crate::service::{Backends, Ferrypay, NoticeOutcome, NotifyError};
 
 pub const WECHAT_NOTIFY_PATH: &str = "/api/v1/notify/wechat";
 
@@ -34,7 +34,22 @@ pub async fn handle_wechat_notify<B: Backends>(app: &Ferrypay<B>, req: ApiReques
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
         }
-        Err(err) => fail(err.status(), &err.to_string()),
+        Err(err) => {
+            if let NotifyError::Retry(cause) = &err {
+                cause.log_cause();
+            }
+            fail(status(&err), &err.to_string())
+        }
+    }
+}
+
+/// The statuses WeChat Pay sees: any non-2xx makes it retry.
+fn status(err: &NotifyError) -> StatusCode {
+    match err {
+        NotifyError::Unverified => StatusCode::UNAUTHORIZED,
+        NotifyError::Malformed | NotifyError::WrongMerchant => StatusCode::BAD_REQUEST,
+        NotifyError::UnknownOrder => StatusCode::NOT_FOUND,
+        NotifyError::Retry(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

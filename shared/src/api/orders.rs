@@ -1,22 +1,24 @@
 //! The order endpoints (and the webhook resend): request parsing (every field validated and
 //! named) and rendering.
 
-use std::net::IpAddr;
-
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde_json::{json, Value};
 
 use super::{params::Params, ApiError};
 use crate::{
-    model::{Fen, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Timestamp, WebhookAttempt},
+    model::{
+        Attach, ClientIp, Description, Fen, NotifyUrl, Openid, Order, OrderNo, OrderStatus,
+        OutTradeNo, PayType, Timestamp, WebhookAttempt,
+    },
     service::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo},
     store::{OrderPage, PageStart},
 };
 
-pub const DESCRIPTION_MAX_CHARS: usize = 127;
-pub const ATTACH_MAX_CHARS: usize = 128;
-pub const NOTIFY_URL_MAX_LEN: usize = 255;
-pub const OPENID_MAX_LEN: usize = 128;
+// The field rules live in the model's newtypes; these names stay for callers not yet moved.
+pub const DESCRIPTION_MAX_CHARS: usize = Description::MAX_CHARS;
+pub const ATTACH_MAX_CHARS: usize = Attach::MAX_CHARS;
+pub const NOTIFY_URL_MAX_LEN: usize = NotifyUrl::MAX_LEN;
+pub const OPENID_MAX_LEN: usize = Openid::MAX_LEN;
 pub const EXPIRE_MINUTES: std::ops::RangeInclusive<i64> = 1..=120;
 pub const DEFAULT_PER_PAGE: u32 = 20;
 pub const MAX_PER_PAGE: u32 = 100;
@@ -35,8 +37,18 @@ const CREATE_FIELDS: &[&str] = &[
 const ORDER_REF_FIELDS: &[&str] = &["order_no", "out_trade_no"];
 const LIST_FIELDS: &[&str] = &["status", "page", "per_page", "cursor"];
 
-fn chars_within(s: &str, max: usize) -> bool {
-    s.chars().count() <= max && !s.chars().any(char::is_control)
+/// An optional text field through its newtype's `parse`; a broken rule names the field.
+fn field<T, E>(
+    params: &Params,
+    name: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, ApiError> {
+    match params.text(name)? {
+        None => Ok(None),
+        Some(value) => parse(&value)
+            .map(Some)
+            .map_err(|_| ApiError::InvalidField(name)),
+    }
 }
 
 /// Validates a create request. `allow_http` admits `http://` notify URLs (dev stack only).
@@ -46,53 +58,22 @@ pub fn parse_create(params: &Params, allow_http: bool) -> Result<CreateOrder, Ap
         Ok(Some(fen)) => Fen::order_amount(fen).ok_or(ApiError::InvalidAmount)?,
         Ok(None) | Err(_) => return Err(ApiError::InvalidAmount),
     };
-    let description = params.text("description")?;
-    if let Some(d) = &description {
-        if !chars_within(d, DESCRIPTION_MAX_CHARS) || d.trim().is_empty() {
-            return Err(ApiError::InvalidField("description"));
-        }
-    }
+    let description = field(params, "description", Description::parse)?;
     let pay_type = match params.text("pay_type")? {
         None => PayType::default(),
         Some(t) => PayType::parse(&t).ok_or(ApiError::InvalidField("pay_type"))?,
     };
-    let openid = params.text("openid")?;
-    if let Some(id) = &openid {
-        let ok = id.len() <= OPENID_MAX_LEN
-            && id
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
-        if !ok {
-            return Err(ApiError::InvalidField("openid"));
-        }
-    }
+    let openid = field(params, "openid", Openid::parse)?;
     if pay_type == PayType::Jsapi && openid.is_none() {
         return Err(ApiError::OpenidRequired);
     }
-    let client_ip = params.text("client_ip")?;
-    if let Some(ip) = &client_ip {
-        ip.parse::<IpAddr>()
-            .map_err(|_| ApiError::InvalidField("client_ip"))?;
-    }
+    let client_ip = field(params, "client_ip", ClientIp::parse)?;
     if pay_type == PayType::H5 && client_ip.is_none() {
         return Err(ApiError::ClientIpRequired);
     }
-    let out_trade_no = match params.text("out_trade_no")? {
-        None => None,
-        Some(s) => Some(OutTradeNo::parse(&s).ok_or(ApiError::InvalidField("out_trade_no"))?),
-    };
-    let attach = params.text("attach")?;
-    if let Some(a) = &attach {
-        if !chars_within(a, ATTACH_MAX_CHARS) {
-            return Err(ApiError::InvalidField("attach"));
-        }
-    }
-    let notify_url = params.text("notify_url")?;
-    if let Some(u) = &notify_url {
-        if !notify_url_acceptable(u, allow_http) {
-            return Err(ApiError::InvalidField("notify_url"));
-        }
-    }
+    let out_trade_no = field(params, "out_trade_no", |s| OutTradeNo::parse(s).ok_or(()))?;
+    let attach = field(params, "attach", Attach::parse)?;
+    let notify_url = field(params, "notify_url", |u| NotifyUrl::parse(u, allow_http))?;
     let expire_minutes = match params.integer("expire_minutes")? {
         None => None,
         Some(m) if EXPIRE_MINUTES.contains(&m) => u32::try_from(m).ok(),
@@ -100,30 +81,20 @@ pub fn parse_create(params: &Params, allow_http: bool) -> Result<CreateOrder, Ap
     };
     Ok(CreateOrder {
         amount,
-        description,
+        description: description.map(Description::into_string),
         pay_type,
-        openid,
-        client_ip,
+        openid: openid.map(Openid::into_string),
+        client_ip: client_ip.map(ClientIp::into_string),
         out_trade_no,
-        attach,
-        notify_url,
+        attach: attach.map(Attach::into_string),
+        notify_url: notify_url.map(NotifyUrl::into_string),
         expire_minutes,
     })
 }
 
-/// An absolute https URL with a host, no credentials and no fragment (http only if allowed).
-/// Where it may point (no private addresses) is checked again when a webhook is sent.
+/// Whether `raw` is an acceptable notify URL: [`NotifyUrl::parse`]'s rules.
 pub fn notify_url_acceptable(raw: &str, allow_http: bool) -> bool {
-    let Ok(url) = url::Url::parse(raw) else {
-        return false;
-    };
-    let scheme_ok = url.scheme() == "https" || (allow_http && url.scheme() == "http");
-    raw.len() <= NOTIFY_URL_MAX_LEN
-        && scheme_ok
-        && url.host_str().is_some_and(|h| !h.is_empty())
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.fragment().is_none()
+    NotifyUrl::parse(raw, allow_http).is_ok()
 }
 
 /// `order_no` or `out_trade_no` (query, close).

@@ -10,8 +10,8 @@ use std::{
 };
 
 use super::{
-    ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, PayChannel, PaymentNotice,
-    PrepayRequest, TradeState,
+    ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, NoticeTrade, PayChannel,
+    PaymentNotice, PrepayRequest, TradeState,
 };
 use crate::{
     model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
@@ -205,12 +205,18 @@ impl PayChannel for FakeChannel {
             v.get("amount").and_then(serde_json::Value::as_i64),
         ) {
             (Some(out_trade_no), Some(transaction_id), Some(trade_state), Some(amount)) => {
+                let trade = if trade_state == "SUCCESS" {
+                    NoticeTrade::Paid {
+                        transaction_id,
+                        amount: Fen::new(amount),
+                        paid_at: None,
+                    }
+                } else {
+                    NoticeTrade::NotPaid { trade_state }
+                };
                 Ok(ChannelNotice::Payment(PaymentNotice {
                     out_trade_no,
-                    transaction_id,
-                    trade_state,
-                    amount: Fen::new(amount),
-                    paid_at: None,
+                    trade,
                 }))
             }
             _ => Ok(ChannelNotice::Other {

@@ -12,6 +12,10 @@ pub use fake::FakeChannel;
 
 use crate::model::{Fen, OrderNo, PayCredential, PayType, Timestamp};
 
+/// A notification's raw headers, handed through untouched: only the channel reads them (its
+/// signature covers them), so the use cases need no HTTP of their own.
+pub type NoticeHeaders = http::HeaderMap;
+
 /// What the channel needs to open an order for payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrepayRequest {
@@ -62,11 +66,29 @@ pub enum ChannelNotice {
 pub struct PaymentNotice {
     /// The channel's `out_trade_no`: ours, if the order is ours.
     pub out_trade_no: String,
+    pub trade: NoticeTrade,
+}
+
+/// What a transaction notification says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeTrade {
+    /// Paid (WeChat's `SUCCESS`) with this transaction.
+    Paid {
+        transaction_id: String,
+        amount: Fen,
+        /// When the channel says it was paid, if it says.
+        paid_at: Option<Timestamp>,
+    },
+    /// Any other state: nothing to record. The channel's name for it, for the log.
+    NotPaid { trade_state: String },
+}
+
+/// A payment the channel confirmed, ready to settle an order with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
     pub transaction_id: String,
-    /// The channel's trade state (`SUCCESS`, ...).
-    pub trade_state: String,
+    pub paid_at: Timestamp,
     pub amount: Fen,
-    pub paid_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,7 +140,7 @@ pub trait PayChannel: Send + Sync + 'static {
     /// Verifies (over the raw body, before parsing anything) and decrypts a notification.
     fn open_notification(
         &self,
-        headers: &http::HeaderMap,
+        headers: &NoticeHeaders,
         body: &[u8],
     ) -> impl Future<Output = Result<ChannelNotice, NoticeError>> + Send;
 }

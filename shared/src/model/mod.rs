@@ -1,5 +1,6 @@
 //! The domain: orders, merchants, money, ids, time. No I/O here.
 
+mod fields;
 mod ids;
 mod merchant;
 mod money;
@@ -9,6 +10,7 @@ mod secret;
 mod time;
 mod webhook;
 
+pub use fields::{Attach, ClientIp, Description, FieldError, NotifyUrl, Openid, ReturnUrl};
 pub use ids::{
     random_base62, random_bytes, random_string, MerchantId, OrderNo, OutTradeNo, RandomError,
 };

@@ -165,7 +165,11 @@ mod tests {
     #[test]
     fn every_code_is_listed_once_and_spelled_in_snake_case() {
         let names: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(names.len(), ErrorCode::ALL.len(), "two variants share a code");
+        assert_eq!(
+            names.len(),
+            ErrorCode::ALL.len(),
+            "two variants share a code"
+        );
         for name in names {
             assert!(
                 name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),

@@ -1,11 +1,10 @@
 //! Merchants: onboarding and API-key authentication.
 
-use super::{Backends, Ferrypay};
+use super::{error::Error, Backends, Ferrypay};
 use crate::{
-    api::{orders::notify_url_acceptable, ApiError},
     model::{
-        normalize_return_host, Clock, KeyKind, Merchant, MerchantId, MerchantStatus,
-        PaymentLinkSettings, RetiringSecret, Secret, MAX_RETURN_HOSTS,
+        normalize_return_host, Clock, KeyKind, Merchant, MerchantId, MerchantStatus, NotifyUrl,
+        PaymentLinkSettings, RandomError, RetiringSecret, Secret, MAX_RETURN_HOSTS,
     },
     sign::{
         generate_link_signing_secret, generate_publishable_key, generate_secret_key,
@@ -46,23 +45,24 @@ pub enum OnboardError {
     BadWebhookSecret,
     #[error("a merchant with this id or key already exists")]
     Exists,
-    /// The random source or the store failed.
-    #[error("{0}")]
-    Other(String),
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    #[error("the random source failed")]
+    Random(#[from] RandomError),
 }
 
 fn given_or_generated(
     given: Option<Secret<String>>,
     name: &'static str,
     prefix: &'static str,
-    generate: impl FnOnce() -> Result<Secret<String>, crate::model::RandomError>,
+    generate: impl FnOnce() -> Result<Secret<String>, RandomError>,
 ) -> Result<Secret<String>, OnboardError> {
     match given {
         Some(key) if key.expose().starts_with(prefix) && key.expose().len() > prefix.len() => {
             Ok(key)
         }
         Some(_) => Err(OnboardError::BadPrefix(name, prefix)),
-        None => generate().map_err(|e| OnboardError::Other(e.to_string())),
+        None => Ok(generate()?),
     }
 }
 
@@ -80,14 +80,10 @@ pub enum AdminError {
     NotFound(MerchantId),
     #[error("{0}")]
     Invalid(String),
-    #[error("storage failure: {0}")]
-    Store(String),
-}
-
-impl From<StoreError> for AdminError {
-    fn from(e: StoreError) -> Self {
-        AdminError::Store(e.0)
-    }
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    #[error("the random source failed")]
+    Random(#[from] RandomError),
 }
 
 impl<'a, S: Store> MerchantAdmin<'a, S> {
@@ -106,7 +102,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
             return Err(OnboardError::BadName);
         }
         if let Some(url) = &new.notify_url {
-            if !notify_url_acceptable(url, self.allow_http_notify_urls) {
+            if NotifyUrl::parse(url, self.allow_http_notify_urls).is_err() {
                 return Err(OnboardError::BadNotifyUrl);
             }
         }
@@ -130,7 +126,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
         )?;
         // It must be usable as a Standard Webhooks key (base64 after the prefix).
         webhook_key(webhook_secret.expose()).map_err(|_| OnboardError::BadWebhookSecret)?;
-        let id = MerchantId::generate().map_err(|e| OnboardError::Other(e.to_string()))?;
+        let id = MerchantId::generate()?;
         let merchant = Merchant {
             id,
             name: new.name,
@@ -148,7 +144,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
             .await
             .map_err(|e| match e {
                 InsertMerchantError::Exists => OnboardError::Exists,
-                InsertMerchantError::Store(e) => OnboardError::Other(e.0),
+                InsertMerchantError::Store(e) => OnboardError::Store(e),
             })?;
         let keys = IssuedKeys {
             secret_key,
@@ -197,7 +193,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
         url: Option<String>,
     ) -> Result<Merchant, AdminError> {
         if let Some(url) = &url {
-            if !notify_url_acceptable(url, self.allow_http_notify_urls) {
+            if NotifyUrl::parse(url, self.allow_http_notify_urls).is_err() {
                 return Err(AdminError::Invalid(format!(
                     "{url:?} is not an https URL without credentials"
                 )));
@@ -219,10 +215,10 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
         kind: KeyKind,
     ) -> Result<(Merchant, Secret<String>), AdminError> {
         let merchant = self.get(id).await?;
-        let random = |e: crate::model::RandomError| AdminError::Store(e.to_string());
+
         let (key, rotated) = match kind {
             KeyKind::Secret => {
-                let key = generate_secret_key().map_err(random)?;
+                let key = generate_secret_key()?;
                 let hash = hash_api_key(key.expose());
                 (
                     key,
@@ -233,7 +229,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
                 )
             }
             KeyKind::Publishable => {
-                let key = Secret::new(generate_publishable_key().map_err(random)?);
+                let key = Secret::new(generate_publishable_key()?);
                 let hash = hash_api_key(key.expose());
                 (
                     key,
@@ -257,7 +253,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
         overlap: std::time::Duration,
     ) -> Result<(Merchant, Secret<String>), AdminError> {
         let merchant = self.get(id).await?;
-        let secret = generate_webhook_secret().map_err(|e| AdminError::Store(e.to_string()))?;
+        let secret = generate_webhook_secret()?;
         let overlap_secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
         let previous = (overlap_secs > 0).then(|| RetiringSecret {
             secret: merchant.webhook_secret.clone(),
@@ -280,8 +276,7 @@ impl<'a, S: Store> MerchantAdmin<'a, S> {
         id: &MerchantId,
     ) -> Result<(Merchant, Secret<String>), AdminError> {
         let merchant = self.get(id).await?;
-        let secret =
-            generate_link_signing_secret().map_err(|e| AdminError::Store(e.to_string()))?;
+        let secret = generate_link_signing_secret()?;
         let rotated = Merchant {
             payment_links: PaymentLinkSettings {
                 signing_secret: Some(secret.clone()),
@@ -361,27 +356,27 @@ impl<B: Backends> Ferrypay<B> {
 
     /// The merchant behind a secret API key, if it may use the server endpoints now.
     /// Counts the request against the merchant's per-minute limit.
-    pub async fn authenticate(&self, key: Option<&str>) -> Result<Merchant, ApiError> {
+    pub async fn authenticate(&self, key: Option<&str>) -> Result<Merchant, Error> {
         let key = key
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or(ApiError::MissingApiKey)?;
+            .ok_or(Error::MissingApiKey)?;
         let (merchant, kind) = self
             .store
             .merchant_by_key(&hash_api_key(key))
             .await?
-            .ok_or(ApiError::InvalidApiKey)?;
+            .ok_or(Error::InvalidApiKey)?;
         if kind != KeyKind::Secret {
-            return Err(ApiError::PermissionDenied);
+            return Err(Error::PermissionDenied);
         }
         if merchant.status != MerchantStatus::Active {
-            return Err(ApiError::ProductDisabled);
+            return Err(Error::ProductDisabled);
         }
         self.check_rate_limit(&merchant).await?;
         Ok(merchant)
     }
 
-    pub(super) async fn check_rate_limit(&self, merchant: &Merchant) -> Result<(), ApiError> {
+    pub(super) async fn check_rate_limit(&self, merchant: &Merchant) -> Result<(), Error> {
         let Some(limit) = self.config.rate_limit_per_minute else {
             return Ok(());
         };
@@ -392,7 +387,7 @@ impl<B: Backends> Ferrypay<B> {
         let count = self.store.count_in_window(&bucket, window_end).await?;
         if count > u64::from(limit) {
             let retry_after_secs = u64::try_from(window_start + 60 - now).unwrap_or(1).max(1);
-            return Err(ApiError::RateLimited { retry_after_secs });
+            return Err(Error::RateLimited { retry_after_secs });
         }
         Ok(())
     }

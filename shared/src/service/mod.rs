@@ -2,6 +2,7 @@
 //! every rule here is tested with the in-memory store and the fake channel.
 
 mod code;
+mod error;
 pub mod gateway;
 mod merchants;
 mod notifications;
@@ -13,6 +14,7 @@ mod webhooks;
 use std::sync::Arc;
 
 pub use code::ErrorCode;
+pub use error::Error;
 pub use merchants::{AdminError, IssuedKeys, MerchantAdmin, NewMerchant, OnboardError};
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};

@@ -1,11 +1,11 @@
 //! Payment notifications from the channel (WeChat Pay's callback): verify, decrypt, check,
 //! then the conditional `pending -> paid` write and the merchant-webhook job.
 
-use http::StatusCode;
-
-use super::{Backends, Ferrypay, Settlement};
+use super::{Backends, Error, Ferrypay, Settlement};
 use crate::{
-    channel::{ChannelNotice, NoticeError, PayChannel},
+    channel::{
+        ChannelError, ChannelNotice, NoticeError, NoticeHeaders, NoticeTrade, PayChannel, Payment,
+    },
     model::OrderNo,
     store::Store,
 };
@@ -23,7 +23,7 @@ pub enum NoticeOutcome {
 }
 
 /// A notification answered with an error. WeChat Pay retries these.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("signature verification failed")]
     Unverified,
@@ -33,27 +33,17 @@ pub enum NotifyError {
     WrongMerchant,
     #[error("unknown order")]
     UnknownOrder,
-    /// Our side failed (storage, queue, certificates): WeChat Pay should try again.
+    /// Our side failed (storage, queue, certificates): WeChat Pay should try again. The cause
+    /// is logged where the answer is written.
     #[error("temporarily unable to process")]
-    Retry,
-}
-
-impl NotifyError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            NotifyError::Unverified => StatusCode::UNAUTHORIZED,
-            NotifyError::Malformed | NotifyError::WrongMerchant => StatusCode::BAD_REQUEST,
-            NotifyError::UnknownOrder => StatusCode::NOT_FOUND,
-            NotifyError::Retry => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
+    Retry(#[source] Error),
 }
 
 impl<B: Backends> Ferrypay<B> {
     /// Handles one notification, idempotently: duplicates change nothing and queue nothing new.
     pub async fn handle_channel_notification(
         &self,
-        headers: &http::HeaderMap,
+        headers: &NoticeHeaders,
         body: &[u8],
     ) -> Result<NoticeOutcome, NotifyError> {
         let notice = self
@@ -61,13 +51,16 @@ impl<B: Backends> Ferrypay<B> {
             .open_notification(headers, body)
             .await
             .map_err(|err| {
-                tracing::warn!(error = %err, "notification refused");
-                match err {
+                let refused = match err {
                     NoticeError::Unverified(_) => NotifyError::Unverified,
                     NoticeError::Malformed(_) => NotifyError::Malformed,
                     NoticeError::WrongMerchant(_) => NotifyError::WrongMerchant,
-                    NoticeError::Unavailable(_) => NotifyError::Retry,
-                }
+                    NoticeError::Unavailable(detail) => {
+                        return NotifyError::Retry(ChannelError::Unavailable(detail).into())
+                    }
+                };
+                tracing::warn!(error = %err, "notification refused");
+                refused
             })?;
         let payment = match notice {
             ChannelNotice::Payment(payment) => payment,
@@ -78,42 +71,51 @@ impl<B: Backends> Ferrypay<B> {
                 });
             }
         };
-        if payment.trade_state != "SUCCESS" {
-            tracing::info!(out_trade_no = %payment.out_trade_no, trade_state = %payment.trade_state, "non-success transaction notification; acknowledged");
-            return Ok(NoticeOutcome::Ignored {
-                reason: format!("trade_state {}", payment.trade_state),
-            });
-        }
+        let (transaction_id, amount, paid_at) = match payment.trade {
+            NoticeTrade::Paid {
+                transaction_id,
+                amount,
+                paid_at,
+            } => (transaction_id, amount, paid_at),
+            NoticeTrade::NotPaid { trade_state } => {
+                tracing::info!(out_trade_no = %payment.out_trade_no, %trade_state, "non-success transaction notification; acknowledged");
+                return Ok(NoticeOutcome::Ignored {
+                    reason: format!("trade_state {trade_state}"),
+                });
+            }
+        };
         let order = match OrderNo::parse(&payment.out_trade_no) {
-            Some(no) => self.store.get_order(&no).await.map_err(|e| {
-                tracing::error!(error = %e, "storage failure while handling a notification");
-                NotifyError::Retry
-            })?,
+            Some(no) => self
+                .store
+                .get_order(&no)
+                .await
+                .map_err(|e| NotifyError::Retry(e.into()))?,
             None => None,
         };
         let Some(order) = order else {
             tracing::error!(
                 anomaly = true,
                 out_trade_no = %payment.out_trade_no,
-                transaction_id = %payment.transaction_id,
-                amount = payment.amount.get(),
+                %transaction_id,
+                amount = amount.get(),
                 "ANOMALY: WeChat Pay reports a payment for an order ferrypay does not know"
             );
             return Err(NotifyError::UnknownOrder);
         };
         let order_no = order.order_no.clone();
-        let paid_at = payment.paid_at.unwrap_or_else(|| self.clock.now());
-        let settlement = self
-            .settle_paid(order, payment.transaction_id, paid_at, payment.amount)
+        let payment = Payment {
+            transaction_id,
+            paid_at: paid_at.unwrap_or_else(|| self.clock.now()),
+            amount,
+        };
+        match self
+            .settle_payment(order, payment)
             .await
-            .map_err(|_| NotifyError::Retry)?;
-        match settlement {
-            Settlement::Paid(order) => {
-                self.ensure_webhook_queued(order)
-                    .await
-                    .map_err(|_| NotifyError::Retry)?;
-                Ok(NoticeOutcome::Paid { order_no })
-            }
+            .map_err(NotifyError::Retry)?
+        {
+            Settlement::Paid(_) => Ok(NoticeOutcome::Paid { order_no }),
+            // Paid, but unqueued: WeChat Pay's retry queues it (the write is not repeated).
+            Settlement::PaidWebhookNotQueued { cause, .. } => Err(NotifyError::Retry(cause)),
             Settlement::Refused { .. } => Ok(NoticeOutcome::Anomaly { order_no }),
         }
     }

@@ -3,10 +3,12 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Backends, Ferrypay};
+use super::{
+    error::{not_pending, Error},
+    Backends, Ferrypay,
+};
 use crate::{
-    api::ApiError,
-    channel::{CloseOutcome, JsapiParams, PayChannel, PrepayRequest, TradeState},
+    channel::{CloseOutcome, JsapiParams, PayChannel, Payment, PrepayRequest, TradeState},
     model::{
         Fen, Merchant, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential,
         PayType, Timestamp, UpdateRefused,
@@ -67,10 +69,13 @@ pub struct ListOrders {
 }
 
 /// What became of a payment the channel reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Settlement {
-    /// The order is paid with this transaction (now, or already before).
+    /// The order is paid with this transaction (now, or already before) and its webhook queued.
     Paid(Order),
+    /// The order is paid, but its webhook job could not be queued: the next query or
+    /// notification queues it.
+    PaidWebhookNotQueued { order: Order, cause: Error },
     /// The order cannot take this payment (closed, another amount, another transaction).
     Refused {
         current: Order,
@@ -81,7 +86,9 @@ pub enum Settlement {
 impl Settlement {
     pub fn order(self) -> Order {
         match self {
-            Settlement::Paid(order) | Settlement::Refused { current: order, .. } => order,
+            Settlement::Paid(order)
+            | Settlement::PaidWebhookNotQueued { order, .. }
+            | Settlement::Refused { current: order, .. } => order,
         }
     }
 }
@@ -97,7 +104,7 @@ impl<B: Backends> Ferrypay<B> {
         &self,
         merchant: &Merchant,
         request: CreateOrder,
-    ) -> Result<CreatedOrder, ApiError> {
+    ) -> Result<CreatedOrder, Error> {
         let fingerprint = request.fingerprint();
         if let Some(out_trade_no) = &request.out_trade_no {
             if let Some(existing) = self
@@ -114,7 +121,7 @@ impl<B: Backends> Ferrypay<B> {
             .expire_minutes
             .unwrap_or(self.config.default_expire_minutes);
         let mut order = Order {
-            order_no: OrderNo::generate(now).map_err(internal)?,
+            order_no: OrderNo::generate(now)?,
             merchant_id: merchant.id.clone(),
             out_trade_no: request.out_trade_no,
             amount: request.amount,
@@ -140,7 +147,7 @@ impl<B: Backends> Ferrypay<B> {
             match self.store.insert_order(&order).await {
                 Ok(()) => break,
                 Err(InsertOrderError::OrderNoTaken) if attempts < ORDER_NO_ATTEMPTS => {
-                    order.order_no = OrderNo::generate(now).map_err(internal)?;
+                    order.order_no = OrderNo::generate(now)?;
                 }
                 Err(InsertOrderError::OutTradeNoTaken) => {
                     // A concurrent request with the same out_trade_no won the race.
@@ -148,12 +155,13 @@ impl<B: Backends> Ferrypay<B> {
                         Some(no) => self.store.order_by_out_trade_no(&merchant.id, no).await?,
                         None => None,
                     };
-                    let existing = existing
-                        .ok_or_else(|| internal("out_trade_no taken but its order is missing"))?;
+                    let existing = existing.ok_or_else(|| {
+                        Error::internal("out_trade_no taken but its order is missing")
+                    })?;
                     return self.replay_create(existing, &fingerprint).await;
                 }
                 Err(InsertOrderError::OrderNoTaken) => {
-                    return Err(internal("order number collided repeatedly"))
+                    return Err(Error::internal("order number collided repeatedly"))
                 }
                 Err(InsertOrderError::Store(e)) => return Err(e.into()),
             }
@@ -165,9 +173,9 @@ impl<B: Backends> Ferrypay<B> {
         &self,
         existing: Order,
         fingerprint: &str,
-    ) -> Result<CreatedOrder, ApiError> {
+    ) -> Result<CreatedOrder, Error> {
         if existing.request_fingerprint != fingerprint {
-            return Err(ApiError::OutTradeNoUsed);
+            return Err(Error::OutTradeNoUsed);
         }
         if existing.credential.is_some() {
             return self.created(existing);
@@ -176,11 +184,11 @@ impl<B: Backends> Ferrypay<B> {
         if existing.status == OrderStatus::Pending && !existing.is_expired(self.clock.now()) {
             return self.open_with_channel(existing).await;
         }
-        Err(status_conflict(self.refresh(existing).await?.status))
+        Err(not_pending(self.refresh(existing).await?.status))
     }
 
     /// Asks the channel for the payer's credential and records it on the order.
-    async fn open_with_channel(&self, order: Order) -> Result<CreatedOrder, ApiError> {
+    async fn open_with_channel(&self, order: Order) -> Result<CreatedOrder, Error> {
         let request = PrepayRequest {
             order_no: order.order_no.clone(),
             amount: order.amount,
@@ -209,23 +217,23 @@ impl<B: Backends> Ferrypay<B> {
         let update = OrderUpdate::AttachCredential(credential);
         match self.store.update_order(&order.order_no, &update).await {
             Ok(order) => self.created(order),
-            Err(UpdateOrderError::Refused { current, .. }) => Err(status_conflict(current.status)),
-            Err(UpdateOrderError::NotFound) => Err(internal("order vanished during create")),
+            Err(UpdateOrderError::Refused { current, .. }) => Err(not_pending(current.status)),
+            Err(UpdateOrderError::NotFound) => Err(Error::internal("order vanished during create")),
             Err(UpdateOrderError::Store(e)) => Err(e.into()),
         }
     }
 
-    fn created(&self, order: Order) -> Result<CreatedOrder, ApiError> {
+    fn created(&self, order: Order) -> Result<CreatedOrder, Error> {
         let payment = self.payment_info(&order)?;
         Ok(CreatedOrder { order, payment })
     }
 
     /// What the payer needs to pay an order opened with the channel (JSAPI parameters are
     /// signed afresh each time).
-    pub fn payment_info(&self, order: &Order) -> Result<PaymentInfo, ApiError> {
+    pub fn payment_info(&self, order: &Order) -> Result<PaymentInfo, Error> {
         Ok(match &order.credential {
             Some(PayCredential::Native { code_url }) => PaymentInfo::Native {
-                qrcode: qr::png_data_uri(code_url).map_err(internal)?,
+                qrcode: qr::png_data_uri(code_url).map_err(Error::internal)?,
                 code_url: code_url.clone(),
             },
             Some(PayCredential::Jsapi { prepay_id }) => {
@@ -234,21 +242,21 @@ impl<B: Backends> Ferrypay<B> {
             Some(PayCredential::H5 { h5_url }) => PaymentInfo::H5 {
                 h5_url: h5_url.clone(),
             },
-            None => return Err(internal("order has no credential")),
+            None => return Err(Error::internal("order has no credential")),
         })
     }
 
     /// One of the merchant's orders, settled with the channel if it is still pending.
-    pub async fn query_order(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, ApiError> {
+    pub async fn query_order(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, Error> {
         let order = self.find_owned(merchant, by).await?;
         self.refresh(order).await
     }
 
     /// Closes an unpaid order: with the channel first, then locally.
-    pub async fn close_order(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, ApiError> {
+    pub async fn close_order(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, Error> {
         let order = self.find_owned(merchant, by).await?;
         if order.status != OrderStatus::Pending {
-            return Err(status_conflict(order.status));
+            return Err(not_pending(order.status));
         }
         match self.channel.close(&order.order_no).await? {
             CloseOutcome::AlreadyPaid => {
@@ -257,7 +265,7 @@ impl<B: Backends> Ferrypay<B> {
                 if settled.status != OrderStatus::Paid {
                     tracing::warn!(order_no = %settled.order_no, "channel reports paid but the payment could not be settled yet");
                 }
-                Err(ApiError::OrderPaid)
+                Err(Error::OrderPaid)
             }
             CloseOutcome::Closed => {
                 let update = OrderUpdate::MarkClosed {
@@ -266,9 +274,9 @@ impl<B: Backends> Ferrypay<B> {
                 match self.store.update_order(&order.order_no, &update).await {
                     Ok(closed) => Ok(closed),
                     Err(UpdateOrderError::Refused { current, .. }) => {
-                        Err(status_conflict(current.status))
+                        Err(not_pending(current.status))
                     }
-                    Err(UpdateOrderError::NotFound) => Err(ApiError::OrderNotFound),
+                    Err(UpdateOrderError::NotFound) => Err(Error::OrderNotFound),
                     Err(UpdateOrderError::Store(e)) => Err(e.into()),
                 }
             }
@@ -280,7 +288,7 @@ impl<B: Backends> Ferrypay<B> {
         &self,
         merchant: &Merchant,
         request: ListOrders,
-    ) -> Result<OrderPage, ApiError> {
+    ) -> Result<OrderPage, Error> {
         let query = ListQuery {
             merchant_id: merchant.id.clone(),
             status: request.status,
@@ -294,7 +302,7 @@ impl<B: Backends> Ferrypay<B> {
         &self,
         merchant: &Merchant,
         by: &OrderRef,
-    ) -> Result<Order, ApiError> {
+    ) -> Result<Order, Error> {
         let order = match by {
             OrderRef::OrderNo(no) => self.store.get_order(no).await?,
             OrderRef::OutTradeNo(no) => self.store.order_by_out_trade_no(&merchant.id, no).await?,
@@ -302,12 +310,12 @@ impl<B: Backends> Ferrypay<B> {
         // Another merchant's order is indistinguishable from a missing one.
         order
             .filter(|o| o.merchant_id == merchant.id)
-            .ok_or(ApiError::OrderNotFound)
+            .ok_or(Error::OrderNotFound)
     }
 
     /// Query-through: a pending order asks the channel, and a final answer settles it with a
     /// conditional write. A channel failure leaves the order as stored (and is logged).
-    pub async fn refresh(&self, order: Order) -> Result<Order, ApiError> {
+    pub async fn refresh(&self, order: Order) -> Result<Order, Error> {
         if order.status != OrderStatus::Pending {
             return Ok(order);
         }
@@ -324,18 +332,23 @@ impl<B: Backends> Ferrypay<B> {
                 transaction_id,
                 paid_at,
                 amount,
-            } => match self
-                .settle_paid(order, transaction_id, paid_at, amount)
-                .await?
-            {
-                Settlement::Paid(paid) => {
-                    // The notification may never come: queue the webhook now. If the queue
-                    // is down, the order is still paid; the next query or notification queues it.
-                    let fallback = paid.clone();
-                    Ok(self.ensure_webhook_queued(paid).await.unwrap_or(fallback))
+            } => {
+                let payment = Payment {
+                    transaction_id,
+                    paid_at,
+                    amount,
+                };
+                // The notification may never come, so this settles (and queues the webhook)
+                // too. If the queue is down the order is still paid: answer with it.
+                match self.settle_payment(order, payment).await? {
+                    Settlement::PaidWebhookNotQueued { order, cause } => {
+                        tracing::warn!(order_no = %order.order_no, "query-through settled a payment but could not queue its webhook");
+                        cause.log_cause();
+                        Ok(order)
+                    }
+                    settled => Ok(settled.order()),
                 }
-                refused => Ok(refused.order()),
-            },
+            }
             TradeState::Closed => self.settle_closed(order, now).await,
             TradeState::NotFound if order.is_expired(now) => self.settle_closed(order, now).await,
             TradeState::NotPaid if order.is_expired(now) => {
@@ -353,73 +366,72 @@ impl<B: Backends> Ferrypay<B> {
         }
     }
 
-    /// Records a payment the channel confirmed: `pending -> paid`, only for the exact amount.
-    /// Anything else is an anomaly: logged loudly, never written.
-    pub async fn settle_paid(
+    /// Settles a payment the channel confirmed (a notification or a query-through): the
+    /// conditional `pending -> paid` write, only for the exact amount, then the webhook job.
+    /// Anything the order cannot take is an anomaly: logged loudly, never written.
+    pub async fn settle_payment(
         &self,
         order: Order,
-        transaction_id: String,
-        paid_at: Timestamp,
-        amount: Fen,
-    ) -> Result<Settlement, ApiError> {
+        payment: Payment,
+    ) -> Result<Settlement, Error> {
+        let Payment {
+            transaction_id,
+            paid_at,
+            amount,
+        } = payment;
         let update = OrderUpdate::MarkPaid {
             transaction_id: transaction_id.clone(),
             paid_at,
             amount,
         };
-        match self.store.update_order(&order.order_no, &update).await {
+        let paid = match self.store.update_order(&order.order_no, &update).await {
             Ok(paid) => {
                 tracing::info!(order_no = %paid.order_no, %transaction_id, amount = paid.amount.get(), "order paid");
-                Ok(Settlement::Paid(paid))
+                paid
             }
             Err(UpdateOrderError::Refused { current, reason }) => {
                 let same_payment = reason == UpdateRefused::NotPending(OrderStatus::Paid)
                     && current.transaction_id.as_deref() == Some(transaction_id.as_str());
-                if same_payment {
-                    return Ok(Settlement::Paid(*current));
+                if !same_payment {
+                    tracing::error!(
+                            anomaly = true,
+                            order_no = %current.order_no,
+                            %transaction_id,
+                            reported_amount = amount.get(),
+                            order_amount = current.amount.get(),
+                            status = current.status.as_str(),
+                            %reason,
+                        "ANOMALY: the channel reports a payment this order cannot take; money may need a refund"
+                    );
+                    return Ok(Settlement::Refused {
+                        current: *current,
+                        reason,
+                    });
                 }
-                tracing::error!(
-                        anomaly = true,
-                        order_no = %current.order_no,
-                        %transaction_id,
-                        reported_amount = amount.get(),
-                        order_amount = current.amount.get(),
-                        status = current.status.as_str(),
-                        %reason,
-                    "ANOMALY: the channel reports a payment this order cannot take; money may need a refund"
-                );
-                Ok(Settlement::Refused {
-                    current: *current,
-                    reason,
-                })
+                // Already paid with this transaction: a duplicate. Its webhook may still be
+                // unqueued (a crash or a queue failure last time).
+                *current
             }
-            Err(UpdateOrderError::NotFound) => Err(ApiError::OrderNotFound),
-            Err(UpdateOrderError::Store(e)) => Err(e.into()),
+            Err(UpdateOrderError::NotFound) => return Err(Error::OrderNotFound),
+            Err(UpdateOrderError::Store(e)) => return Err(e.into()),
+        };
+        let fallback = paid.clone();
+        match self.ensure_webhook_queued(paid).await {
+            Ok(queued) => Ok(Settlement::Paid(queued)),
+            Err(cause) => Ok(Settlement::PaidWebhookNotQueued {
+                order: fallback,
+                cause,
+            }),
         }
     }
 
-    async fn settle_closed(&self, order: Order, now: Timestamp) -> Result<Order, ApiError> {
+    async fn settle_closed(&self, order: Order, now: Timestamp) -> Result<Order, Error> {
         let update = OrderUpdate::MarkClosed { closed_at: now };
         match self.store.update_order(&order.order_no, &update).await {
             Ok(closed) => Ok(closed),
             Err(UpdateOrderError::Refused { current, .. }) => Ok(*current),
-            Err(UpdateOrderError::NotFound) => Err(ApiError::OrderNotFound),
+            Err(UpdateOrderError::NotFound) => Err(Error::OrderNotFound),
             Err(UpdateOrderError::Store(e)) => Err(e.into()),
         }
     }
-}
-
-/// The 409 for an order that is no longer pending.
-fn status_conflict(status: OrderStatus) -> ApiError {
-    match status {
-        OrderStatus::Paid => ApiError::OrderPaid,
-        OrderStatus::Refunded => ApiError::OrderRefunded,
-        OrderStatus::Closed | OrderStatus::Pending => ApiError::OrderClosed,
-    }
-}
-
-/// An unexpected failure: logged with its detail, answered as a bare 500.
-fn internal(detail: impl std::fmt::Display) -> ApiError {
-    tracing::error!(%detail, "internal error");
-    ApiError::Internal
 }

@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Backends, Ferrypay, OrderRef};
+use super::{error::Error, Backends, Ferrypay, OrderRef};
 use crate::{
-    api::ApiError,
     model::{
         Merchant, Order, OrderNo, OrderStatus, OrderUpdate, Timestamp, UpdateRefused,
         WebhookAttempt,
@@ -54,14 +53,10 @@ impl<B: Backends> Ferrypay<B> {
     /// `POST /api/v1/pay/notify/resend`: sends the webhook of a paid order again, as a new
     /// generation with a fresh schedule (same `webhook-id`: it is the same event). Jobs of the
     /// earlier generation still queued send nothing.
-    pub async fn resend_webhook(
-        &self,
-        merchant: &Merchant,
-        by: &OrderRef,
-    ) -> Result<Order, ApiError> {
+    pub async fn resend_webhook(&self, merchant: &Merchant, by: &OrderRef) -> Result<Order, Error> {
         let order = self.find_owned(merchant, by).await?;
         if order.status != OrderStatus::Paid {
-            return Err(ApiError::OrderNotPaid);
+            return Err(Error::OrderNotPaid);
         }
         let restarted = match self
             .store
@@ -69,8 +64,8 @@ impl<B: Backends> Ferrypay<B> {
             .await
         {
             Ok(order) => order,
-            Err(UpdateOrderError::Refused { .. }) => return Err(ApiError::OrderNotPaid),
-            Err(UpdateOrderError::NotFound) => return Err(ApiError::OrderNotFound),
+            Err(UpdateOrderError::Refused { .. }) => return Err(Error::OrderNotPaid),
+            Err(UpdateOrderError::NotFound) => return Err(Error::OrderNotFound),
             Err(UpdateOrderError::Store(e)) => return Err(e.into()),
         };
         tracing::info!(order_no = %order.order_no, generation = restarted.webhook.generation, "webhook resend requested");
@@ -78,7 +73,7 @@ impl<B: Backends> Ferrypay<B> {
     }
 
     /// The latest delivery attempts of an order's webhook, newest first.
-    pub async fn webhook_attempts(&self, order: &Order) -> Result<Vec<WebhookAttempt>, ApiError> {
+    pub async fn webhook_attempts(&self, order: &Order) -> Result<Vec<WebhookAttempt>, Error> {
         if !order.has_webhook() {
             return Ok(Vec::new());
         }
@@ -91,22 +86,14 @@ impl<B: Backends> Ferrypay<B> {
     /// Queues the `order.paid` webhook of a paid order unless that was done before, then
     /// records it on the order. A crash in between queues it again on the next try: the job
     /// carries a stable event id, so the worker sends it once.
-    pub async fn ensure_webhook_queued(&self, order: Order) -> Result<Order, ApiError> {
+    pub async fn ensure_webhook_queued(&self, order: Order) -> Result<Order, Error> {
         if order.status != OrderStatus::Paid || order.webhook.queued_at.is_some() {
             return Ok(order);
         }
         let job = WebhookJob::order_paid(&order.order_no, order.webhook.generation);
-        let body = serde_json::to_string(&job).map_err(|e| {
-            tracing::error!(error = %e, "webhook job does not serialise");
-            ApiError::Internal
-        })?;
-        self.queue
-            .send(&OutgoingMessage::now(body))
-            .await
-            .map_err(|e| {
-                tracing::error!(order_no = %order.order_no, error = %e, "could not queue the webhook job");
-                ApiError::Internal
-            })?;
+        let body = serde_json::to_string(&job)
+            .map_err(|e| Error::internal(format_args!("webhook job does not serialise: {e}")))?;
+        self.queue.send(&OutgoingMessage::now(body)).await?;
         let update = OrderUpdate::RecordWebhookQueued {
             generation: order.webhook.generation,
             at: self.clock.now(),
@@ -119,10 +106,10 @@ impl<B: Backends> Ferrypay<B> {
                 reason: UpdateRefused::WebhookSuperseded { .. },
             }) => Ok(*current),
             Err(UpdateOrderError::Store(e)) => Err(e.into()),
-            Err(e) => {
-                tracing::error!(order_no = %order.order_no, error = %e, "could not record the queued webhook");
-                Err(ApiError::Internal)
-            }
+            Err(e) => Err(Error::internal(format_args!(
+                "could not record the queued webhook of {}: {e}",
+                order.order_no
+            ))),
         }
     }
 }

@@ -26,8 +26,8 @@ use super::{
 };
 use crate::{
     channel::{
-        ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, PayChannel,
-        PaymentNotice, PrepayRequest, TradeState,
+        ChannelError, ChannelNotice, CloseOutcome, JsapiParams, NoticeError, NoticeTrade,
+        PayChannel, PaymentNotice, PrepayRequest, TradeState,
     },
     model::{Clock, Fen, OrderNo, PayCredential, PayType, Timestamp},
 };
@@ -611,7 +611,6 @@ impl PayChannel for WechatPayClient {
                 tx.mchid, tx.appid
             )));
         }
-        let trade_state = tx.trade_state.as_str().to_string();
         let paid_at = tx
             .success_time
             .as_deref()
@@ -621,12 +620,22 @@ impl PayChannel for WechatPayClient {
             .as_ref()
             .map(|a| Fen::new(a.total))
             .ok_or_else(|| NoticeError::Malformed("transaction without amount".into()))?;
+        let trade = match tx.trade_state {
+            WxTradeState::Success => NoticeTrade::Paid {
+                // A payment is only ever recorded with the transaction that made it.
+                transaction_id: tx.transaction_id.ok_or_else(|| {
+                    NoticeError::Malformed("paid transaction without transaction_id".into())
+                })?,
+                amount,
+                paid_at,
+            },
+            other => NoticeTrade::NotPaid {
+                trade_state: other.as_str().to_string(),
+            },
+        };
         Ok(ChannelNotice::Payment(PaymentNotice {
             out_trade_no: tx.out_trade_no,
-            transaction_id: tx.transaction_id.unwrap_or_default(),
-            trade_state,
-            amount,
-            paid_at,
+            trade,
         }))
     }
 }

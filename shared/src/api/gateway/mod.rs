@@ -22,6 +22,7 @@ use crate::{
     },
     qr,
     service::{
+        self,
         gateway::{Gateway, LinkError, LinkStep, OAuth, TicketError, VisitError},
         Backends, ErrorCode, Ferrypay, PaymentInfo,
     },
@@ -154,7 +155,7 @@ async fn cashier<B: Backends, O: OAuth>(
     };
     let order = match app.ticket_order(&ticket, false).await {
         Ok(order) => order,
-        Err(e) => return api_error_page(&e, None),
+        Err(e) => return service_error_page(&e, None),
     };
     let fail_url = ticket
         .return_url
@@ -177,7 +178,7 @@ async fn cashier<B: Backends, O: OAuth>(
     let mode = if state == CashierState::Ready {
         match cashier_mode(app, &order) {
             Ok(mode) => mode,
-            Err(e) => return api_error_page(&e, fail_url.as_deref()),
+            Err(e) => return service_error_page(&e, fail_url.as_deref()),
         }
     } else {
         CashierMode::Jsapi {
@@ -198,14 +199,17 @@ async fn cashier<B: Backends, O: OAuth>(
     .render()
 }
 
-fn cashier_mode<B: Backends>(app: &Ferrypay<B>, order: &Order) -> Result<CashierMode, ApiError> {
+fn cashier_mode<B: Backends>(
+    app: &Ferrypay<B>,
+    order: &Order,
+) -> Result<CashierMode, service::Error> {
     match app.payment_info(order)? {
         PaymentInfo::Jsapi(params) => Ok(CashierMode::Jsapi {
-            pay_json: serde_json::to_string(&params).map_err(|_| ApiError::Internal)?,
+            pay_json: serde_json::to_string(&params).map_err(service::Error::internal)?,
         }),
         PaymentInfo::Native { qrcode, .. } => Ok(CashierMode::Native { qr: qrcode }),
         // Links never create H5 orders.
-        PaymentInfo::H5 { .. } => Err(ApiError::Internal),
+        PaymentInfo::H5 { .. } => Err(service::Error::internal("an H5 order behind a link")),
     }
 }
 
@@ -260,7 +264,7 @@ async fn status<B: Backends, O: OAuth>(
     };
     let order = match app.ticket_order(&ticket, true).await {
         Ok(order) => order,
-        Err(e) => return super::error_response(&e),
+        Err(e) => return super::error_response(&ApiError::from(e)),
     };
     let return_to = ticket
         .return_url
@@ -323,21 +327,20 @@ pub fn link_error_page(err: &LinkError) -> ApiResponse {
     error_page(err.code(), err.field(), None)
 }
 
+/// A visit that could not go on: its page, with a retry of the link.
 fn visit_error_page(err: &VisitError, link_url: &str) -> ApiResponse {
-    match (err, err.oauth_code()) {
-        (VisitError::Order(e), _) => api_error_page(e, Some(link_url)),
-        (_, Some(code)) => error_page(code, None, Some(link_url)),
-        (_, None) => error_page(ErrorCode::InternalError, None, Some(link_url)),
+    match err {
+        VisitError::Order(e) => service_error_page(e, Some(link_url)),
+        // The OAuth client logged its failure.
+        _ => error_page(err.code(), None, Some(link_url)),
     }
 }
 
-/// An order could not be created or read: a page (`retry_url`: where "retry" goes).
-fn api_error_page(err: &ApiError, retry_url: Option<&str>) -> ApiResponse {
-    let code = ErrorCode::ALL
-        .into_iter()
-        .find(|code| code.as_str() == err.code())
-        .unwrap_or(ErrorCode::InternalError);
-    error_page(code, None, retry_url)
+/// An order could not be created or read: a page (`retry_url`: where "retry" goes). The error
+/// leaves the service layer here, so its cause is logged here.
+fn service_error_page(err: &service::Error, retry_url: Option<&str>) -> ApiResponse {
+    err.log_cause();
+    error_page(err.code(), None, retry_url)
 }
 
 #[cfg(test)]

@@ -1,17 +1,11 @@
 //! What a gateway request says: its User-Agent, a link's query string (its parameters once
 //! each, then its typed fields) and a cashier ticket's.
 
-use url::Url;
-
 use crate::{
-    api::orders::{ATTACH_MAX_CHARS, DESCRIPTION_MAX_CHARS},
-    model::{Fen, OrderNo, Timestamp},
+    model::{Attach, Description, Fen, OrderNo, ReturnUrl, Timestamp},
     service::gateway::{LinkError, LinkFields, LinkQuery, OAuthReturn, TicketError, TicketParts},
     sign::link::SIGNED_LINK_PARAMS,
 };
-
-/// The longest `return_url` taken (it comes back in a URL of ours).
-pub const RETURN_URL_MAX_LEN: usize = 512;
 
 /// Whether a request comes from WeChat's in-app browser.
 pub fn in_wechat(user_agent: Option<&str>) -> bool {
@@ -84,8 +78,11 @@ pub fn link_fields(link: &LinkQuery) -> Result<LinkFields, LinkError> {
         .and_then(|a| a.parse::<i64>().ok())
         .and_then(Fen::order_amount)
         .ok_or(LinkError::InvalidAmount)?;
-    let description = text_param(link, "description", DESCRIPTION_MAX_CHARS)?;
-    let attach = text_param(link, "attach", ATTACH_MAX_CHARS)?;
+    let description = optional(link, "description", Description::parse)?;
+    let attach = optional(link, "attach", Attach::parse)?;
+    if attach.as_ref().is_some_and(Attach::is_blank) {
+        return Err(LinkError::InvalidField("attach"));
+    }
     let expires = match link.get("expires").filter(|e| !e.is_empty()) {
         None => None,
         Some(expires) => Some(Timestamp::from_unix(
@@ -96,7 +93,7 @@ pub fn link_fields(link: &LinkQuery) -> Result<LinkFields, LinkError> {
     };
     let return_url = match link.get("return_url").filter(|u| !u.is_empty()) {
         None => None,
-        Some(raw) => Some(return_url(raw)?),
+        Some(raw) => Some(ReturnUrl::parse(raw).map_err(|_| LinkError::ReturnUrlInvalid)?),
     };
     Ok(LinkFields {
         amount,
@@ -107,35 +104,19 @@ pub fn link_fields(link: &LinkQuery) -> Result<LinkFields, LinkError> {
     })
 }
 
-/// An optional text parameter: at most `max` characters, not blank (control characters are
-/// refused for every parameter, by the link's checks).
-fn text_param(
+/// An optional parameter: absent or empty is none (control characters are refused for every
+/// parameter, by the link's checks).
+fn optional<T, E>(
     link: &LinkQuery,
     name: &'static str,
-    max: usize,
-) -> Result<Option<String>, LinkError> {
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, LinkError> {
     match link.get(name).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) if v.chars().count() <= max && !v.trim().is_empty() => Ok(Some(v.to_string())),
-        Some(_) => Err(LinkError::InvalidField(name)),
+        Some(v) => parse(v)
+            .map(Some)
+            .map_err(|_| LinkError::InvalidField(name)),
     }
-}
-
-/// An http(s) URL with a host and no credentials: the payer is sent there, so nothing else
-/// may pass (the merchant's host allow-list is the link's check).
-fn return_url(raw: &str) -> Result<Url, LinkError> {
-    if raw.len() > RETURN_URL_MAX_LEN {
-        return Err(LinkError::ReturnUrlInvalid);
-    }
-    let url = Url::parse(raw).map_err(|_| LinkError::ReturnUrlInvalid)?;
-    if url.host_str().is_none_or(str::is_empty)
-        || !matches!(url.scheme(), "http" | "https")
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(LinkError::ReturnUrlInvalid);
-    }
-    Ok(url)
 }
 
 /// A cashier or status request's ticket: `order_no`, `return_url`, `t`, each at most once.

@@ -1,11 +1,9 @@
 //! Opening a payment link: its key (publishable only), its merchant, its signature (required if
 //! the merchant says so), then its fields, its expiry and the host of its return URL.
 
-use url::Url;
-
 use super::super::{Backends, ErrorCode, Ferrypay};
 use crate::{
-    model::{Fen, KeyKind, Merchant, MerchantStatus, Timestamp},
+    model::{Attach, Description, Fen, KeyKind, Merchant, MerchantStatus, ReturnUrl, Timestamp},
     sign::{
         hash_api_key,
         link::{link_signature_valid, link_signing_string},
@@ -49,12 +47,13 @@ impl LinkQuery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkFields {
     pub amount: Fen,
-    pub description: Option<String>,
-    pub attach: Option<String>,
-    /// Unix seconds after which the link is refused.
+    pub description: Option<Description>,
+    /// Not blank (a link refuses an attach of spaces only).
+    pub attach: Option<Attach>,
+    /// The time after which the link is refused.
     pub expires: Option<Timestamp>,
-    /// An http(s) URL with a host and no credentials (its host is checked here).
-    pub return_url: Option<Url>,
+    /// Its host is checked against the merchant's list here.
+    pub return_url: Option<ReturnUrl>,
 }
 
 /// A link that passed every check: its merchant, what it asks to be paid, and where to return.
@@ -62,9 +61,9 @@ pub struct LinkFields {
 pub struct PaymentLink {
     pub merchant: Merchant,
     pub amount: Fen,
-    pub description: Option<String>,
-    pub attach: Option<String>,
-    pub return_url: Option<Url>,
+    pub description: Option<Description>,
+    pub attach: Option<Attach>,
+    pub return_url: Option<ReturnUrl>,
     /// Signed with the merchant's link secret.
     pub signed: bool,
     /// The link as given: its canonical URL is built from it.
@@ -74,7 +73,9 @@ pub struct PaymentLink {
 impl PaymentLink {
     /// What the payer sees as the product: the description, or the merchant's name.
     pub fn title(&self) -> &str {
-        self.description.as_deref().unwrap_or(&self.merchant.name)
+        self.description
+            .as_ref()
+            .map_or(self.merchant.name.as_str(), Description::as_str)
     }
 }
 
@@ -193,8 +194,7 @@ impl<B: Backends> Ferrypay<B> {
             return Err(LinkError::Expired);
         }
         if let Some(url) = &fields.return_url {
-            let host = url.host_str().unwrap_or_default();
-            if !merchant.payment_links.return_host_allowed(host) {
+            if !merchant.payment_links.return_host_allowed(url.host()) {
                 return Err(LinkError::ReturnHostNotAllowed);
             }
         }

@@ -14,7 +14,7 @@
 //!
 //! The MAC keys are derived from the official account's OAuth secret (a label per use), so the
 //! gateway needs no secret of its own; rotating that secret ends open states and tickets, which
-//! only asks payers in the middle of paying to open the link again. Paths, User-Agents and URLs
+//! only asks payers in the middle of paying to open the link again. Paths, browsers and URLs
 //! are the HTTP side's (`api::gateway`); the openid comes through the [`OAuth`] port.
 
 mod link;
@@ -26,10 +26,9 @@ pub use crate::sign::oauth_state::{MAX_OAUTH_ATTEMPTS, STATE_TTL_SECS};
 pub use link::{LinkError, LinkFields, LinkQuery, PaymentLink};
 pub use oauth::{FakeOAuth, OAuth};
 
-use super::{Backends, CreateOrder, CreatedOrder, ErrorCode, Ferrypay};
+use super::{Backends, CreateOrder, CreatedOrder, Error, ErrorCode, Ferrypay};
 use crate::{
-    api::ApiError,
-    model::{Order, OrderNo, PayType, Timestamp},
+    model::{Openid, Order, OrderNo, PayType, ReturnUrl, Timestamp},
     sign::{
         oauth_state::{check_state, issue_state, StateKey},
         ticket::{ticket_expiry, ticket_token, TicketKey},
@@ -98,16 +97,15 @@ pub enum VisitError {
     OAuthUnavailable(#[source] OAuthError),
     /// Creating the order failed (payment service, rate limit, storage).
     #[error("creating the link's order")]
-    Order(#[from] ApiError),
+    Order(#[from] Error),
 }
 
 impl VisitError {
-    /// The OAuth failures' codes; an order's failure has the order's code.
-    pub fn oauth_code(&self) -> Option<ErrorCode> {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            VisitError::AuthorizationLoop => Some(ErrorCode::OauthFailed),
-            VisitError::OAuthUnavailable(_) => Some(ErrorCode::OauthUnavailable),
-            VisitError::Order(_) => None,
+            VisitError::AuthorizationLoop => ErrorCode::OauthFailed,
+            VisitError::OAuthUnavailable(_) => ErrorCode::OauthUnavailable,
+            VisitError::Order(e) => e.code(),
         }
     }
 }
@@ -150,7 +148,7 @@ impl TicketError {
 /// How a link's payer pays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkPayment {
-    Jsapi { openid: String },
+    Jsapi { openid: Openid },
     Native,
 }
 
@@ -227,13 +225,18 @@ impl<O: OAuth> Gateway<O> {
         if identity.is_snapshot_user {
             return Ok(LinkStep::SnapshotUser);
         }
-        let payment = LinkPayment::Jsapi {
-            openid: identity.openid,
-        };
+        // WeChat's openids are `[A-Za-z0-9_-]`: anything else is no usable answer.
+        let openid = Openid::parse(&identity.openid).map_err(|e| {
+            let e = OAuthError::Unavailable(format!("the openid is not one: {e}"));
+            tracing::warn!(error = %e, "OAuth code exchange");
+            VisitError::OAuthUnavailable(e)
+        })?;
+        let payment = LinkPayment::Jsapi { openid };
         let created = app.create_link_order(link, payment).await?;
-        Ok(LinkStep::Cashier(
-            self.ticket(&created.order, link.return_url.as_ref()),
-        ))
+        Ok(LinkStep::Cashier(self.ticket(
+            &created.order,
+            link.return_url.as_ref().map(ReturnUrl::url),
+        )))
     }
 
     /// A payer on a computer asked for a native QR code: create the order.
@@ -243,7 +246,7 @@ impl<O: OAuth> Gateway<O> {
         link: &PaymentLink,
     ) -> Result<CashierTicket, VisitError> {
         let created = app.create_link_order(link, LinkPayment::Native).await?;
-        Ok(self.ticket(&created.order, link.return_url.as_ref()))
+        Ok(self.ticket(&created.order, link.return_url.as_ref().map(ReturnUrl::url)))
     }
 
     /// The ticket of an order's cashier, good until [`TICKET_GRACE_SECS`] after its expiry.
@@ -298,20 +301,20 @@ impl<B: Backends> Ferrypay<B> {
         &self,
         link: &PaymentLink,
         payment: LinkPayment,
-    ) -> Result<CreatedOrder, ApiError> {
+    ) -> Result<CreatedOrder, Error> {
         self.check_rate_limit(&link.merchant).await?;
         let (pay_type, openid) = match payment {
-            LinkPayment::Jsapi { openid } => (PayType::Jsapi, Some(openid)),
+            LinkPayment::Jsapi { openid } => (PayType::Jsapi, Some(openid.into_string())),
             LinkPayment::Native => (PayType::Native, None),
         };
         let request = CreateOrder {
             amount: link.amount,
-            description: link.description.clone(),
+            description: link.description.as_ref().map(|d| d.as_str().to_string()),
             pay_type,
             openid,
             client_ip: None,
             out_trade_no: None,
-            attach: link.attach.clone(),
+            attach: link.attach.as_ref().map(|a| a.as_str().to_string()),
             notify_url: None,
             expire_minutes: None,
         };
@@ -325,12 +328,12 @@ impl<B: Backends> Ferrypay<B> {
         &self,
         ticket: &CashierTicket,
         query_through: bool,
-    ) -> Result<Order, ApiError> {
+    ) -> Result<Order, Error> {
         let order = self
             .store
             .get_order(&ticket.order_no)
             .await?
-            .ok_or(ApiError::OrderNotFound)?;
+            .ok_or(Error::OrderNotFound)?;
         if query_through || order.is_expired(self.clock.now()) {
             self.refresh(order).await
         } else {
@@ -485,7 +488,7 @@ mod tests {
             matches!(last, Err(VisitError::AuthorizationLoop)),
             "{last:?}"
         );
-        assert_eq!(last.unwrap_err().oauth_code(), Some(ErrorCode::OauthFailed));
+        assert_eq!(last.unwrap_err().code(), ErrorCode::OauthFailed);
         assert_eq!(app.channel.calls(), 0, "no order without an openid");
     }
 
@@ -503,7 +506,7 @@ mod tests {
         let Err(err @ VisitError::OAuthUnavailable(_)) = busy else {
             panic!("{busy:?}")
         };
-        assert_eq!(err.oauth_code(), Some(ErrorCode::OauthUnavailable));
+        assert_eq!(err.code(), ErrorCode::OauthUnavailable);
         assert!(std::error::Error::source(&err).is_some(), "keeps its cause");
         let mut snapshot = payer("o_virtual");
         if let Ok(identity) = &mut snapshot {
@@ -520,7 +523,7 @@ mod tests {
         let (app, clock) = setup().await;
         let gateway = gateway();
         let mut link = open(&app, 100).await;
-        link.return_url = Some(Url::parse("https://m.example/r").unwrap());
+        link.return_url = Some(ReturnUrl::parse("https://m.example/r").unwrap());
         let ticket = gateway.pay_by_qr(&app, &link).await.unwrap();
         let order = app
             .store
