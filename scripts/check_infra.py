@@ -20,8 +20,8 @@ the Rust side, which they cannot see:
    (WECHAT_OAUTH_SECRET, WECHATPAY_APIV3_KEY, ...) in its environment, and no function sets a
    variable its config never reads;
 4. every route the code serves (`Endpoint::path`/`methods` in shared/src/api/mod.rs,
-   `WECHAT_NOTIFY_PATH`, and the gateway's paths, the constants of shared/src/service/gateway.rs
-   with the methods `handle_gateway` in shared/src/api/gateway.rs matches them with) is in the
+   `WECHAT_NOTIFY_PATH`, and the gateway's paths, the constants of shared/src/api/gateway/mod.rs
+   with the methods `handle_gateway` in the same file matches them with) is in the
    HTTP API, wired to the function of that name, with an invoke permission whose source ARN
    covers it, and no route points at a missing function;
 5. the notify queue's visibility timeout is at least six times the notify-worker's timeout
@@ -63,8 +63,8 @@ DYNAMO_RS = DYNAMO_DIR / "schema.rs"  # create_table and the key names
 SQS_RS = ROOT / "shared" / "src" / "queue" / "sqs.rs"
 API_RS = ROOT / "shared" / "src" / "api" / "mod.rs"
 NOTIFY_RS = ROOT / "shared" / "src" / "api" / "notify.rs"
-GATEWAY_RS = ROOT / "shared" / "src" / "service" / "gateway.rs"
-GATEWAY_API_RS = ROOT / "shared" / "src" / "api" / "gateway.rs"
+# The gateway's route constants and the `handle_gateway` that matches them, in one file.
+GATEWAY_API_RS = ROOT / "shared" / "src" / "api" / "gateway" / "mod.rs"
 # The crate that serves the gateway's routes (its main calls serve_gateway()).
 GATEWAY_FUNCTION = "gateway-redirect"
 QUEUE_RS = ROOT / "shared" / "src" / "queue" / "mod.rs"
@@ -446,14 +446,15 @@ def code_routes() -> set[tuple[str, str, str]]:
 
 
 def gateway_routes() -> set[tuple[str, str, str]]:
-    """{(METHOD, path, "gateway-redirect")}: the paths are the constants of service/gateway.rs,
-    the methods those `handle_gateway` (api/gateway.rs) answers each with."""
-    consts = rust_consts(GATEWAY_RS.read_text())
-    body = rust_body(GATEWAY_API_RS.read_text(), "pub async fn handle_gateway<", GATEWAY_API_RS)
+    """{(METHOD, path, "gateway-redirect")}: the paths are the constants of api/gateway/mod.rs,
+    the methods those `handle_gateway` (the same file) answers each with."""
+    source = GATEWAY_API_RS.read_text()
+    consts = rust_consts(source)
+    body = rust_body(source, "pub async fn handle_gateway<", GATEWAY_API_RS)
     routes = set()
     for method, const in re.findall(r"\(&Method::(\w+),\s*([A-Z_]+)\)\s*=>", body):
         if const not in consts:
-            sys.exit(f"{GATEWAY_API_RS}: handle_gateway matches {const}, which is not a string constant of {display(GATEWAY_RS)}")
+            sys.exit(f"{GATEWAY_API_RS}: handle_gateway matches {const}, which is not a string constant of {display(GATEWAY_API_RS)}")
         routes.add((method, consts[const], GATEWAY_FUNCTION))
     if len({path for _, path, _ in routes}) < 3:
         sys.exit(f"{GATEWAY_API_RS}: could not read the gateway's routes (found {routes})")

@@ -707,17 +707,17 @@ async fn bad_parameters_get_readable_pages() {
     let stack = stack().await;
     let desktop = Browser::new(DESKTOP_UA);
     let cases: &[BadLink] = &[
-        (&[("amount", "100")], 400, "missing_key"),
-        (&[("key", ""), ("amount", "100")], 400, "missing_key"),
+        (&[("amount", "100")], 400, "missing_api_key"),
+        (&[("key", ""), ("amount", "100")], 400, "missing_api_key"),
         (
             &[("key", "pk_unknown"), ("amount", "100")],
             404,
-            "invalid_key",
+            "invalid_api_key",
         ),
         (
             &[("key", "whsec_abc"), ("amount", "100")],
             404,
-            "invalid_key",
+            "invalid_api_key",
         ),
         (&[("key", PK)], 400, "invalid_amount"),
         (&[("key", PK), ("amount", "0")], 400, "invalid_amount"),
@@ -738,22 +738,22 @@ async fn bad_parameters_get_readable_pages() {
         (
             &[("key", PK), ("amount", "100"), ("description", "a\nb")],
             400,
-            "invalid_parameter",
+            "invalid_field",
         ),
         (
             &[("key", PK), ("amount", "100"), ("description", "   ")],
             400,
-            "invalid_parameter",
+            "invalid_field",
         ),
         (
             &[("key", PK), ("amount", "100"), ("attach", "x\u{7}")],
             400,
-            "invalid_parameter",
+            "invalid_field",
         ),
         (
             &[("key", PK), ("amount", "100"), ("expires", "soon")],
             400,
-            "invalid_parameter",
+            "invalid_field",
         ),
         (
             &[("key", PK), ("amount", "100"), ("amount", "1")],
@@ -771,12 +771,12 @@ async fn bad_parameters_get_readable_pages() {
                 ("description", &long_description),
             ],
             400,
-            "invalid_parameter",
+            "invalid_field",
         ),
         (
             &[("key", PK), ("amount", "100"), ("attach", &long_attach)],
             400,
-            "invalid_parameter",
+            "invalid_field",
         ),
     ];
     for (params, status, code) in cases.iter().chain(long) {
@@ -794,7 +794,7 @@ async fn bad_parameters_get_readable_pages() {
         .get(&link(&stack, &[("key", PK), ("amount", "100")]))
         .await;
     assert_eq!(answer.status, 403);
-    assert_eq!(answer.page_code(), Some("merchant_disabled"));
+    assert_eq!(answer.page_code(), Some("product_disabled"));
 
     // Other methods and paths under the gateway.
     let put = desktop

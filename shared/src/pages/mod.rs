@@ -8,6 +8,8 @@
 //! travels in `data-*` attributes (escaped like any text, read back with `getAttribute`), so
 //! no value is ever written into a script.
 
+pub mod errors;
+
 use std::fmt;
 
 use askama::{filters::Escaper, Template};

@@ -1,9 +1,13 @@
-//! Merchant-facing crypto: API keys and their hashes, constant-time comparison, and merchant
-//! webhook signatures ([`webhook`]).
+//! Merchant-facing crypto: API keys and their hashes, constant-time comparison, merchant
+//! webhook signatures ([`webhook`]), payment-link signatures ([`link`]), and the jump-pay
+//! gateway's own MACs: the OAuth `state` ([`oauth_state`]) and the cashier ticket ([`ticket`]).
 
 pub mod link;
+pub mod oauth_state;
+pub mod ticket;
 pub mod webhook;
 
+use aws_lc_rs::hmac;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
 
@@ -65,6 +69,27 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Bytes of MAC kept in the gateway's states and tickets: 128 bits.
+const SHORT_MAC_BYTES: usize = 16;
+/// Hex characters of a [`short_mac`].
+const SHORT_MAC_HEX_LEN: usize = 2 * SHORT_MAC_BYTES;
+
+/// A key of its own for one use of a root secret: HMAC-SHA256(root, label), so one secret
+/// (the official account's OAuth secret) keys several MACs that can never stand for each other.
+fn derived_key(root_secret: &[u8], label: &str) -> hmac::Key {
+    let root = hmac::Key::new(hmac::HMAC_SHA256, root_secret);
+    hmac::Key::new(
+        hmac::HMAC_SHA256,
+        hmac::sign(&root, label.as_bytes()).as_ref(),
+    )
+}
+
+/// HMAC-SHA256 of `content`, its first [`SHORT_MAC_BYTES`] as lowercase hex.
+fn short_mac(key: &hmac::Key, content: &str) -> String {
+    let tag = hmac::sign(key, content.as_bytes());
+    hex_lower(tag.as_ref().get(..SHORT_MAC_BYTES).unwrap_or_default())
 }
 
 pub fn hex_lower(bytes: &[u8]) -> String {

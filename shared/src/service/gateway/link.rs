@@ -1,0 +1,238 @@
+//! Opening a payment link: its key (publishable only), its merchant, its signature (required if
+//! the merchant says so), then its fields, its expiry and the host of its return URL.
+
+use super::super::{Backends, ErrorCode, Ferrypay};
+use crate::{
+    model::{Attach, Description, Fen, KeyKind, Merchant, MerchantStatus, ReturnUrl, Timestamp},
+    sign::{
+        hash_api_key,
+        link::{link_signature_valid, link_signing_string},
+        PUBLISHABLE_KEY_PREFIX, SECRET_KEY_PREFIX,
+    },
+    store::{MerchantStore, StoreError},
+};
+
+/// A link's signed parameters and signature, exactly as given (the signature and the OAuth
+/// state cover these bytes; the typed fields are in [`LinkFields`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkQuery {
+    /// The signed parameters present, in `SIGNED_LINK_PARAMS` order.
+    pub params: Vec<(&'static str, String)>,
+    pub sign: Option<String>,
+}
+
+impl LinkQuery {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// What an OAuth state binds: the link's parameters and its signature.
+    pub(super) fn state_content(&self) -> String {
+        format!(
+            "{}\nsign={}",
+            link_signing_string(&self.pairs()),
+            self.sign.as_deref().unwrap_or("")
+        )
+    }
+
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        self.params.iter().map(|(n, v)| (*n, v.as_str())).collect()
+    }
+}
+
+/// What a link asks to be paid, its fields parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkFields {
+    pub amount: Fen,
+    pub description: Option<Description>,
+    /// Not blank (a link refuses an attach of spaces only).
+    pub attach: Option<Attach>,
+    /// The time after which the link is refused.
+    pub expires: Option<Timestamp>,
+    /// Its host is checked against the merchant's list here.
+    pub return_url: Option<ReturnUrl>,
+}
+
+/// A link that passed every check: its merchant, what it asks to be paid, and where to return.
+#[derive(Debug, Clone)]
+pub struct PaymentLink {
+    pub merchant: Merchant,
+    pub amount: Fen,
+    pub description: Option<Description>,
+    pub attach: Option<Attach>,
+    pub return_url: Option<ReturnUrl>,
+    /// Signed with the merchant's link secret.
+    pub signed: bool,
+    /// The link as given: its canonical URL is built from it.
+    pub query: LinkQuery,
+}
+
+impl PaymentLink {
+    /// What the payer sees as the product: the description, or the merchant's name.
+    pub fn title(&self) -> &str {
+        self.description
+            .as_ref()
+            .map_or(self.merchant.name.as_str(), Description::as_str)
+    }
+}
+
+/// Why a link cannot be paid. Shown to the payer as a page, under [`LinkError::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("parameter {0} given twice")]
+    DuplicateParam(&'static str),
+    #[error("the link has no key")]
+    MissingKey,
+    /// A secret key in a public link: it is exposed, the merchant must rotate it.
+    #[error("the link carries a secret key")]
+    SecretKeyInLink,
+    #[error("no merchant has this publishable key")]
+    UnknownKey,
+    #[error("the merchant is disabled")]
+    MerchantDisabled,
+    #[error("the merchant accepts signed links only")]
+    SignatureRequired,
+    #[error("the link's signature does not match its parameters")]
+    SignatureInvalid,
+    #[error("the link has expired")]
+    Expired,
+    #[error("invalid amount")]
+    InvalidAmount,
+    #[error("{0} is invalid")]
+    InvalidField(&'static str),
+    #[error("return_url must be an http(s) URL")]
+    ReturnUrlInvalid,
+    #[error("return_url is not on a host the merchant allows")]
+    ReturnHostNotAllowed,
+    /// Reading the link's merchant failed (logged where it happened).
+    #[error("reading the link's merchant")]
+    Store(#[source] StoreError),
+}
+
+impl LinkError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LinkError::DuplicateParam(_) => ErrorCode::DuplicateParameter,
+            LinkError::MissingKey => ErrorCode::MissingApiKey,
+            LinkError::SecretKeyInLink => ErrorCode::SecretKeyInLink,
+            LinkError::UnknownKey => ErrorCode::InvalidApiKey,
+            LinkError::MerchantDisabled => ErrorCode::ProductDisabled,
+            LinkError::SignatureRequired => ErrorCode::SignatureRequired,
+            LinkError::SignatureInvalid => ErrorCode::InvalidSignature,
+            LinkError::Expired => ErrorCode::LinkExpired,
+            LinkError::InvalidAmount => ErrorCode::InvalidAmount,
+            LinkError::InvalidField(_) => ErrorCode::InvalidField,
+            LinkError::ReturnUrlInvalid => ErrorCode::InvalidReturnUrl,
+            LinkError::ReturnHostNotAllowed => ErrorCode::ReturnUrlNotAllowed,
+            LinkError::Store(_) => ErrorCode::InternalError,
+        }
+    }
+
+    /// The parameter the error is about, for the page's text.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            LinkError::DuplicateParam(name) | LinkError::InvalidField(name) => Some(*name),
+            _ => None,
+        }
+    }
+}
+
+impl<B: Backends> Ferrypay<B> {
+    /// Checks a link against its merchant: the key, the merchant, the signature, and only
+    /// then its `fields` (parsed by the caller; their error waits until the link is known to
+    /// be the merchant's), the expiry and the return URL's host.
+    pub async fn open_link(
+        &self,
+        query: LinkQuery,
+        fields: Result<LinkFields, LinkError>,
+    ) -> Result<PaymentLink, LinkError> {
+        let key = query
+            .get("key")
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(LinkError::MissingKey)?;
+        if key.starts_with(SECRET_KEY_PREFIX) {
+            self.warn_secret_key_in_link(key).await;
+            return Err(LinkError::SecretKeyInLink);
+        }
+        if !key.starts_with(PUBLISHABLE_KEY_PREFIX) {
+            return Err(LinkError::UnknownKey);
+        }
+        let (merchant, kind) = self
+            .store
+            .merchant_by_key(&hash_api_key(key))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading a link's merchant");
+                LinkError::Store(e)
+            })?
+            .ok_or(LinkError::UnknownKey)?;
+        if kind != KeyKind::Publishable {
+            return Err(LinkError::SecretKeyInLink);
+        }
+        if merchant.status != MerchantStatus::Active {
+            return Err(LinkError::MerchantDisabled);
+        }
+        // No value may hold a control character: the signing string's lines must read back
+        // one way only.
+        if let Some((name, _)) = query
+            .params
+            .iter()
+            .find(|(_, v)| v.chars().any(char::is_control))
+        {
+            return Err(LinkError::InvalidField(name));
+        }
+        let signed = check_link_signature(&merchant, &query)?;
+        let fields = fields?;
+        if fields
+            .expires
+            .is_some_and(|expires| self.clock.now() > expires)
+        {
+            return Err(LinkError::Expired);
+        }
+        if let Some(url) = &fields.return_url {
+            if !merchant.payment_links.return_host_allowed(url.host()) {
+                return Err(LinkError::ReturnHostNotAllowed);
+            }
+        }
+        Ok(PaymentLink {
+            merchant,
+            amount: fields.amount,
+            description: fields.description,
+            attach: fields.attach,
+            return_url: fields.return_url,
+            signed,
+            query,
+        })
+    }
+
+    /// A secret key was put in a public link: refuse it, and tell the operator whose it is.
+    async fn warn_secret_key_in_link(&self, key: &str) {
+        if let Ok(Some((merchant, KeyKind::Secret))) =
+            self.store.merchant_by_key(&hash_api_key(key)).await
+        {
+            tracing::warn!(merchant_id = %merchant.id, "a payment link carries this merchant's secret key: it is exposed and must be rotated");
+        }
+    }
+}
+
+/// `Ok(true)` for a valid signature, `Ok(false)` for an unsigned link the merchant allows.
+fn check_link_signature(merchant: &Merchant, query: &LinkQuery) -> Result<bool, LinkError> {
+    let settings = &merchant.payment_links;
+    match (&query.sign, &settings.signing_secret) {
+        (None, _) if settings.require_signed => Err(LinkError::SignatureRequired),
+        (None, _) => Ok(false),
+        (Some(sign), Some(secret)) => {
+            if link_signature_valid(secret.expose(), &query.pairs(), sign) {
+                Ok(true)
+            } else {
+                Err(LinkError::SignatureInvalid)
+            }
+        }
+        // A signature we cannot check is never ignored.
+        (Some(_), None) => Err(LinkError::SignatureInvalid),
+    }
+}
