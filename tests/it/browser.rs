@@ -12,10 +12,7 @@
 //! never skips. Screenshots of every page go to `$CARGO_TARGET_DIR/browser-screenshots` (default
 //! `target/browser-screenshots`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
+use crate::harness;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -81,7 +78,7 @@ fn screenshot_dir() -> PathBuf {
 }
 
 fn options() -> DevOptions {
-    let options = common::dev_options(NewMerchant {
+    let options = harness::dev_options(NewMerchant {
         name: "咖啡小站".into(),
         notify_url: Some("http://127.0.0.1:9/notify".into()),
         secret_key: Some(Secret::new(SK.into())),
@@ -278,7 +275,7 @@ async fn payers_pay_links_in_headless_chromium() {
         .env("FERRYPAY_BROWSER_CHROMIUM", &chromium);
     let started = Instant::now();
     let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(move || common::run_bounded(command, RUN_TIMEOUT))
+        tokio::task::spawn_blocking(move || harness::run_bounded(command, RUN_TIMEOUT))
             .await
             .unwrap();
     println!("{stdout}");

@@ -3,9 +3,6 @@
 //! WeChat Pay secret in Secrets Manager, with the WeChat Pay mock as the APIv3 endpoint and a merchant's webhook
 //! receiver on 127.0.0.1. Needs `FERRYPAY_TEST_AWS_ENDPOINT` (`make test` starts moto).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{collections::BTreeMap, sync::Arc};
 
 use bytes::Bytes;

@@ -6,10 +6,7 @@
 //! Needs `FERRYPAY_TEST_PYTHON` and `FERRYPAY_TEST_NODE` (set by `make test`); without them the
 //! tests fail, never skip. (The PHP example is checked by hand: PHP is not on CI machines.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
+use crate::harness;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -57,7 +54,7 @@ fn run_signer(program: &Path, script: &Path, base: &str, params: &[(&str, &str)]
         command.arg(format!("{name}={value}"));
     }
     // One interpreter start and one HMAC: quick, but bounded anyway.
-    let (code, stdout, stderr) = common::run_bounded(command, Duration::from_secs(30));
+    let (code, stdout, stderr) = harness::run_bounded(command, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}: {stderr}", script.display());
     stdout.trim().to_string()
 }
@@ -95,7 +92,7 @@ fn the_examples_sign_exactly_as_ferrypay_verifies() {
 
 #[tokio::test]
 async fn links_signed_by_the_examples_open_and_tampered_ones_do_not() {
-    let stack = common::start_dev(common::dev_options(NewMerchant {
+    let stack = harness::start_dev(harness::dev_options(NewMerchant {
         name: "Signer Shop".into(),
         publishable_key: Some(PK.into()),
         ..NewMerchant::default()

@@ -4,9 +4,6 @@
 //! The DynamoDB runs need `FERRYPAY_TEST_AWS_ENDPOINT`, which `make test` sets after starting
 //! moto; without it they fail (never skip).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use aws_sdk_dynamodb::types::AttributeValue;

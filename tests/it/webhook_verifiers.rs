@@ -8,10 +8,7 @@
 //! `make test` (scripts/test.sh) installs both and sets them. Without them the tests fail,
 //! never skip.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
+use crate::harness;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -102,7 +99,7 @@ impl Verifier {
             .arg("--body-file")
             .arg(&body_file.0)
             .current_dir(examples_dir());
-        let (code, stdout, stderr) = common::run_bounded(command, RUN_TIMEOUT);
+        let (code, stdout, stderr) = harness::run_bounded(command, RUN_TIMEOUT);
         match code {
             Some(0) => Ok(stdout),
             // 1 is the receivers' "invalid webhook"; anything else is a broken run.

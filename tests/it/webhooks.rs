@@ -9,9 +9,6 @@
 //! same amount (tokio's clock is paused, advanced and resumed around the jump, never while a
 //! request is in flight), so a `1s,2s,3s` schedule or a one-hour wait costs no real time.
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{
     cell::RefCell,
     collections::VecDeque,

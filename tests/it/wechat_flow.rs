@@ -3,9 +3,6 @@
 //! wrong-amount notifications, lost notifications, close racing payment, upstream failures; and
 //! the payer's WeChat client confirming a JSAPI pay request (`/mock/jsapi/pay`).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{
     sync::{
         atomic::{AtomicU32, Ordering},

@@ -3,9 +3,6 @@
 //! state, the exchange, single-use and expiring codes, wrong secret and appid, WeChat busy, and
 //! WeChat unreachable.
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use ferrypay::{
