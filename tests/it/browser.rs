@@ -16,7 +16,6 @@ use crate::harness;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -25,13 +24,13 @@ use ferrypay::{
     service::{NewMerchant, ServiceConfig},
     sign::link::sign_link,
     store::{ListQuery, PageStart, Store},
+    testing::{ReceivedRequest, Reply, TestReceiver},
 };
 use ferrypay_cli::{
     dev::{DevOptions, DevStack},
-    dev_keys, http_server,
+    dev_keys,
 };
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 /// The whole browser run: Chromium's start and the scenarios take about 12 s here; the script
 /// stops itself after 90 s, and is killed after this.
@@ -98,43 +97,34 @@ fn options() -> DevOptions {
 /// how (`#merchant-site[data-order][data-status]`), and remembers each request's path and query.
 struct MerchantSite {
     url: String,
-    visits: Arc<Mutex<Vec<String>>>,
-    _server: tokio::task::JoinHandle<()>,
+    server: TestReceiver,
 }
 
 impl MerchantSite {
     async fn start() -> MerchantSite {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let visits = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&visits);
-        let server = http_server::serve(listener, move |req, _peer| {
-            let seen = Arc::clone(&seen);
-            async move {
-                let target = req
-                    .uri()
-                    .path_and_query()
-                    .map(|pq| pq.as_str().to_string())
-                    .unwrap_or_default();
-                seen.lock().unwrap().push(target);
-                merchant_page(&req)
-            }
-        });
+        let server =
+            TestReceiver::serve(
+                |request: ReceivedRequest| async move { merchant_page(&request.path) },
+            )
+            .await;
         MerchantSite {
-            url: format!("http://{addr}/paid?shop=demo"),
-            visits,
-            _server: server,
+            url: server.url_for("/paid?shop=demo"),
+            server,
         }
     }
 
     fn visits(&self) -> Vec<String> {
-        self.visits.lock().unwrap().clone()
+        self.server
+            .requests()
+            .into_iter()
+            .map(|request| request.path)
+            .collect()
     }
 }
 
-fn merchant_page(req: &http::Request<bytes::Bytes>) -> http::Response<String> {
+fn merchant_page(target: &str) -> Reply {
     let query: Vec<(String, String)> =
-        match reqwest::Url::parse(&format!("http://merchant.site{}", req.uri())) {
+        match reqwest::Url::parse(&format!("http://merchant.site{target}")) {
             Ok(url) => url.query_pairs().into_owned().collect(),
             Err(_) => Vec::new(),
         };
@@ -160,12 +150,9 @@ fn merchant_page(req: &http::Request<bytes::Bytes>) -> http::Response<String> {
          <main id=\"merchant-site\" data-order=\"{order}\" data-status=\"{status}\">\
          <h1>{headline}</h1><p>订单号 {order}</p><p>（商户网站，测试用）</p></main></body></html>"
     );
-    let mut response = http::Response::new(body);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
+    Reply::status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(&body)
 }
 
 async fn order(stack: &DevStack, no: &Value) -> ferrypay::model::Order {

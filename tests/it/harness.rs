@@ -14,7 +14,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
 use ferrypay::{
     api,
-    model::{ManualClock, Merchant, Timestamp},
+    model::{ManualClock, Merchant},
     service::{IssuedKeys, NewMerchant, ServiceConfig},
     testing::{self, TestApp},
 };
@@ -22,8 +22,7 @@ use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-/// 2025-12-21 10:30:00 Beijing time.
-pub const START: i64 = 1_766_284_200;
+pub use ferrypay::testing::START;
 
 pub struct Harness {
     pub app: TestApp,
@@ -39,7 +38,7 @@ impl Harness {
 
     /// A harness whose app is adjusted by `tweak` before the test merchant is onboarded.
     pub async fn with_app(tweak: impl FnOnce(TestApp) -> TestApp) -> Harness {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(START)));
+        let clock = testing::clock_at_start();
         let app = tweak(testing::app_with_clock(clock.clone()));
         let (merchant, keys) = testing::onboard_test_merchant(&app, "Test Coffee").await;
         Harness {

@@ -19,7 +19,7 @@ use ferrypay::{
         DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage, PageStart, Store,
         UpdateMerchantError, UpdateOrderError,
     },
-    testing::{aws_test_endpoint, pending_order, unique_name},
+    testing::{aws_test_endpoint, pending_order, unique_name, START},
 };
 
 /// Declares each behaviour as one test per store.
@@ -92,9 +92,6 @@ async fn dynamo_store() -> DynamoStore {
 }
 
 // ---------------------------------------------------------------- fixtures
-
-/// 2025-12-21 10:30:00 Beijing time.
-const START: i64 = 1_766_284_200;
 
 fn merchant(tag: &str) -> Merchant {
     Merchant {

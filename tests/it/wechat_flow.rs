@@ -4,20 +4,17 @@
 //! the payer's WeChat client confirming a JSAPI pay request (`/mock/jsapi/pay`).
 
 use std::{
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use base64::{engine::general_purpose::STANDARD, Engine};
-use bytes::Bytes;
 use ferrypay::{
     channel::{ChannelError, NoticeError, PayChannel, PrepayRequest, TradeState},
     model::{Clock, Fen, OrderNo, OrderStatus, PayType, Secret, SystemClock, Timestamp},
     service::{NewMerchant, ServiceConfig, WebhookJob},
     store::Store,
+    testing::{ReceivedRequest, Reply, TestReceiver},
     wechat::{
         encrypt_resource, jsapi::jsapi_message, jsapi_pay_params, sign_response, ApiV3Key,
         Notification, PrivateKey, WechatPayClient,
@@ -25,7 +22,7 @@ use ferrypay::{
 };
 use ferrypay_cli::{
     dev::{mock_client_config, DevOptions, DevStack, DevStore, DevWechat},
-    dev_keys, http_server,
+    dev_keys,
     wechat_mock::{FailControl, MockConfig, MockServer, SigningMode},
 };
 use serde_json::{json, Value};
@@ -483,34 +480,25 @@ async fn close_racing_a_payment_records_the_payment_and_answers_409() {
 async fn notifications_are_retried_until_answered_2xx() {
     // A proxy in front of the dev stack that fails the first notification.
     let stack_addr = Arc::new(std::sync::Mutex::new(String::new()));
-    let failures = Arc::new(AtomicU32::new(1));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
-    let (target, left) = (Arc::clone(&stack_addr), Arc::clone(&failures));
-    let _proxy = http_server::serve(listener, move |req: http::Request<Bytes>, _| {
-        let (target, left) = (Arc::clone(&target), Arc::clone(&left));
+    let target = Arc::clone(&stack_addr);
+    let proxy = TestReceiver::serve(move |req: ReceivedRequest| {
+        let target = Arc::clone(&target);
         async move {
-            if left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                let mut r = http::Response::new("{\"code\":\"FAIL\"}".to_string());
-                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                return r;
-            }
-            let url = format!("{}{}", target.lock().unwrap(), req.uri().path());
-            let mut forward = reqwest::Client::new().post(url).body(req.body().clone());
-            for (name, value) in req.headers() {
-                if name != http::header::HOST {
+            let path = req.path.split('?').next().unwrap_or_default();
+            let url = format!("{}{path}", target.lock().unwrap());
+            let mut forward = reqwest::Client::new().post(url).body(req.body);
+            for (name, value) in &req.headers {
+                if name != http::header::HOST.as_str() {
                     forward = forward.header(name, value);
                 }
             }
             let res = forward.send().await.unwrap();
-            let mut r = http::Response::new(res.text().await.unwrap());
-            *r.status_mut() = http::StatusCode::NO_CONTENT;
-            r
+            Reply::status(204).body(&res.text().await.unwrap())
         }
-    });
+    })
+    .await;
+    proxy.script([Reply::status(503).body("{\"code\":\"FAIL\"}")]);
+    let proxy_url = format!("http://{}", proxy.addr());
     let f = Flow::with(options(Some(proxy_url))).await;
     *stack_addr.lock().unwrap() = f.stack.base_url();
     let no = f.create(json!({"amount": 700})).await;

@@ -6,8 +6,9 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use ferrypay::{
-    model::{ManualClock, Secret, Timestamp},
+    model::{ManualClock, Secret},
     service::{NewMerchant, ServiceConfig},
+    testing::clock_at_start,
     wechat::{authorize_url, OAuthClient, OAuthConfig, OAuthError, OAuthIdentity},
 };
 use ferrypay_cli::{
@@ -31,7 +32,7 @@ struct Oauth {
 
 impl Oauth {
     async fn start() -> Oauth {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(1_766_284_200)));
+        let clock = clock_at_start();
         let server = MockServer::start(
             "127.0.0.1:0".parse().unwrap(),
             MockConfig::dev().unwrap(),
