@@ -12,13 +12,13 @@
 //! never skips. Screenshots of every page go to `$CARGO_TARGET_DIR/browser-screenshots` (default
 //! `target/browser-screenshots`).
 
-use crate::harness;
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
+use crate::harness;
 use ferrypay::{
     model::{Fen, MerchantId, OrderNo, OrderStatus, PayType, Secret},
     service::{NewMerchant, ServiceConfig},
@@ -43,26 +43,16 @@ const SIGNED_PK: &str = "pk_test_browser_signed_shop";
 const LINK_SECRET: &str = "lsk_test_browser_0123456789abcdefghijkl";
 const SIGNED_AMOUNT: i64 = 990;
 
-fn required_env(name: &str) -> PathBuf {
-    match std::env::var_os(name) {
-        Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => panic!(
-            "{name} is not set: the browser test runs tests/browser/jumppay.mjs with node in \
+/// What is missing when a program the tests need is not set.
+const ENV_HINT: &str = "the browser test runs tests/browser/jumppay.mjs with node in \
              headless Chromium; run `make test` (scripts/test.sh runs `npm ci` in tests/browser, \
-             installs Chromium if it can and sets FERRYPAY_TEST_NODE and FERRYPAY_TEST_CHROMIUM)"
-        ),
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+             installs Chromium if it can and sets FERRYPAY_TEST_NODE and FERRYPAY_TEST_CHROMIUM)";
 
 /// `$CARGO_TARGET_DIR/browser-screenshots`, emptied of earlier runs' screenshots.
 fn screenshot_dir() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace().join("target"),
+        _ => harness::workspace_dir().join("target"),
     };
     let dir = target.join("browser-screenshots");
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -177,14 +167,14 @@ async fn orders_of(stack: &DevStack, merchant: &MerchantId) -> Vec<ferrypay::mod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payers_pay_links_in_headless_chromium() {
-    let node = required_env("FERRYPAY_TEST_NODE");
-    let chromium = required_env("FERRYPAY_TEST_CHROMIUM");
+    let node = harness::required_env("FERRYPAY_TEST_NODE", ENV_HINT);
+    let chromium = harness::required_env("FERRYPAY_TEST_CHROMIUM", ENV_HINT);
     assert!(
         chromium.is_file(),
         "FERRYPAY_TEST_CHROMIUM={} is not a file",
         chromium.display()
     );
-    let script_dir = workspace().join("tests/browser");
+    let script_dir = harness::workspace_dir().join("tests/browser");
     assert!(
         script_dir
             .join("node_modules/playwright-core/package.json")

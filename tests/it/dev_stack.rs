@@ -2,9 +2,9 @@
 //! real WeChat Pay client, the in-process WeChat Pay mock and notify-worker, and the demo
 //! merchant's webhook inbox).
 
-use crate::harness;
 use std::time::{Duration, Instant};
 
+use crate::harness;
 use ferrypay::{
     model::Secret,
     service::{retry::RetrySchedule, NewMerchant},

@@ -2,9 +2,9 @@
 //! a browser would (every redirect followed by hand, so each hop is checked). The pages'
 //! behaviour in a real browser is tests/it/browser.rs.
 
-use crate::harness;
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
+use crate::harness;
 use ferrypay::{
     model::{Merchant, MerchantStatus, OrderNo, OrderStatus, Secret},
     service::{NewMerchant, ServiceConfig},
@@ -93,11 +93,7 @@ struct Browser {
 impl Browser {
     fn new(user_agent: &'static str) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http: harness::no_redirect_client(),
             user_agent,
         }
     }

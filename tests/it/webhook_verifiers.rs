@@ -8,14 +8,14 @@
 //! `make test` (scripts/test.sh) installs both and sets them. Without them the tests fail,
 //! never skip.
 
-use crate::harness;
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use crate::harness;
 use ferrypay::{
     model::{MerchantId, OrderNo, OrderStatus, OutTradeNo, Timestamp},
     service::WebhookBody,
@@ -31,19 +31,13 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 const ATTACH: &str = "user_id=123&note=拿铁两杯，少糖 \"外带\"/A座";
 
 fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webhook-verify")
+    harness::workspace_dir().join("examples/webhook-verify")
 }
 
-fn required_env(name: &str) -> PathBuf {
-    match std::env::var_os(name) {
-        Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => panic!(
-            "{name} is not set: the webhook verifier tests run the examples in \
+/// What is missing when a program the tests need is not set.
+const ENV_HINT: &str = "the webhook verifier tests run the examples in \
              examples/webhook-verify; run `make test` (scripts/test.sh installs their \
-             libraries and sets FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE)"
-        ),
-    }
-}
+             libraries and sets FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE)";
 
 /// A receiver in another language: `program script check --secret .. --body-file ..`.
 struct Verifier {
@@ -63,12 +57,12 @@ fn verifiers() -> [Verifier; 2] {
     [
         Verifier {
             name: "python",
-            program: required_env("FERRYPAY_TEST_PYTHON"),
+            program: harness::required_env("FERRYPAY_TEST_PYTHON", ENV_HINT),
             script: dir.join("verify.py"),
         },
         Verifier {
             name: "node",
-            program: required_env("FERRYPAY_TEST_NODE"),
+            program: harness::required_env("FERRYPAY_TEST_NODE", ENV_HINT),
             script: dir.join("verify.mjs"),
         },
     ]

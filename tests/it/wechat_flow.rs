@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::harness;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ferrypay::{
     channel::{ChannelError, NoticeError, PayChannel, PrepayRequest, TradeState},
@@ -21,7 +22,7 @@ use ferrypay::{
     },
 };
 use ferrypay_cli::{
-    dev::{mock_client_config, DevOptions, DevStack, DevStore, DevWechat},
+    dev::{mock_client_config, DevOptions, DevStack, DevWechat},
     dev_keys,
     wechat_mock::{FailControl, MockConfig, MockServer, SigningMode},
 };
@@ -29,27 +30,25 @@ use serde_json::{json, Value};
 
 const SK: &str = "sk_test_wechat_flow";
 
+/// The end-to-end dev stack (harness::dev_options) without a rate limit, its mock retrying a
+/// notification twice.
 fn options(public_url: Option<String>) -> DevOptions {
+    let options = harness::dev_options(NewMerchant {
+        name: "Flow Shop".into(),
+        secret_key: Some(Secret::new(SK.into())),
+        ..NewMerchant::default()
+    });
     DevOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
         public_url,
-        demo: NewMerchant {
-            name: "Flow Shop".into(),
-            secret_key: Some(Secret::new(SK.into())),
-            ..NewMerchant::default()
-        },
         config: ServiceConfig {
-            allow_http_notify_urls: true,
             rate_limit_per_minute: None,
-            ..ServiceConfig::default()
+            ..options.config
         },
-        store: DevStore::Memory,
-        webhook_worker: None,
-        oauth: None,
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: vec![Duration::from_millis(100), Duration::from_millis(200)],
         },
+        ..options
     }
 }
 

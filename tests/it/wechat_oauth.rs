@@ -3,8 +3,9 @@
 //! state, the exchange, single-use and expiring codes, wrong secret and appid, WeChat busy, and
 //! WeChat unreachable.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
+use crate::harness;
 use ferrypay::{
     model::{ManualClock, Secret},
     service::{NewMerchant, ServiceConfig},
@@ -42,11 +43,7 @@ impl Oauth {
         .unwrap();
         let config = mock_oauth_config(server.base_url());
         let client = OAuthClient::new(&config).unwrap();
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
+        let browser = harness::no_redirect_client();
         Oauth {
             server,
             clock,
@@ -407,11 +404,7 @@ async fn the_dev_stack_exposes_oauth_against_its_mock() {
     assert_eq!(config.api_base_url, mock.base_url());
     assert_eq!(config.appid, dev_keys::APPID);
 
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let browser = harness::no_redirect_client();
     let url = authorize_url(&config, "http://127.0.0.1:9/cb", "x").unwrap();
     let res = browser.get(url).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 302);
