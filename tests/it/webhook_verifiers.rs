@@ -166,7 +166,7 @@ fn now() -> i64 {
 /// The bytes the notify-worker posts for a paid order: `WebhookBody::new` over the order,
 /// serialised with `serde_json::to_vec`, as `WebhookWorker` does.
 fn paid_order_body() -> (String, Vec<u8>) {
-    let created = Timestamp::from_unix(1_766_284_200); // 2025-12-21 10:30:00 Beijing
+    let created = Timestamp::from_unix(testing::START);
     let mut order = testing::pending_order(
         OrderNo::parse("FP20251221103000K7Q2ZX").unwrap(),
         MerchantId::new("mch_0123456789abcdef"),
