@@ -5,7 +5,7 @@
 # Installs the webhook verifier examples' libraries (examples/webhook-verify: requirements.txt
 # into the project-local virtualenv `.venv`, `npm ci` for package-lock.json; both skipped when
 # already installed) and exports FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE for
-# tests/tests/webhook_verifiers.rs. For the jump-pay browser test (tests/tests/browser.rs) runs
+# tests/it/webhook_verifiers.rs. For the jump-pay browser test (tests/it/browser.rs) runs
 # `npm ci` in tests/browser (playwright-core, pinned; skipped when already installed) and makes
 # sure Chromium is there: when $CHROMIUM is missing and apt-get exists, installs Debian's
 # `chromium` (and `fonts-wqy-microhei` when no Chinese font is installed, so the screenshots
@@ -45,7 +45,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
-# The webhook verifier examples, run by tests/tests/webhook_verifiers.rs. A copy of each lock
+# The webhook verifier examples, run by tests/it/webhook_verifiers.rs. A copy of each lock
 # file marks what is installed; a changed lock (or a missing library) installs again.
 PY_STAMP="$VENV/.webhook-verify-requirements.txt"
 if ! cmp -s "$EXAMPLES/requirements.txt" "$PY_STAMP" \
@@ -95,7 +95,7 @@ if [ "${#APT_PACKAGES[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 if [ ! -x "$CHROMIUM" ]; then
-  echo "Chromium ($CHROMIUM) is needed for the browser test (tests/tests/browser.rs) and could" >&2
+  echo "Chromium ($CHROMIUM) is needed for the browser test (tests/it/browser.rs) and could" >&2
   echo "not be installed: install Debian's chromium package (apt-get install chromium), or set" >&2
   echo "CHROMIUM to a Chromium or Chrome binary." >&2
   exit 1

@@ -1,9 +1,13 @@
 //! Helpers for tests in other crates (enabled by the `test-util` feature): a ready app on the
 //! in-memory store and fake channel, with a merchant whose keys are fixed public test values,
-//! and a webhook receiver on 127.0.0.1.
+//! the instant the tests' manual clocks start at, and an HTTP receiver on 127.0.0.1 (hyper).
 
 use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    future::Future,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc, Mutex,
@@ -11,17 +15,20 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
+    net::TcpListener,
+    task::{JoinHandle, JoinSet},
 };
 
 use crate::{
     channel::FakeChannel,
     model::{
-        Clock, Fen, Merchant, MerchantId, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Secret,
-        Timestamp,
+        Clock, Fen, ManualClock, Merchant, MerchantId, Order, OrderNo, OrderStatus, OutTradeNo,
+        PayType, Secret, Timestamp,
     },
     queue::MemoryQueue,
     service::{
@@ -34,6 +41,14 @@ use crate::{
 pub const TEST_SECRET_KEY: &str = "sk_test_ferrypay_events_0000000000000";
 pub const TEST_PUBLISHABLE_KEY: &str = "pk_test_ferrypay_events_0000000000000";
 pub const TEST_WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC1mb3ItZXZlbnRz";
+
+/// 2025-12-21 10:30:00 Beijing time: where the tests' manual clocks start.
+pub const START: i64 = 1_766_284_200;
+
+/// A manual clock at [`START`].
+pub fn clock_at_start() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Timestamp::from_unix(START)))
+}
 
 pub type TestApp = Ferrypay<InMemory>;
 
@@ -187,9 +202,11 @@ pub fn unique_name(prefix: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedRequest {
     pub method: String,
+    /// The request target: path and query.
     pub path: String,
-    /// Names in lower case, in the order received.
+    /// Names in lower case, in the order received (a repeated name's values together).
     pub headers: Vec<(String, String)>,
+    /// The body, byte for byte.
     pub body: Vec<u8>,
 }
 
@@ -203,21 +220,89 @@ impl ReceivedRequest {
     }
 }
 
-/// The most a [`TestReceiver`] reads of one request, and the most connections it serves.
-const RECEIVER_MAX_REQUEST: usize = 64 * 1024;
-const RECEIVER_MAX_CONNECTIONS: usize = 1000;
-const RECEIVER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// What a [`TestReceiver`] answers: a status, headers, a body, and how long it waits first
+/// (longer than a client's timeout: a timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
 
-/// A merchant's webhook endpoint for tests: an HTTP/1.1 server on 127.0.0.1 (a free port)
-/// answering every request with one status and recording it. Stops when dropped.
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn body(mut self, body: &str) -> Reply {
+        self.body = body.to_string();
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+type Responder = Arc<dyn Fn(ReceivedRequest) -> ReplyFuture + Send + Sync>;
+
+/// How a [`TestReceiver`] answers once its script is used up.
+#[derive(Clone)]
+enum Fallback {
+    Fixed(Reply),
+    Responder(Responder),
+}
+
+struct ReceiverState {
+    script: VecDeque<Reply>,
+    fallback: Fallback,
+    requests: Vec<ReceivedRequest>,
+    connections: usize,
+}
+
+/// The most a [`TestReceiver`] reads of one request body (more is answered 413).
+const RECEIVER_MAX_BODY: usize = 1024 * 1024;
+
+/// An HTTP/1.1 server on 127.0.0.1 (a free port, keep-alive) for tests: a merchant's webhook
+/// endpoint, a merchant's site, a proxy. It records every request (before answering, so a
+/// client that has its answer finds it recorded), answers the scripted replies in order, then
+/// its fallback: one fixed reply, or a function of the request. Stops when dropped.
 pub struct TestReceiver {
     addr: SocketAddr,
-    requests: Arc<Mutex<Vec<ReceivedRequest>>>,
+    state: Arc<Mutex<ReceiverState>>,
     task: JoinHandle<()>,
 }
 
 impl TestReceiver {
+    /// Answers every request `status` with the body `ok` (until scripted otherwise).
     pub async fn start(status: u16) -> TestReceiver {
+        Self::with_fallback(Fallback::Fixed(Reply::status(status).body("ok"))).await
+    }
+
+    /// Answers every request with what `respond` makes of it (until scripted otherwise).
+    pub async fn serve<F, Fut>(respond: F) -> TestReceiver
+    where
+        F: Fn(ReceivedRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        let responder: Responder = Arc::new(move |request| Box::pin(respond(request)));
+        Self::with_fallback(Fallback::Responder(responder)).await
+    }
+
+    async fn with_fallback(fallback: Fallback) -> TestReceiver {
         let listener = match TcpListener::bind(("127.0.0.1", 0)).await {
             Ok(listener) => listener,
             Err(e) => unreachable_in_tests(&format!("binding a receiver on 127.0.0.1: {e}")),
@@ -226,37 +311,85 @@ impl TestReceiver {
             Ok(addr) => addr,
             Err(e) => unreachable_in_tests(&e.to_string()),
         };
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let recorded = requests.clone();
+        let state = Arc::new(Mutex::new(ReceiverState {
+            script: VecDeque::new(),
+            fallback,
+            requests: Vec::new(),
+            connections: 0,
+        }));
+        let shared = state.clone();
         let task = tokio::spawn(async move {
-            for _ in 0..RECEIVER_MAX_CONNECTIONS {
+            // Dropping this task drops the set, which aborts every connection.
+            let mut connections = JoinSet::new();
+            loop {
                 let Ok((stream, _)) = listener.accept().await else {
-                    return;
+                    continue;
                 };
-                let recorded = recorded.clone();
-                tokio::spawn(tokio::time::timeout(
-                    RECEIVER_READ_TIMEOUT,
-                    answer_one(stream, status, recorded),
-                ));
+                if let Ok(mut state) = shared.lock() {
+                    state.connections += 1;
+                }
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |request| answer(request, shared.clone()));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
             }
         });
-        TestReceiver {
-            addr,
-            requests,
-            task,
+        TestReceiver { addr, state, task }
+    }
+
+    /// Replies for the next requests, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.script.extend(replies);
         }
+    }
+
+    /// The reply once the script is used up.
+    pub fn answer_by_default(&self, reply: Reply) {
+        if let Ok(mut state) = self.state.lock() {
+            state.fallback = Fallback::Fixed(reply);
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://127.0.0.1:<port>/webhook`.
     pub fn url(&self) -> String {
-        format!("http://{}/webhook", self.addr)
+        self.url_for("/webhook")
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url_for(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// The requests received so far, oldest first.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
-        self.requests
+        self.state
             .lock()
-            .map(|all| all.clone())
+            .map(|state| state.requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many requests it has received.
+    pub fn count(&self) -> usize {
+        self.state
+            .lock()
+            .map(|state| state.requests.len())
+            .unwrap_or_default()
+    }
+
+    /// TCP connections accepted (a refused target must not even be connected to).
+    pub fn connections(&self) -> usize {
+        self.state
+            .lock()
+            .map(|state| state.connections)
             .unwrap_or_default()
     }
 }
@@ -267,67 +400,59 @@ impl Drop for TestReceiver {
     }
 }
 
-/// Reads one request (headers, then `content-length` bytes of body), records it (before
-/// answering, so a client that has its answer finds it recorded), answers `status` and closes
-/// the connection.
-async fn answer_one(
-    mut stream: TcpStream,
-    status: u16,
-    recorded: Arc<Mutex<Vec<ReceivedRequest>>>,
-) -> Option<()> {
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let header_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if data.len() > RECEIVER_MAX_REQUEST {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&chunk[..n]);
+/// One request: read whole, recorded, answered (the next scripted reply, else the fallback).
+async fn answer(
+    request: http::Request<Incoming>,
+    state: Arc<Mutex<ReceiverState>>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = Limited::new(body, RECEIVER_MAX_BODY).collect().await else {
+        return Ok(response(&Reply::status(413)));
     };
-    let head = String::from_utf8_lossy(&data[..header_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_string();
-    let path = request_line.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(RECEIVER_MAX_REQUEST);
-    let mut body = data[header_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
+    let received = ReceivedRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path_and_query().map_or_else(
+            || parts.uri.path().to_string(),
+            |pq| pq.as_str().to_string(),
+        ),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect(),
+        body: body.to_bytes().to_vec(),
+    };
+    let next = match state.lock() {
+        Ok(mut state) => {
+            state.requests.push(received.clone());
+            match state.script.pop_front() {
+                Some(reply) => Fallback::Fixed(reply),
+                None => state.fallback.clone(),
+            }
         }
-        body.extend_from_slice(&chunk[..n]);
+        Err(_) => Fallback::Fixed(Reply::status(500)),
+    };
+    let reply = match next {
+        Fallback::Fixed(reply) => reply,
+        Fallback::Responder(respond) => respond(received).await,
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
     }
-    body.truncate(length);
-    if let Ok(mut all) = recorded.lock() {
-        all.push(ReceivedRequest {
-            method,
-            path,
-            headers,
-            body,
-        });
+    Ok(response(&reply))
+}
+
+fn response(reply: &Reply) -> http::Response<Full<Bytes>> {
+    let mut builder = http::Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        builder = builder.header(name.as_str(), value.as_str());
     }
-    let answer = format!(
-        "HTTP/1.1 {status} Test\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-    );
-    stream.write_all(answer.as_bytes()).await.ok()?;
-    let _ = stream.shutdown().await;
-    Some(())
+    builder
+        .body(Full::new(Bytes::from(reply.body.clone())))
+        .unwrap_or_else(|e| unreachable_in_tests(&format!("a receiver's reply {reply:?}: {e}")))
 }
 
 #[allow(clippy::panic)]

@@ -1,6 +1,6 @@
 // The jump-pay browser test: a payer's real browser (Debian's headless Chromium, driven by
 // playwright-core) through ferrypay's payment links, against the dev stack and its WeChat Pay
-// mock. Run by tests/tests/browser.rs, which starts the stack and a stand-in merchant site,
+// mock. Run by tests/it/browser.rs, which starts the stack and a stand-in merchant site,
 // passes everything here in environment variables, and afterwards checks the orders it stored.
 //
 // Inside WeChat there is no WeChat client here: a stand-in WeixinJSBridge (injected before any
@@ -21,7 +21,7 @@ import { chromium } from 'playwright-core';
 
 const env = (name) => {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set (tests/tests/browser.rs sets it)`);
+  if (!value) throw new Error(`${name} is not set (tests/it/browser.rs sets it)`);
   return value;
 };
 

@@ -4,7 +4,8 @@
 //! jump-pay gateway (gateway-redirect), which also builds its `Gateway` once. And what the
 //! notify-worker does around `ferrypay`'s webhook worker: an SQS batch in, the ids of the
 //! failed messages out as a partial batch response. Kept out of `ferrypay` so that crate stays
-//! free of the Lambda runtime.
+//! free of the Lambda runtime. What only tests use (running an event from `events/` through a
+//! function) is behind the `test-util` feature, which only dev-dependencies enable.
 
 pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
@@ -17,8 +18,15 @@ use ferrypay::{
     service::{gateway::Gateway, Backends, BatchMessage, Ferrypay, WebhookWorker},
     store::Store,
 };
-use lambda_http::{http::HeaderMap, run, service_fn, Body, Error, Request, Response};
+use lambda_http::{run, service_fn, Body, Error, Request, Response};
 use lambda_runtime::LambdaEvent;
+#[cfg(feature = "test-util")]
+pub use test_util::{
+    failed_ids, run_event, run_gateway_event, run_json_event, run_sqs_event, EventAnswer,
+};
+
+#[cfg(feature = "test-util")]
+mod test_util;
 
 /// Which part of the API a function serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,29 +61,6 @@ fn into_api_request(req: Request) -> ApiRequest {
     lambda_http::http::Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()))
 }
 
-/// Runs `handle` on an API Gateway HTTP API (v2) event, as the functions' tests do with the
-/// events in `events/`: (status, body text).
-pub async fn run_event<B: Backends>(
-    app: &Ferrypay<B>,
-    route: Route,
-    event: &str,
-) -> Result<(u16, String), Error> {
-    let request = lambda_http::request::from_str(event)?;
-    let response = handle(app, route, request).await?;
-    let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
-    Ok((response.status().as_u16(), body))
-}
-
-/// [`run_event`] for JSON answers.
-pub async fn run_json_event<B: Backends>(
-    app: &Ferrypay<B>,
-    route: Route,
-    event: &str,
-) -> Result<(u16, serde_json::Value), Error> {
-    let (status, body) = run_event(app, route, event).await?;
-    Ok((status, serde_json::from_str(&body)?))
-}
-
 /// The whole `main` of gateway-redirect (the jump-pay gateway): logging, its services and the
 /// gateway from the environment (the OAuth secret is required), the runtime loop.
 pub async fn serve_gateway() -> Result<(), Error> {
@@ -96,56 +81,6 @@ pub async fn handle_gateway_request<B: Backends>(
 ) -> Result<Response<Body>, Error> {
     let response = handle_gateway(app, gateway, into_api_request(req)).await;
     Ok(response.map(Body::from))
-}
-
-/// A function's answer to an event, for tests: the status, the headers (`Location`,
-/// `Content-Type`, ...) and the body text.
-#[derive(Debug, Clone)]
-pub struct EventAnswer {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl EventAnswer {
-    fn from_response(response: Response<Body>) -> EventAnswer {
-        let (parts, body) = response.into_parts();
-        EventAnswer {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: String::from_utf8_lossy(body.as_ref()).into_owned(),
-        }
-    }
-
-    /// A header's value, if present and text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn location(&self) -> Option<&str> {
-        self.header("location")
-    }
-
-    pub fn content_type(&self) -> Option<&str> {
-        self.header("content-type")
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_str(&self.body)
-    }
-}
-
-/// Runs [`handle_gateway_request`] on an API Gateway HTTP API (v2) event, as gateway-redirect's
-/// tests do with the `events/gateway-*.json` events.
-pub async fn run_gateway_event<B: Backends>(
-    app: &Ferrypay<B>,
-    gateway: &Gateway,
-    event: &str,
-) -> Result<EventAnswer, Error> {
-    let request = lambda_http::request::from_str(event)?;
-    let response = handle_gateway_request(app, gateway, request).await?;
-    Ok(EventAnswer::from_response(response))
 }
 
 /// The whole `main` of the notify-worker: logging, its services from the environment (no
@@ -202,23 +137,4 @@ pub async fn handle_sqs_event<S: Store, Q: Queue>(
         response.add_failure(String::new());
     }
     response
-}
-
-/// Runs [`handle_sqs_event`] on an SQS event in JSON, as Lambda delivers it (the
-/// notify-worker's tests use `events/notify-worker.json`).
-pub async fn run_sqs_event<S: Store, Q: Queue>(
-    worker: &WebhookWorker<'_, S, Q>,
-    event: &str,
-) -> Result<SqsBatchResponse, Error> {
-    let event: SqsEvent = serde_json::from_str(event)?;
-    Ok(handle_sqs_event(worker, event).await)
-}
-
-/// The identifiers of a partial batch response's failures, in order.
-pub fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|failure| failure.item_identifier.clone())
-        .collect()
 }

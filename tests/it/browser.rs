@@ -12,29 +12,25 @@
 //! never skips. Screenshots of every page go to `$CARGO_TARGET_DIR/browser-screenshots` (default
 //! `target/browser-screenshots`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use crate::harness;
 use ferrypay::{
     model::{Fen, MerchantId, OrderNo, OrderStatus, PayType, Secret},
     service::{NewMerchant, ServiceConfig},
     sign::link::sign_link,
     store::{prelude::*, ListQuery, PageStart},
+    testing::{ReceivedRequest, Reply, TestReceiver},
 };
 use ferrypay_cli::{
     dev::{DevOptions, DevStack},
-    dev_keys, http_server,
+    dev_keys,
 };
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 /// The whole browser run: Chromium's start and the scenarios take about 12 s here; the script
 /// stops itself after 90 s, and is killed after this.
@@ -47,26 +43,16 @@ const SIGNED_PK: &str = "pk_test_browser_signed_shop";
 const LINK_SECRET: &str = "lsk_test_browser_0123456789abcdefghijkl";
 const SIGNED_AMOUNT: i64 = 990;
 
-fn required_env(name: &str) -> PathBuf {
-    match std::env::var_os(name) {
-        Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => panic!(
-            "{name} is not set: the browser test runs tests/browser/jumppay.mjs with node in \
+/// What is missing when a program the tests need is not set.
+const ENV_HINT: &str = "the browser test runs tests/browser/jumppay.mjs with node in \
              headless Chromium; run `make test` (scripts/test.sh runs `npm ci` in tests/browser, \
-             installs Chromium if it can and sets FERRYPAY_TEST_NODE and FERRYPAY_TEST_CHROMIUM)"
-        ),
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+             installs Chromium if it can and sets FERRYPAY_TEST_NODE and FERRYPAY_TEST_CHROMIUM)";
 
 /// `$CARGO_TARGET_DIR/browser-screenshots`, emptied of earlier runs' screenshots.
 fn screenshot_dir() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => workspace().join("target"),
+        _ => harness::workspace_dir().join("target"),
     };
     let dir = target.join("browser-screenshots");
     if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -81,7 +67,7 @@ fn screenshot_dir() -> PathBuf {
 }
 
 fn options() -> DevOptions {
-    let options = common::dev_options(NewMerchant {
+    let options = harness::dev_options(NewMerchant {
         name: "咖啡小站".into(),
         notify_url: Some("http://127.0.0.1:9/notify".into()),
         secret_key: Some(Secret::new(SK.into())),
@@ -101,43 +87,34 @@ fn options() -> DevOptions {
 /// how (`#merchant-site[data-order][data-status]`), and remembers each request's path and query.
 struct MerchantSite {
     url: String,
-    visits: Arc<Mutex<Vec<String>>>,
-    _server: tokio::task::JoinHandle<()>,
+    server: TestReceiver,
 }
 
 impl MerchantSite {
     async fn start() -> MerchantSite {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let visits = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&visits);
-        let server = http_server::serve(listener, move |req, _peer| {
-            let seen = Arc::clone(&seen);
-            async move {
-                let target = req
-                    .uri()
-                    .path_and_query()
-                    .map(|pq| pq.as_str().to_string())
-                    .unwrap_or_default();
-                seen.lock().unwrap().push(target);
-                merchant_page(&req)
-            }
-        });
+        let server =
+            TestReceiver::serve(
+                |request: ReceivedRequest| async move { merchant_page(&request.path) },
+            )
+            .await;
         MerchantSite {
-            url: format!("http://{addr}/paid?shop=demo"),
-            visits,
-            _server: server,
+            url: server.url_for("/paid?shop=demo"),
+            server,
         }
     }
 
     fn visits(&self) -> Vec<String> {
-        self.visits.lock().unwrap().clone()
+        self.server
+            .requests()
+            .into_iter()
+            .map(|request| request.path)
+            .collect()
     }
 }
 
-fn merchant_page(req: &http::Request<bytes::Bytes>) -> http::Response<String> {
+fn merchant_page(target: &str) -> Reply {
     let query: Vec<(String, String)> =
-        match reqwest::Url::parse(&format!("http://merchant.site{}", req.uri())) {
+        match reqwest::Url::parse(&format!("http://merchant.site{target}")) {
             Ok(url) => url.query_pairs().into_owned().collect(),
             Err(_) => Vec::new(),
         };
@@ -163,12 +140,9 @@ fn merchant_page(req: &http::Request<bytes::Bytes>) -> http::Response<String> {
          <main id=\"merchant-site\" data-order=\"{order}\" data-status=\"{status}\">\
          <h1>{headline}</h1><p>订单号 {order}</p><p>（商户网站，测试用）</p></main></body></html>"
     );
-    let mut response = http::Response::new(body);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
+    Reply::status(200)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(&body)
 }
 
 async fn order(stack: &DevStack, no: &Value) -> ferrypay::model::Order {
@@ -193,14 +167,14 @@ async fn orders_of(stack: &DevStack, merchant: &MerchantId) -> Vec<ferrypay::mod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payers_pay_links_in_headless_chromium() {
-    let node = required_env("FERRYPAY_TEST_NODE");
-    let chromium = required_env("FERRYPAY_TEST_CHROMIUM");
+    let node = harness::required_env("FERRYPAY_TEST_NODE", ENV_HINT);
+    let chromium = harness::required_env("FERRYPAY_TEST_CHROMIUM", ENV_HINT);
     assert!(
         chromium.is_file(),
         "FERRYPAY_TEST_CHROMIUM={} is not a file",
         chromium.display()
     );
-    let script_dir = workspace().join("tests/browser");
+    let script_dir = harness::workspace_dir().join("tests/browser");
     assert!(
         script_dir
             .join("node_modules/playwright-core/package.json")
@@ -278,7 +252,7 @@ async fn payers_pay_links_in_headless_chromium() {
         .env("FERRYPAY_BROWSER_CHROMIUM", &chromium);
     let started = Instant::now();
     let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(move || common::run_bounded(command, RUN_TIMEOUT))
+        tokio::task::spawn_blocking(move || harness::run_bounded(command, RUN_TIMEOUT))
             .await
             .unwrap();
     println!("{stdout}");

@@ -3,14 +3,13 @@
 //! state, the exchange, single-use and expiring codes, wrong secret and appid, WeChat busy, and
 //! WeChat unreachable.
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::{collections::HashMap, sync::Arc};
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
-
+use crate::harness;
 use ferrypay::{
-    model::{ManualClock, Secret, Timestamp},
+    model::{ManualClock, Secret},
     service::{NewMerchant, ServiceConfig},
+    testing::clock_at_start,
     wechat::{authorize_url, OAuthClient, OAuthConfig, OAuthError, OAuthIdentity},
 };
 use ferrypay_cli::{
@@ -34,7 +33,7 @@ struct Oauth {
 
 impl Oauth {
     async fn start() -> Oauth {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(1_766_284_200)));
+        let clock = clock_at_start();
         let server = MockServer::start(
             "127.0.0.1:0".parse().unwrap(),
             MockConfig::dev().unwrap(),
@@ -44,11 +43,7 @@ impl Oauth {
         .unwrap();
         let config = mock_oauth_config(server.base_url());
         let client = OAuthClient::new(&config).unwrap();
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
+        let browser = harness::no_redirect_client();
         Oauth {
             server,
             clock,
@@ -409,11 +404,7 @@ async fn the_dev_stack_exposes_oauth_against_its_mock() {
     assert_eq!(config.api_base_url, mock.base_url());
     assert_eq!(config.appid, dev_keys::APPID);
 
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let browser = harness::no_redirect_client();
     let url = authorize_url(&config, "http://127.0.0.1:9/cb", "x").unwrap();
     let res = browser.get(url).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 302);

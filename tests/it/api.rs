@@ -1,12 +1,7 @@
 //! The merchant API contract, end to end through `ferrypay::api` (the code every Lambda and the
 //! dev server run), on the in-memory store and the fake channel, with a manual clock.
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
-use common::{assert_error, decode_qr_data_uri, Harness, START};
+use crate::harness::{self, assert_error, decode_qr_data_uri, Harness, START};
 use ferrypay::{
     channel::TradeState,
     model::{Clock, MerchantStatus, OrderNo},
@@ -818,7 +813,7 @@ async fn merchants_never_see_each_others_orders() {
     )
     .await;
     assert_eq!(numbers_of(&theirs).len(), 0);
-    assert_eq!(START, common::START);
+    assert_eq!(START, harness::START);
 }
 
 // ---------------------------------------------------------------- webhook state and resend

@@ -1,9 +1,14 @@
-//! Shared test helpers: an in-process harness over `ferrypay::api` with a manual clock.
+//! The end-to-end tests' one harness: an in-process app over `ferrypay::api` with a manual
+//! clock at `START`, the dev stack's options, the AWS emulator, bounded waits and child
+//! processes, the programs the tests need from the environment. (The HTTP receiver and the
+//! fixtures shared with the functions' tests are in `ferrypay::testing`.)
 
 #![allow(dead_code)]
 
 use std::{
+    future::Future,
     io::Read,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
     thread,
@@ -14,7 +19,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
 use ferrypay::{
     api,
-    model::{ManualClock, Merchant, Timestamp},
+    model::{ManualClock, Merchant},
     service::{IssuedKeys, NewMerchant, ServiceConfig},
     testing::{self, TestApp},
 };
@@ -22,8 +27,7 @@ use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-/// 2025-12-21 10:30:00 Beijing time.
-pub const START: i64 = 1_766_284_200;
+pub use ferrypay::testing::START;
 
 pub struct Harness {
     pub app: TestApp,
@@ -39,7 +43,7 @@ impl Harness {
 
     /// A harness whose app is adjusted by `tweak` before the test merchant is onboarded.
     pub async fn with_app(tweak: impl FnOnce(TestApp) -> TestApp) -> Harness {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(START)));
+        let clock = testing::clock_at_start();
         let app = tweak(testing::app_with_clock(clock.clone()));
         let (merchant, keys) = testing::onboard_test_merchant(&app, "Test Coffee").await;
         Harness {
@@ -164,6 +168,41 @@ pub fn dev_options(demo: NewMerchant) -> DevOptions {
             notify_retry: vec![Duration::from_millis(50)],
         },
     }
+}
+
+/// The workspace's root (`tests/..`), where `examples/` and `tests/browser` are.
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A program a test runs, named by the environment variable `name` (`make test` sets it):
+/// without it the test fails, never skips; `hint` says how to get it.
+pub fn required_env(name: &str, hint: &str) -> PathBuf {
+    match std::env::var_os(name) {
+        Some(value) if !value.is_empty() => PathBuf::from(value),
+        _ => panic!("{name} is not set: {hint}"),
+    }
+}
+
+/// Runs a contract test to its end within `limit`, whatever the backend does.
+pub async fn within<T>(limit: Duration, test: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, test)
+        .await
+        .expect("contract test timed out")
+}
+
+/// The AWS emulator's SDK config (moto at `FERRYPAY_TEST_AWS_ENDPOINT`).
+pub async fn emulator() -> aws_config::SdkConfig {
+    ferrypay::aws::emulator_config(&testing::aws_test_endpoint()).await
+}
+
+/// An HTTP client that does not follow redirects (each hop is checked), with a 10 s timeout.
+pub fn no_redirect_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 pub async fn start_dev(options: DevOptions) -> DevStack {

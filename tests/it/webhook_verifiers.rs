@@ -8,17 +8,14 @@
 //! `make test` (scripts/test.sh) installs both and sets them. Without them the tests fail,
 //! never skip.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use crate::harness;
 use ferrypay::{
     model::{MerchantId, OrderNo, OrderStatus, OutTradeNo, Timestamp},
     service::WebhookBody,
@@ -34,19 +31,13 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 const ATTACH: &str = "user_id=123&note=拿铁两杯，少糖 \"外带\"/A座";
 
 fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webhook-verify")
+    harness::workspace_dir().join("examples/webhook-verify")
 }
 
-fn required_env(name: &str) -> PathBuf {
-    match std::env::var_os(name) {
-        Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => panic!(
-            "{name} is not set: the webhook verifier tests run the examples in \
+/// What is missing when a program the tests need is not set.
+const ENV_HINT: &str = "the webhook verifier tests run the examples in \
              examples/webhook-verify; run `make test` (scripts/test.sh installs their \
-             libraries and sets FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE)"
-        ),
-    }
-}
+             libraries and sets FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE)";
 
 /// A receiver in another language: `program script check --secret .. --body-file ..`.
 struct Verifier {
@@ -66,12 +57,12 @@ fn verifiers() -> [Verifier; 2] {
     [
         Verifier {
             name: "python",
-            program: required_env("FERRYPAY_TEST_PYTHON"),
+            program: harness::required_env("FERRYPAY_TEST_PYTHON", ENV_HINT),
             script: dir.join("verify.py"),
         },
         Verifier {
             name: "node",
-            program: required_env("FERRYPAY_TEST_NODE"),
+            program: harness::required_env("FERRYPAY_TEST_NODE", ENV_HINT),
             script: dir.join("verify.mjs"),
         },
     ]
@@ -102,7 +93,7 @@ impl Verifier {
             .arg("--body-file")
             .arg(&body_file.0)
             .current_dir(examples_dir());
-        let (code, stdout, stderr) = common::run_bounded(command, RUN_TIMEOUT);
+        let (code, stdout, stderr) = harness::run_bounded(command, RUN_TIMEOUT);
         match code {
             Some(0) => Ok(stdout),
             // 1 is the receivers' "invalid webhook"; anything else is a broken run.
@@ -175,7 +166,7 @@ fn now() -> i64 {
 /// The bytes the notify-worker posts for a paid order: `WebhookBody::new` over the order,
 /// serialised with `serde_json::to_vec`, as `WebhookWorker` does.
 fn paid_order_body() -> (String, Vec<u8>) {
-    let created = Timestamp::from_unix(1_766_284_200); // 2025-12-21 10:30:00 Beijing
+    let created = Timestamp::from_unix(testing::START);
     let mut order = testing::pending_order(
         OrderNo::parse("FP20251221103000K7Q2ZX").unwrap(),
         MerchantId::new("mch_0123456789abcdef"),

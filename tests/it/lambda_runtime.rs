@@ -3,11 +3,9 @@
 //! WeChat Pay secret in Secrets Manager, with the WeChat Pay mock as the APIv3 endpoint and a merchant's webhook
 //! receiver on 127.0.0.1. Needs `FERRYPAY_TEST_AWS_ENDPOINT` (`make test` starts moto).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{collections::BTreeMap, sync::Arc};
 
+use crate::harness;
 use bytes::Bytes;
 use ferrypay::{
     api,
@@ -18,7 +16,7 @@ use ferrypay::{
     service::{MerchantAdmin, NewMerchant, OrderRef, WebhookJob},
     sign::webhook,
     store::{prelude::*, DynamoStore},
-    testing::{aws_test_endpoint, unique_name, TestReceiver, TEST_WEBHOOK_SECRET},
+    testing::{unique_name, TestReceiver, TEST_WEBHOOK_SECRET},
 };
 use ferrypay_cli::{
     dev_keys,
@@ -74,7 +72,7 @@ async fn provisioned_with_mock() -> (
     BTreeMap<String, String>,
     ferrypay::runtime::LambdaApp,
 ) {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let sdk = harness::emulator().await;
     let mock = MockServer::start(
         "127.0.0.1:0".parse().unwrap(),
         MockConfig::dev().unwrap(),
@@ -137,7 +135,7 @@ async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
 
 #[tokio::test]
 async fn missing_settings_are_reported_all_at_once() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let sdk = harness::emulator().await;
     let empty = BTreeMap::new();
     let err = match lambda_app(Env::from_map(&empty), &sdk).await {
         Err(StartError::Config(e)) => e.to_string(),
@@ -159,7 +157,7 @@ async fn missing_settings_are_reported_all_at_once() {
 
 #[tokio::test]
 async fn a_malformed_secret_is_refused_without_echoing_it() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let sdk = harness::emulator().await;
     let mut vars = provision(&sdk, "http://127.0.0.1:9").await;
     let arn = aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
@@ -432,7 +430,7 @@ async fn the_production_worker_refuses_a_loopback_notify_url_and_retries() {
 
 #[tokio::test]
 async fn a_bad_retry_schedule_is_a_start_error_naming_the_variable() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let sdk = harness::emulator().await;
     let vars: BTreeMap<String, String> =
         [("FERRYPAY_WEBHOOK_RETRY_SCHEDULE", "every now and then")]
             .into_iter()
@@ -456,7 +454,7 @@ async fn a_bad_retry_schedule_is_a_start_error_naming_the_variable() {
 
 #[tokio::test]
 async fn the_notify_worker_starts_without_any_wechat_pay_setting() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let sdk = harness::emulator().await;
     let vars = provision(&sdk, "http://127.0.0.1:9").await;
     let mut worker_vars = worker_vars(&vars);
     worker_vars.insert("FERRYPAY_WEBHOOK_RETRY_SCHEDULE".into(), "1s,2s,5m".into());
@@ -497,7 +495,7 @@ async fn secret_with_oauth(sdk: &aws_config::SdkConfig, oauth_secret: Option<&st
 
 #[tokio::test]
 async fn the_gateway_starts_with_the_oauth_secret_from_the_wechat_pay_secret() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let sdk = harness::emulator().await;
     let mut vars = provision(&sdk, "http://127.0.0.1:9").await;
     vars.insert(
         "WECHAT_OPEN_BASE_URL".into(),
@@ -544,7 +542,7 @@ async fn the_gateway_starts_with_the_oauth_secret_from_the_wechat_pay_secret() {
 
 #[tokio::test]
 async fn the_gateway_refuses_to_start_without_the_oauth_secret() {
-    let sdk = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let sdk = harness::emulator().await;
     let mut vars = provision(&sdk, "http://127.0.0.1:9").await;
     for oauth_secret in [None, Some("")] {
         let arn = secret_with_oauth(&sdk, oauth_secret).await;

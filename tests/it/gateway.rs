@@ -1,14 +1,10 @@
 //! Jump-pay over real HTTP: the dev stack's gateway with the WeChat Pay mock's OAuth, driven as
 //! a browser would (every redirect followed by hand, so each hop is checked). The pages'
-//! behaviour in a real browser is tests/tests/browser.rs.
+//! behaviour in a real browser is tests/it/browser.rs.
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::collections::HashMap;
 
-mod common;
-
-use std::{collections::HashMap, time::Duration};
-
+use crate::harness;
 use ferrypay::{
     model::{Merchant, MerchantStatus, OrderNo, OrderStatus, Secret},
     service::{NewMerchant, ServiceConfig},
@@ -30,14 +26,14 @@ const DESKTOP_UA: &str =
 const RETURN_URL: &str = "https://shop.example/done?cart=7";
 
 async fn stack_with(config: ServiceConfig) -> DevStack {
-    let options = common::dev_options(NewMerchant {
+    let options = harness::dev_options(NewMerchant {
         name: "小店 Gateway Shop".into(),
         notify_url: Some("http://127.0.0.1:9/notify".into()),
         secret_key: Some(Secret::new(SK.into())),
         publishable_key: Some(PK.into()),
         webhook_secret: None,
     });
-    common::start_dev(DevOptions {
+    harness::start_dev(DevOptions {
         config: ServiceConfig {
             allow_http_notify_urls: true,
             ..config
@@ -97,11 +93,7 @@ struct Browser {
 impl Browser {
     fn new(user_agent: &'static str) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http: harness::no_redirect_client(),
             user_agent,
         }
     }
@@ -430,7 +422,7 @@ async fn outside_wechat_the_page_shows_the_link_and_pays_by_native_qr_on_request
         let start = page.body.find("id=\"link-qr\" src=\"").unwrap() + 18;
         unescape(&page.body[start..start + page.body[start..].find('"').unwrap()])
     };
-    assert_eq!(common::decode_qr_data_uri(&qr_src), canonical);
+    assert_eq!(harness::decode_qr_data_uri(&qr_src), canonical);
     assert!(page.body.len() < 20 * 1024, "{}", page.body.len());
     // Opening the page made no order.
     assert_eq!(orders_total(&stack).await, 0);
@@ -454,7 +446,7 @@ async fn outside_wechat_the_page_shows_the_link_and_pays_by_native_qr_on_request
     let qr_start = cashier.body.find("id=\"pay-qr\" src=\"").unwrap() + 17;
     let qr =
         unescape(&cashier.body[qr_start..qr_start + cashier.body[qr_start..].find('"').unwrap()]);
-    assert!(common::decode_qr_data_uri(&qr).starts_with("weixin://wxpay/bizpayurl"));
+    assert!(harness::decode_qr_data_uri(&qr).starts_with("weixin://wxpay/bizpayurl"));
     mock_pay(&stack, &order_no).await;
     let status = desktop
         .get(&cashier.attr("data-status-url").unwrap())

@@ -6,42 +6,33 @@
 //! Needs `FERRYPAY_TEST_PYTHON` and `FERRYPAY_TEST_NODE` (set by `make test`); without them the
 //! tests fail, never skip. (The PHP example is checked by hand: PHP is not on CI machines.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
+use crate::harness;
 use ferrypay::{model::Secret, service::NewMerchant, sign::link::sign_link, store::prelude::*};
 
 const PK: &str = "pk_test_link_signers";
 const LINK_SECRET: &str = "lsk_test_link_signers_0123456789abcdefgh";
 
-fn required_env(name: &str) -> PathBuf {
-    match std::env::var_os(name) {
-        Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => panic!(
-            "{name} is not set: the link signer tests run the examples in examples/payment-link; \
-             run `make test` (scripts/test.sh sets FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE)"
-        ),
-    }
-}
+/// What is missing when a program the tests need is not set.
+const ENV_HINT: &str = "the link signer tests run the examples in examples/payment-link; \
+             run `make test` (scripts/test.sh sets FERRYPAY_TEST_PYTHON and FERRYPAY_TEST_NODE)";
 
 fn signers() -> [(&'static str, PathBuf, PathBuf); 2] {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/payment-link");
+    let dir = harness::workspace_dir().join("examples/payment-link");
     [
         (
             "python",
-            required_env("FERRYPAY_TEST_PYTHON"),
+            harness::required_env("FERRYPAY_TEST_PYTHON", ENV_HINT),
             dir.join("sign_link.py"),
         ),
         (
             "node",
-            required_env("FERRYPAY_TEST_NODE"),
+            harness::required_env("FERRYPAY_TEST_NODE", ENV_HINT),
             dir.join("sign_link.mjs"),
         ),
     ]
@@ -57,7 +48,7 @@ fn run_signer(program: &Path, script: &Path, base: &str, params: &[(&str, &str)]
         command.arg(format!("{name}={value}"));
     }
     // One interpreter start and one HMAC: quick, but bounded anyway.
-    let (code, stdout, stderr) = common::run_bounded(command, Duration::from_secs(30));
+    let (code, stdout, stderr) = harness::run_bounded(command, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}: {stderr}", script.display());
     stdout.trim().to_string()
 }
@@ -95,7 +86,7 @@ fn the_examples_sign_exactly_as_ferrypay_verifies() {
 
 #[tokio::test]
 async fn links_signed_by_the_examples_open_and_tampered_ones_do_not() {
-    let stack = common::start_dev(common::dev_options(NewMerchant {
+    let stack = harness::start_dev(harness::dev_options(NewMerchant {
         name: "Signer Shop".into(),
         publishable_key: Some(PK.into()),
         ..NewMerchant::default()
@@ -112,11 +103,7 @@ async fn links_signed_by_the_examples_open_and_tampered_ones_do_not() {
     merchant.payment_links.require_signed = true;
     stack.app.store.update_merchant(&merchant).await.unwrap();
 
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = harness::no_redirect_client();
     let params = hard_params("https://shop.example/done?order=1");
     for (name, program, script) in signers() {
         let link = run_signer(&program, &script, &stack.base_url(), &params);

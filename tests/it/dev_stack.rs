@@ -2,13 +2,9 @@
 //! real WeChat Pay client, the in-process WeChat Pay mock and notify-worker, and the demo
 //! merchant's webhook inbox).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::harness;
 use ferrypay::{
     model::Secret,
     service::{retry::RetrySchedule, NewMerchant},
@@ -21,7 +17,7 @@ const PK: &str = "pk_test_dev_stack_pinned";
 const WHSEC: &str = "whsec_dGVzdC1kZXYtc3RhY2s=";
 
 fn options() -> DevOptions {
-    common::dev_options(NewMerchant {
+    harness::dev_options(NewMerchant {
         name: "Dev Shop".into(),
         notify_url: Some("http://127.0.0.1:9/notify".into()),
         secret_key: Some(Secret::new(SK.into())),

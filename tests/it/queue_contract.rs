@@ -5,9 +5,6 @@
 //! The SQS runs need `FERRYPAY_TEST_AWS_ENDPOINT`, which `make test` sets after starting moto;
 //! without it they fail (never skip).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{collections::BTreeSet, future::Future, sync::Mutex, time::Duration};
 
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -16,7 +13,7 @@ use ferrypay::{
         MemoryQueue, MemoryQueueConfig, OutgoingMessage, Queue, QueueError, ReceivedMessage,
         SqsQueue,
     },
-    testing::{aws_test_endpoint, unique_name},
+    testing::unique_name,
 };
 use tokio::time::{sleep, Instant};
 
@@ -34,7 +31,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $behaviour() {
-                    super::bounded(super::$behaviour(super::memory_queue())).await;
+                    crate::harness::within(super::TEST_TIMEOUT, super::$behaviour(super::memory_queue())).await;
                 }
             )*
         }
@@ -42,7 +39,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $behaviour() {
-                    super::bounded(super::$behaviour(super::sqs_queue().await)).await;
+                    crate::harness::within(super::TEST_TIMEOUT, super::$behaviour(super::sqs_queue().await)).await;
                 }
             )*
         }
@@ -61,12 +58,6 @@ contract!(
 );
 
 // ---------------------------------------------------------------- the two queues
-
-async fn bounded(test: impl Future<Output = ()>) {
-    tokio::time::timeout(TEST_TIMEOUT, test)
-        .await
-        .expect("contract test timed out");
-}
 
 /// A queue under test and a way to see its dead letters.
 trait Harness {
@@ -123,7 +114,7 @@ impl Harness for Sqs {
 /// A fresh queue with the settings the SAM template gives the notify queue, scaled down:
 /// visibility timeout, and a dead-letter queue after `MAX_RECEIVE_COUNT` receives.
 async fn sqs_queue() -> Sqs {
-    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let config = crate::harness::emulator().await;
     let client = aws_sdk_sqs::Client::new(&config);
     let name = unique_name("ferrypay-queue");
 

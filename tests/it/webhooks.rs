@@ -1,5 +1,5 @@
 //! Merchant webhooks through the notify-worker (`WebhookWorker`), against scriptable HTTP
-//! receivers on 127.0.0.1: retries until a 2xx, the attempt log, Standard Webhooks signatures
+//! receivers on 127.0.0.1 (`ferrypay::testing::TestReceiver`): retries until a 2xx, the attempt log, Standard Webhooks signatures
 //! over the exact bytes received, timeouts, redirects not followed, `Retry-After`, the SSRF
 //! guard, the schedule used up, SQS redelivery, resends, waits that hop past SQS's 15 minutes,
 //! malformed messages ending in the dead-letter queue, secret rotation, a missing notify URL.
@@ -8,9 +8,6 @@
 //! (delays, visibility) reads tokio's clock. When nothing is visible the tests jump both by the
 //! same amount (tokio's clock is paused, advanced and resumed around the jump, never while a
 //! request is in flight), so a `1s,2s,3s` schedule or a one-hour wait costs no real time.
-
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
     cell::RefCell,
@@ -26,7 +23,7 @@ use std::{
 use ferrypay::{
     channel::FakeChannel,
     model::{
-        Clock, Fen, ManualClock, Merchant, Order, OrderNo, OutTradeNo, PayType, Secret, Timestamp,
+        Clock, Fen, ManualClock, Merchant, Order, OrderNo, OutTradeNo, PayType, Secret,
         WebhookAttempt, WebhookStatus,
     },
     outbound::{OutboundClient, OutboundError, OutboundPolicy},
@@ -37,250 +34,17 @@ use ferrypay::{
     },
     sign::webhook::{verify, WebhookVerifyError, DEFAULT_TOLERANCE_SECS},
     store::{prelude::*, MemoryStore},
-    testing::{TestApp, TEST_WEBHOOK_SECRET},
+    testing::{
+        clock_at_start, ReceivedRequest, Reply, TestApp, TestReceiver, START, TEST_WEBHOOK_SECRET,
+    },
 };
 use proptest::prelude::*;
-use receiver::{Receiver, Reply};
 
-/// 2025-12-21 10:30:00 Beijing time.
-const START: i64 = 1_766_284_200;
 /// Real seconds any one test may take.
 const LIMIT_SECS: u64 = 20;
 /// The queue's visibility timeout and `maxReceiveCount` in these tests.
 const VISIBILITY: Duration = Duration::from_secs(30);
 const MAX_RECEIVES: u32 = 3;
-
-// ---------------------------------------------------------------- receivers
-
-/// A scriptable HTTP/1.1 receiver (keep-alive, `content-length` bodies): answers the scripted
-/// replies in order, then the default one, and records every request's headers and raw body.
-mod receiver {
-    use std::{
-        collections::VecDeque,
-        net::SocketAddr,
-        sync::{Arc, Mutex},
-        time::Duration,
-    };
-
-    use tokio::{
-        io::{AsyncReadExt, AsyncWriteExt},
-        net::{TcpListener, TcpStream},
-        task::{JoinHandle, JoinSet},
-    };
-
-    #[derive(Debug, Clone)]
-    pub struct Reply {
-        pub status: u16,
-        pub headers: Vec<(String, String)>,
-        pub body: String,
-        /// How long to wait before answering (longer than the client's timeout: a timeout).
-        pub delay: Duration,
-    }
-
-    impl Reply {
-        pub fn status(status: u16) -> Reply {
-            Reply {
-                status,
-                headers: Vec::new(),
-                body: String::new(),
-                delay: Duration::ZERO,
-            }
-        }
-
-        pub fn header(mut self, name: &str, value: &str) -> Reply {
-            self.headers.push((name.to_string(), value.to_string()));
-            self
-        }
-
-        pub fn body(mut self, body: &str) -> Reply {
-            self.body = body.to_string();
-            self
-        }
-
-        pub fn after(mut self, delay: Duration) -> Reply {
-            self.delay = delay;
-            self
-        }
-    }
-
-    /// One request as it arrived: header names lowercased, the body byte for byte.
-    #[derive(Debug, Clone)]
-    pub struct Request {
-        pub method: String,
-        pub path: String,
-        pub headers: Vec<(String, String)>,
-        pub body: Vec<u8>,
-    }
-
-    impl Request {
-        pub fn header(&self, name: &str) -> &str {
-            self.headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-        }
-    }
-
-    #[derive(Debug, Default)]
-    struct State {
-        script: VecDeque<Reply>,
-        default: Option<Reply>,
-        requests: Vec<Request>,
-        connections: usize,
-    }
-
-    pub struct Receiver {
-        pub addr: SocketAddr,
-        state: Arc<Mutex<State>>,
-        task: JoinHandle<()>,
-    }
-
-    impl Drop for Receiver {
-        fn drop(&mut self) {
-            // Dropping the accept loop drops its JoinSet, which aborts every connection.
-            self.task.abort();
-        }
-    }
-
-    impl Receiver {
-        /// Answers `200 ok` until scripted otherwise.
-        pub async fn start() -> Receiver {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let state = Arc::new(Mutex::new(State::default()));
-            let shared = state.clone();
-            let task = tokio::spawn(async move {
-                let mut connections = JoinSet::new();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    shared.lock().unwrap().connections += 1;
-                    connections.spawn(serve(stream, shared.clone()));
-                    while connections.try_join_next().is_some() {}
-                }
-            });
-            Receiver { addr, state, task }
-        }
-
-        /// Replies for the next requests, in order.
-        pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-            self.state.lock().unwrap().script.extend(replies);
-        }
-
-        /// The reply once the script is used up.
-        pub fn answer_by_default(&self, reply: Reply) {
-            self.state.lock().unwrap().default = Some(reply);
-        }
-
-        pub fn url(&self, path: &str) -> String {
-            format!("http://{}{path}", self.addr)
-        }
-
-        pub fn requests(&self) -> Vec<Request> {
-            self.state.lock().unwrap().requests.clone()
-        }
-
-        pub fn count(&self) -> usize {
-            self.state.lock().unwrap().requests.len()
-        }
-
-        /// TCP connections accepted (a refused target must not even be connected to).
-        pub fn connections(&self) -> usize {
-            self.state.lock().unwrap().connections
-        }
-    }
-
-    async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
-        let mut buf = Vec::new();
-        while let Some(request) = read_request(&mut stream, &mut buf).await {
-            let reply = {
-                let mut s = state.lock().unwrap();
-                s.requests.push(request);
-                let next = s.script.pop_front().or_else(|| s.default.clone());
-                next.unwrap_or_else(|| Reply::status(200).body("ok"))
-            };
-            if !reply.delay.is_zero() {
-                tokio::time::sleep(reply.delay).await;
-            }
-            let mut head = format!(
-                "HTTP/1.1 {} {}\r\ncontent-length: {}\r\n",
-                reply.status,
-                reason(reply.status),
-                reply.body.len()
-            );
-            for (name, value) in &reply.headers {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            let written = async {
-                stream.write_all(head.as_bytes()).await?;
-                stream.write_all(reply.body.as_bytes()).await
-            };
-            if written.await.is_err() {
-                return;
-            }
-        }
-    }
-
-    async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            if stream.read_buf(buf).await.ok()? == 0 {
-                return None;
-            }
-        };
-        let head = String::from_utf8(buf[..head_end].to_vec()).ok()?;
-        let mut lines = head.split("\r\n");
-        let mut request_line = lines.next()?.split(' ');
-        let method = request_line.next()?.to_string();
-        let path = request_line.next()?.to_string();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let length: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let end = head_end + 4 + length;
-        while buf.len() < end {
-            if stream.read_buf(buf).await.ok()? == 0 {
-                return None;
-            }
-        }
-        let body = buf[head_end + 4..end].to_vec();
-        buf.drain(..end);
-        Some(Request {
-            method,
-            path,
-            headers,
-            body,
-        })
-    }
-
-    fn reason(status: u16) -> &'static str {
-        match status {
-            200 => "OK",
-            204 => "No Content",
-            301 => "Moved Permanently",
-            302 => "Found",
-            307 => "Temporary Redirect",
-            308 => "Permanent Redirect",
-            404 => "Not Found",
-            410 => "Gone",
-            429 => "Too Many Requests",
-            500 => "Internal Server Error",
-            502 => "Bad Gateway",
-            503 => "Service Unavailable",
-            _ => "Whatever",
-        }
-    }
-}
 
 // ---------------------------------------------------------------- the rig
 
@@ -342,7 +106,7 @@ impl Rig {
         schedule: &str,
         jitter: fn() -> f64,
     ) -> Rig {
-        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(START)));
+        let clock = clock_at_start();
         let app: TestApp = Ferrypay::with_clock(
             MemoryStore::new(),
             FakeChannel::new(),
@@ -518,12 +282,16 @@ fn job_of(message: &str) -> WebhookJob {
 
 /// Checks a received webhook as a receiver would: the signature over the exact raw body, with
 /// `secret`, at the `webhook-timestamp` it carries.
-fn verify_request(secret: &str, request: &receiver::Request) -> Result<(), WebhookVerifyError> {
-    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
+fn verify_request(secret: &str, request: &ReceivedRequest) -> Result<(), WebhookVerifyError> {
+    let timestamp: i64 = request
+        .header("webhook-timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
     verify(
         secret,
-        request.header("webhook-signature"),
-        request.header("webhook-id"),
+        request.header("webhook-signature").unwrap(),
+        request.header("webhook-id").unwrap(),
         timestamp,
         &request.body,
         timestamp,
@@ -536,7 +304,7 @@ fn verify_request(secret: &str, request: &receiver::Request) -> Result<(), Webho
 #[tokio::test]
 async fn fails_three_times_then_succeeds_with_every_attempt_logged() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         let long = "0123456789abcdef".repeat(200); // 3200 bytes
         receiver.script([
             Reply::status(500).body(&long),
@@ -546,7 +314,7 @@ async fn fails_three_times_then_succeeds_with_every_attempt_logged() {
             Reply::status(404).body("no such hook"),
         ]);
         let rig = Rig::new("1s,2s,3s,4s").await;
-        let url = receiver.url("/hooks/paid");
+        let url = receiver.url_for("/hooks/paid");
         let order = rig.paid_order_to(&url).await;
         assert_eq!(order.webhook.status, WebhookStatus::Pending);
 
@@ -607,12 +375,12 @@ async fn fails_three_times_then_succeeds_with_every_attempt_logged() {
 #[tokio::test]
 async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_the_raw_body() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.script([Reply::status(500), Reply::status(500)]);
         let rig = Rig::new("1s,5s").await;
         let full = rig
             .paid_order(
-                Some(&receiver.url("/hooks/paid?shop=1")),
+                Some(&receiver.url_for("/hooks/paid?shop=1")),
                 Some("shop-1001"),
                 Some("user_id=123"),
             )
@@ -639,14 +407,14 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
         for request in &requests {
             assert_eq!(request.method, "POST");
             assert_eq!(request.path, "/hooks/paid?shop=1");
-            assert_eq!(request.header("content-type"), "application/json");
-            assert!(request.header("user-agent").starts_with("ferrypay-webhooks/"));
-            assert_eq!(request.header("webhook-id"), id, "stable across retries");
+            assert_eq!(request.header("content-type").unwrap(), "application/json");
+            assert!(request.header("user-agent").unwrap().starts_with("ferrypay-webhooks/"));
+            assert_eq!(request.header("webhook-id").unwrap(), id, "stable across retries");
             assert_eq!(String::from_utf8(request.body.clone()).unwrap(), expected);
-            let signature = request.header("webhook-signature");
+            let signature = request.header("webhook-signature").unwrap();
             assert!(signature.starts_with("v1,") && !signature.contains(' '));
             verify_request(TEST_WEBHOOK_SECRET, request).unwrap();
-            timestamps.push(request.header("webhook-timestamp").parse::<i64>().unwrap());
+            timestamps.push(request.header("webhook-timestamp").unwrap().parse::<i64>().unwrap());
         }
         assert_eq!(timestamps, [START, START + 1, START + 6], "fresh on every attempt");
 
@@ -659,7 +427,7 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
         );
 
         // Nothing optional set: the same eight fields, as nulls.
-        let bare = rig.paid_order_to(&receiver.url("/hooks/paid")).await;
+        let bare = rig.paid_order_to(&receiver.url_for("/hooks/paid")).await;
         assert_eq!(rig.run(5).await, [JobOutcome::Delivered { attempt: 1 }]);
         let last = receiver.requests().pop().unwrap();
         let body: serde_json::Value = serde_json::from_slice(&last.body).unwrap();
@@ -687,7 +455,7 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
 #[tokio::test]
 async fn a_receiver_slower_than_the_timeout_is_a_failed_attempt_and_retried() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.script([Reply::status(200).after(Duration::from_secs(5))]);
         let rig = Rig::build(
             OutboundPolicy::DEV,
@@ -696,7 +464,7 @@ async fn a_receiver_slower_than_the_timeout_is_a_failed_attempt_and_retried() {
             no_jitter,
         )
         .await;
-        let order = rig.paid_order_to(&receiver.url("/slow")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/slow")).await;
         let (_, outcome) = rig.step().await;
         assert_eq!(outcome, retrying(1, 1));
         let log = rig.attempts(&order.order_no).await;
@@ -716,14 +484,14 @@ async fn a_receiver_slower_than_the_timeout_is_a_failed_attempt_and_retried() {
 #[tokio::test]
 async fn redirects_are_failures_and_are_never_followed() {
     bounded(async {
-        let target = Receiver::start().await;
-        let redirector = Receiver::start().await;
-        let location = target.url("/stolen");
+        let target = TestReceiver::start(200).await;
+        let redirector = TestReceiver::start(200).await;
+        let location = target.url_for("/stolen");
         redirector.script(
             [301, 302, 307, 308].map(|code| Reply::status(code).header("location", &location)),
         );
         let rig = Rig::new("1s,1s,1s").await;
-        let order = rig.paid_order_to(&redirector.url("/hook")).await;
+        let order = rig.paid_order_to(&redirector.url_for("/hook")).await;
         let outcomes = rig.run(10).await;
         assert_eq!(
             outcomes,
@@ -755,13 +523,13 @@ async fn redirects_are_failures_and_are_never_followed() {
 #[tokio::test]
 async fn gone_and_server_errors_are_failures() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.script([
             Reply::status(410).body("gone"),
             Reply::status(500).body("oops"),
         ]);
         let rig = Rig::new("1s,1s,1s").await;
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         assert_eq!(
             rig.run(10).await,
             [
@@ -782,7 +550,7 @@ async fn gone_and_server_errors_are_failures() {
 #[tokio::test]
 async fn retry_after_is_honoured_within_the_schedule_limits() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.script([
             // Asked for more than scheduled: granted.
             Reply::status(503).header("retry-after", "3"),
@@ -794,7 +562,7 @@ async fn retry_after_is_honoured_within_the_schedule_limits() {
             Reply::status(503).header("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT"),
         ]);
         let rig = Rig::new("2s,2s,2s,2s,2s").await;
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         for (attempt, wait) in [(1, 3), (2, 4), (3, 2), (4, 2)] {
             let (_, outcome) = rig.step().await;
             assert_eq!(outcome, retrying(attempt, wait));
@@ -819,8 +587,8 @@ async fn retry_after_is_honoured_within_the_schedule_limits() {
 #[tokio::test]
 async fn production_policy_refuses_loopback_private_and_metadata_targets_before_connecting() {
     bounded(async {
-        let receiver = Receiver::start().await;
-        let port = receiver.addr.port();
+        let receiver = TestReceiver::start(200).await;
+        let port = receiver.addr().port();
         let rig = Rig::build(
             OutboundPolicy::PRODUCTION,
             Duration::from_secs(2),
@@ -894,16 +662,15 @@ async fn a_proxy_in_the_environment_carries_no_webhook() {
         return;
     }
     bounded(async {
-        let proxy = Receiver::start().await;
-        let proxy_url = proxy.url("");
-        let target = format!("https://localhost:{}/hook", proxy.addr.port());
+        let proxy = TestReceiver::start(200).await;
+        let proxy_url = proxy.url_for("");
+        let target = format!("https://localhost:{}/hook", proxy.addr().port());
+        // This test's name in the test binary: its module path without the crate's name.
+        let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+        let child_test_name = format!("{module}::a_proxy_in_the_environment_carries_no_webhook");
         let child = tokio::task::spawn_blocking(move || {
             std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "a_proxy_in_the_environment_carries_no_webhook",
-                    "--nocapture",
-                ])
+                .args(["--exact", &child_test_name, "--nocapture"])
                 .env(PROXY_CHILD, &target)
                 .env("HTTPS_PROXY", &proxy_url)
                 .env("https_proxy", &proxy_url)
@@ -930,11 +697,11 @@ async fn a_proxy_in_the_environment_carries_no_webhook() {
 #[tokio::test]
 async fn a_used_up_schedule_ends_failed_with_exactly_max_attempts() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.answer_by_default(Reply::status(500));
         let rig = Rig::new("1s,2s").await;
         assert_eq!(rig.sender.schedule().max_attempts(), 3);
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         let mut last = None;
         let mut outcomes = Vec::new();
         while !rig.app.queue.is_empty() {
@@ -974,9 +741,9 @@ async fn a_used_up_schedule_ends_failed_with_exactly_max_attempts() {
 #[tokio::test]
 async fn a_redelivered_job_after_delivery_sends_nothing() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         let rig = Rig::new("1s").await;
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         let first = rig.next_message().await;
         let outcome = rig.worker().handle_message(&first.body).await.unwrap();
         assert_eq!(outcome, JobOutcome::Delivered { attempt: 1 });
@@ -997,11 +764,11 @@ async fn a_redelivered_job_after_delivery_sends_nothing() {
 #[tokio::test]
 async fn a_redelivered_copy_of_an_attempted_job_sends_nothing() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.script([Reply::status(500)]);
         // The retry waits a minute; the unacknowledged copy comes back after 30 s, first.
         let rig = Rig::new("1m").await;
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         let first = rig.next_message().await;
         let outcome = rig.worker().handle_message(&first.body).await.unwrap();
         assert_eq!(outcome, retrying(1, 60));
@@ -1026,10 +793,10 @@ async fn a_redelivered_copy_of_an_attempted_job_sends_nothing() {
 #[tokio::test]
 async fn a_resend_starts_a_new_generation_and_the_old_jobs_send_nothing() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.script([Reply::status(500)]);
         let rig = Rig::new("1s,1s").await;
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         let by = OrderRef::OrderNo(order.order_no.clone());
 
         // Generation 0 fails once; its retry is still queued when the merchant asks for a resend.
@@ -1059,7 +826,7 @@ async fn a_resend_starts_a_new_generation_and_the_old_jobs_send_nothing() {
         let ids: Vec<String> = receiver
             .requests()
             .iter()
-            .map(|r| r.header("webhook-id").to_string())
+            .map(|r| r.header("webhook-id").unwrap().to_string())
             .collect();
         assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
         for request in receiver.requests() {
@@ -1092,10 +859,10 @@ async fn a_resend_starts_a_new_generation_and_the_old_jobs_send_nothing() {
 #[tokio::test]
 async fn waits_beyond_fifteen_minutes_hop_until_due_then_send() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         receiver.script([Reply::status(500)]);
         let rig = Rig::new("50m").await;
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         assert_eq!(rig.step().await.1, retrying(1, 3000));
         let due = START + 3000;
         let state = rig.order(&order.order_no).await.webhook;
@@ -1130,9 +897,9 @@ async fn waits_beyond_fifteen_minutes_hop_until_due_then_send() {
 #[tokio::test]
 async fn malformed_messages_end_in_the_dead_letter_queue_never_deleted() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         let rig = Rig::new("1s").await;
-        let order = rig.paid_order_to(&receiver.url("/hook")).await;
+        let order = rig.paid_order_to(&receiver.url_for("/hook")).await;
         let future_version = serde_json::to_string(&WebhookJob {
             v: 2,
             ..WebhookJob::order_paid(&order.order_no, 0)
@@ -1210,11 +977,11 @@ async fn malformed_messages_end_in_the_dead_letter_queue_never_deleted() {
 #[tokio::test]
 async fn a_batch_of_ten_is_delivered_concurrently() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         let rig = Rig::new("1s").await;
         let mut orders = Vec::new();
         for _ in 0..10 {
-            orders.push(rig.paid_order_to(&receiver.url("/hook")).await);
+            orders.push(rig.paid_order_to(&receiver.url_for("/hook")).await);
         }
         let received = rig.app.queue.receive(10).await.unwrap();
         assert_eq!(received.len(), 10);
@@ -1227,7 +994,7 @@ async fn a_batch_of_ten_is_delivered_concurrently() {
         let mut ids: Vec<String> = receiver
             .requests()
             .iter()
-            .map(|r| r.header("webhook-id").to_string())
+            .map(|r| r.header("webhook-id").unwrap().to_string())
             .collect();
         ids.sort();
         ids.dedup();
@@ -1239,7 +1006,7 @@ async fn a_batch_of_ten_is_delivered_concurrently() {
 #[tokio::test]
 async fn a_rotated_secret_signs_twice_during_the_overlap_and_once_after() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         let rig = Rig::new("1s").await;
         let (_, new_secret) = rig
             .admin()
@@ -1249,10 +1016,10 @@ async fn a_rotated_secret_signs_twice_during_the_overlap_and_once_after() {
         let new_secret = new_secret.expose().clone();
         assert_ne!(new_secret, TEST_WEBHOOK_SECRET);
 
-        rig.paid_order_to(&receiver.url("/hook")).await;
+        rig.paid_order_to(&receiver.url_for("/hook")).await;
         assert_eq!(rig.run(3).await, [JobOutcome::Delivered { attempt: 1 }]);
         let during = receiver.requests().pop().unwrap();
-        let header = during.header("webhook-signature").to_string();
+        let header = during.header("webhook-signature").unwrap().to_string();
         let parts: Vec<&str> = header.split(' ').collect();
         assert_eq!(parts.len(), 2, "{header}");
         assert!(parts.iter().all(|p| p.starts_with("v1,")));
@@ -1274,10 +1041,10 @@ async fn a_rotated_secret_signs_twice_during_the_overlap_and_once_after() {
 
         // The overlap ends: only the new secret signs.
         rig.clock.advance(3600);
-        rig.paid_order_to(&receiver.url("/hook")).await;
+        rig.paid_order_to(&receiver.url_for("/hook")).await;
         assert_eq!(rig.run(3).await, [JobOutcome::Delivered { attempt: 1 }]);
         let after = receiver.requests().pop().unwrap();
-        assert!(!after.header("webhook-signature").contains(' '));
+        assert!(!after.header("webhook-signature").unwrap().contains(' '));
         verify_request(&new_secret, &after).unwrap();
         assert_eq!(
             verify_request(TEST_WEBHOOK_SECRET, &after),
@@ -1290,7 +1057,7 @@ async fn a_rotated_secret_signs_twice_during_the_overlap_and_once_after() {
 #[tokio::test]
 async fn no_notify_url_anywhere_is_a_failed_attempt_with_a_clear_error_and_retried() {
     bounded(async {
-        let receiver = Receiver::start().await;
+        let receiver = TestReceiver::start(200).await;
         let rig = Rig::new("1s,1s").await;
         let order = rig.paid_order(None, None, None).await;
         assert_eq!(rig.step().await.1, retrying(1, 1));
@@ -1306,7 +1073,7 @@ async fn no_notify_url_anywhere_is_a_failed_attempt_with_a_clear_error_and_retri
 
         // The merchant sets a default URL: the retry uses it.
         rig.admin()
-            .set_notify_url(&rig.merchant.id, Some(receiver.url("/default")))
+            .set_notify_url(&rig.merchant.id, Some(receiver.url_for("/default")))
             .await
             .unwrap();
         assert_eq!(rig.step().await.1, JobOutcome::Delivered { attempt: 2 });

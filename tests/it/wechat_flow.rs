@@ -3,59 +3,52 @@
 //! wrong-amount notifications, lost notifications, close racing payment, upstream failures; and
 //! the payer's WeChat client confirming a JSAPI pay request (`/mock/jsapi/pay`).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::{
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use crate::harness;
 use base64::{engine::general_purpose::STANDARD, Engine};
-use bytes::Bytes;
 use ferrypay::{
     channel::{ChannelError, NoticeError, PayChannel, PrepayRequest, TradeState},
     model::{Clock, Fen, OrderNo, OrderStatus, PayType, Secret, SystemClock, Timestamp},
     service::{NewMerchant, ServiceConfig, WebhookJob},
     store::prelude::*,
+    testing::{ReceivedRequest, Reply, TestReceiver},
     wechat::{
         encrypt_resource, jsapi::jsapi_message, jsapi_pay_params, sign_response, ApiV3Key,
         Notification, PrivateKey, WechatPayClient,
     },
 };
 use ferrypay_cli::{
-    dev::{mock_client_config, DevOptions, DevStack, DevStore, DevWechat},
-    dev_keys, http_server,
+    dev::{mock_client_config, DevOptions, DevStack, DevWechat},
+    dev_keys,
     wechat_mock::{FailControl, MockConfig, MockServer, SigningMode},
 };
 use serde_json::{json, Value};
 
 const SK: &str = "sk_test_wechat_flow";
 
+/// The end-to-end dev stack (harness::dev_options) without a rate limit, its mock retrying a
+/// notification twice.
 fn options(public_url: Option<String>) -> DevOptions {
+    let options = harness::dev_options(NewMerchant {
+        name: "Flow Shop".into(),
+        secret_key: Some(Secret::new(SK.into())),
+        ..NewMerchant::default()
+    });
     DevOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
         public_url,
-        demo: NewMerchant {
-            name: "Flow Shop".into(),
-            secret_key: Some(Secret::new(SK.into())),
-            ..NewMerchant::default()
-        },
         config: ServiceConfig {
-            allow_http_notify_urls: true,
             rate_limit_per_minute: None,
-            ..ServiceConfig::default()
+            ..options.config
         },
-        store: DevStore::Memory,
-        webhook_worker: None,
-        oauth: None,
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: vec![Duration::from_millis(100), Duration::from_millis(200)],
         },
+        ..options
     }
 }
 
@@ -486,34 +479,25 @@ async fn close_racing_a_payment_records_the_payment_and_answers_409() {
 async fn notifications_are_retried_until_answered_2xx() {
     // A proxy in front of the dev stack that fails the first notification.
     let stack_addr = Arc::new(std::sync::Mutex::new(String::new()));
-    let failures = Arc::new(AtomicU32::new(1));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
-    let (target, left) = (Arc::clone(&stack_addr), Arc::clone(&failures));
-    let _proxy = http_server::serve(listener, move |req: http::Request<Bytes>, _| {
-        let (target, left) = (Arc::clone(&target), Arc::clone(&left));
+    let target = Arc::clone(&stack_addr);
+    let proxy = TestReceiver::serve(move |req: ReceivedRequest| {
+        let target = Arc::clone(&target);
         async move {
-            if left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                let mut r = http::Response::new("{\"code\":\"FAIL\"}".to_string());
-                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                return r;
-            }
-            let url = format!("{}{}", target.lock().unwrap(), req.uri().path());
-            let mut forward = reqwest::Client::new().post(url).body(req.body().clone());
-            for (name, value) in req.headers() {
-                if name != http::header::HOST {
+            let path = req.path.split('?').next().unwrap_or_default();
+            let url = format!("{}{path}", target.lock().unwrap());
+            let mut forward = reqwest::Client::new().post(url).body(req.body);
+            for (name, value) in &req.headers {
+                if name != http::header::HOST.as_str() {
                     forward = forward.header(name, value);
                 }
             }
             let res = forward.send().await.unwrap();
-            let mut r = http::Response::new(res.text().await.unwrap());
-            *r.status_mut() = http::StatusCode::NO_CONTENT;
-            r
+            Reply::status(204).body(&res.text().await.unwrap())
         }
-    });
+    })
+    .await;
+    proxy.script([Reply::status(503).body("{\"code\":\"FAIL\"}")]);
+    let proxy_url = format!("http://{}", proxy.addr());
     let f = Flow::with(options(Some(proxy_url))).await;
     *stack_addr.lock().unwrap() = f.stack.base_url();
     let no = f.create(json!({"amount": 700})).await;

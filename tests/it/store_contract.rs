@@ -4,10 +4,7 @@
 //! The DynamoDB runs need `FERRYPAY_TEST_AWS_ENDPOINT`, which `make test` sets after starting
 //! moto; without it they fail (never skip).
 
-// Test code: helpers outside #[test] functions may unwrap and panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::{collections::HashMap, future::Future, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -22,7 +19,7 @@ use ferrypay::{
         prelude::*, DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage,
         PageStart, UpdateMerchantError, UpdateOrderError,
     },
-    testing::{aws_test_endpoint, pending_order, unique_name},
+    testing::{pending_order, unique_name, START},
 };
 
 /// Declares each behaviour as one test per store.
@@ -32,7 +29,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $behaviour() {
-                    super::bounded(super::$behaviour(ferrypay::store::MemoryStore::new())).await;
+                    crate::harness::within(super::TEST_TIMEOUT, super::$behaviour(ferrypay::store::MemoryStore::new())).await;
                 }
             )*
         }
@@ -40,7 +37,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $behaviour() {
-                    super::bounded(super::$behaviour(super::dynamo_store().await)).await;
+                    crate::harness::within(super::TEST_TIMEOUT, super::$behaviour(super::dynamo_store().await)).await;
                 }
             )*
         }
@@ -78,14 +75,8 @@ contract!(
 /// Every test finishes within this, whatever the backend does.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-async fn bounded(test: impl Future<Output = ()>) {
-    tokio::time::timeout(TEST_TIMEOUT, test)
-        .await
-        .expect("contract test timed out");
-}
-
 async fn dynamo_store() -> DynamoStore {
-    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let config = crate::harness::emulator().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         unique_name("ferrypay-store"),
@@ -95,9 +86,6 @@ async fn dynamo_store() -> DynamoStore {
 }
 
 // ---------------------------------------------------------------- fixtures
-
-/// 2025-12-21 10:30:00 Beijing time.
-const START: i64 = 1_766_284_200;
 
 fn merchant(tag: &str) -> Merchant {
     Merchant {
@@ -1267,7 +1255,7 @@ const LINK_ATTRIBUTES: [&str; 3] = [
 ];
 
 async fn raw_client() -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(&ferrypay::aws::emulator_config(&aws_test_endpoint()).await)
+    aws_sdk_dynamodb::Client::new(&crate::harness::emulator().await)
 }
 
 async fn raw_item(
@@ -1342,7 +1330,7 @@ fn old_shaped_items(m: &Merchant) -> Vec<HashMap<String, AttributeValue>> {
 
 #[tokio::test]
 async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults() {
-    bounded(async {
+    crate::harness::within(TEST_TIMEOUT, async {
         let store = dynamo_store().await;
         let client = raw_client().await;
         let old = merchant("old_shape");
