@@ -14,7 +14,6 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::{
-    channel::ChannelError,
     config::{wechat_secret_arn, ConfigError, Env, GatewayConfig, HttpConfig, WorkerConfig},
     model::{Clock, SystemClock},
     outbound::{OutboundError, OutboundPolicy},
@@ -42,7 +41,7 @@ pub enum StartError {
     #[error("reading the WeChat Pay secret: {0}")]
     Secret(String),
     #[error("WeChat Pay client: {0}")]
-    Channel(#[from] ChannelError),
+    Channel(#[from] crate::wechat::client::ClientError),
     #[error("webhook client: {0}")]
     Outbound(#[from] OutboundError),
     #[error("WeChat OAuth client: {0}")]

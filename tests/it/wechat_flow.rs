@@ -17,8 +17,8 @@ use ferrypay::{
     store::prelude::*,
     testing::{ReceivedRequest, Reply, TestReceiver},
     wechat::{
-        encrypt_resource, jsapi::jsapi_message, jsapi_pay_params, sign_response, ApiV3Key,
-        Notification, PrivateKey, WechatPayClient,
+        client::ClientError, encrypt_resource, jsapi::jsapi_message, jsapi_pay_params,
+        sign_response, ApiV3Key, Notification, PrivateKey, WechatPayClient,
     },
 };
 use ferrypay_cli::{
@@ -574,7 +574,7 @@ fn prepay_request(no: &str) -> PrepayRequest {
 async fn mock_and_client(
     configure_mock: impl FnOnce(&mut MockConfig),
     configure_client: impl FnOnce(&mut ferrypay::wechat::WechatPayConfig),
-) -> (MockServer, Result<WechatPayClient, ChannelError>) {
+) -> (MockServer, Result<WechatPayClient, ClientError>) {
     let mut config = MockConfig::dev().unwrap();
     configure_mock(&mut config);
     let mock = MockServer::start(

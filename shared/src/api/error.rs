@@ -7,7 +7,6 @@ use serde::Serialize;
 use crate::{
     channel::ChannelError,
     service::{self, ErrorCode},
-    store::StoreError,
 };
 
 /// Every failure a merchant can see. `message` and `code` are part of the contract: codes never
@@ -172,13 +171,6 @@ impl From<service::Error> for ApiError {
             E::Channel(ChannelError::Rejected { .. }) => ApiError::PaymentFailed,
             E::Store(_) | E::Queue(_) | E::Random(_) | E::Internal(_) => ApiError::Internal,
         }
-    }
-}
-
-/// For callers still reading the store directly (the payment-link flow): the same single log.
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        service::Error::from(err).into()
     }
 }
 

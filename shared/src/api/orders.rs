@@ -14,10 +14,6 @@ use crate::{
 };
 
 // The field rules live in the model's newtypes; these names stay for callers not yet moved.
-pub const DESCRIPTION_MAX_CHARS: usize = Description::MAX_CHARS;
-pub const ATTACH_MAX_CHARS: usize = Attach::MAX_CHARS;
-pub const NOTIFY_URL_MAX_LEN: usize = NotifyUrl::MAX_LEN;
-pub const OPENID_MAX_LEN: usize = Openid::MAX_LEN;
 pub const EXPIRE_MINUTES: std::ops::RangeInclusive<i64> = 1..=120;
 pub const DEFAULT_PER_PAGE: u32 = 20;
 pub const MAX_PER_PAGE: u32 = 100;
@@ -89,11 +85,6 @@ pub fn parse_create(params: &Params, allow_http: bool) -> Result<CreateOrder, Ap
         notify_url: notify_url.map(NotifyUrl::into_string),
         expire_minutes,
     })
-}
-
-/// Whether `raw` is an acceptable notify URL: [`NotifyUrl::parse`]'s rules.
-pub fn notify_url_acceptable(raw: &str, allow_http: bool) -> bool {
-    NotifyUrl::parse(raw, allow_http).is_ok()
 }
 
 /// `order_no` or `out_trade_no` (query, close).

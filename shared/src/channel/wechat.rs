@@ -12,10 +12,25 @@ use super::{
 use crate::{
     model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
     wechat::{
-        client::{CallError, WxTradeState, WxTransaction},
+        client::{CallError, ClientError, WxTradeState, WxTransaction},
         jsapi_pay_params, nonce_str, Notification, VerifyError, WechatPayClient, WechatpayHeaders,
     },
 };
+
+impl From<ClientError> for ChannelError {
+    fn from(err: ClientError) -> Self {
+        match err {
+            ClientError::Unavailable(what) => ChannelError::Unavailable(what),
+            ClientError::Rejected { code, message } => ChannelError::Rejected { code, message },
+        }
+    }
+}
+
+impl From<CallError> for ChannelError {
+    fn from(err: CallError) -> Self {
+        ClientError::from(err).into()
+    }
+}
 
 /// What WeChat Pay's transaction says, in the port's terms.
 fn trade_state(client: &WechatPayClient, tx: WxTransaction) -> Result<TradeState, ChannelError> {

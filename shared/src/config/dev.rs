@@ -9,8 +9,7 @@ use super::{
     ConfigError, Env, Need, Reader, Var,
 };
 use crate::{
-    api::orders::notify_url_acceptable,
-    model::Secret,
+    model::{NotifyUrl, Secret},
     service::{retry::RetrySchedule, NewMerchant, ServiceConfig},
     wechat::{OAuthConfig, WechatPayConfig},
 };
@@ -140,7 +139,7 @@ impl DevConfig {
 
 fn demo_notify_url(r: &mut Reader<'_>) -> Option<String> {
     let url = r.optional(&DEMO_NOTIFY_URL)?;
-    if !notify_url_acceptable(&url, true) {
+    if NotifyUrl::parse(&url, true).is_err() {
         r.problem(
             &DEMO_NOTIFY_URL,
             format!("{}={url:?} is not an http(s) URL", DEMO_NOTIFY_URL.name),

@@ -11,9 +11,7 @@ use crate::{
         generate_webhook_secret, hash_api_key, webhook::webhook_key, PUBLISHABLE_KEY_PREFIX,
         SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
     },
-    store::{
-        InsertMerchantError, MerchantStore, RateLimitStore, Store, StoreError, UpdateMerchantError,
-    },
+    store::{InsertMerchantError, MerchantStore, RateLimitStore, StoreError, UpdateMerchantError},
 };
 
 /// A merchant to onboard. Keys left `None` are generated; given ones must carry their prefix.
@@ -88,7 +86,7 @@ pub enum AdminError {
     Random(#[from] RandomError),
 }
 
-impl<'a, S: Store> MerchantAdmin<'a, S> {
+impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
     pub fn new(store: &'a S, clock: &'a dyn Clock, allow_http_notify_urls: bool) -> Self {
         MerchantAdmin {
             store,

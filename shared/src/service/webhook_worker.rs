@@ -24,7 +24,7 @@ use crate::{
     outbound::{OutboundClient, OutboundError, OutboundPolicy},
     queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_DELAY},
     sign::webhook::signature_header,
-    store::{Store, StoreError, UpdateOrderError},
+    store::{MerchantStore, OrderStore, StoreError, UpdateOrderError, WebhookAttemptStore},
 };
 
 /// A receiver gets this long to answer (DESIGN.md).
@@ -178,7 +178,8 @@ pub struct WebhookWorker<'a, S, Q> {
     sender: &'a WebhookSender,
 }
 
-impl<'a, S: Store, Q: Queue> WebhookWorker<'a, S, Q> {
+/// Reads the merchant (its webhook secret), moves the order's webhook state, logs each attempt.
+impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookWorker<'a, S, Q> {
     pub fn new(
         store: &'a S,
         queue: &'a Q,

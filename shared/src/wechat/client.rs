@@ -23,10 +23,7 @@ use super::{
     verifier::{KeyStore, WechatpayHeaders},
     VerifyError,
 };
-use crate::{
-    channel::ChannelError,
-    model::{Clock, OrderNo, Timestamp},
-};
+use crate::model::{Clock, OrderNo, Timestamp};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 /// Platform certificates are re-downloaded at most this often (an unknown serial triggers it).
@@ -86,10 +83,22 @@ pub(crate) enum CallError {
         code: String,
         message: String,
     },
-    Channel(ChannelError),
+    Channel(ClientError),
 }
 
-impl From<CallError> for ChannelError {
+/// A call to WeChat Pay that gave no usable answer, in the protocol's terms; the channel
+/// adapter (`channel/wechat.rs`) turns it into the port's error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// Unreachable, timed out, failing on its side or answering unreadably: may work later.
+    #[error("WeChat Pay unavailable: {0}")]
+    Unavailable(String),
+    /// WeChat Pay refused the request; its code and message are for logs, never for merchants.
+    #[error("WeChat Pay refused the request: {code}: {message}")]
+    Rejected { code: String, message: String },
+}
+
+impl From<CallError> for ClientError {
     fn from(err: CallError) -> Self {
         match err {
             CallError::Wechat {
@@ -97,9 +106,9 @@ impl From<CallError> for ChannelError {
                 code,
                 message,
             } if status >= 500 || is_retryable_code(&code) => {
-                ChannelError::Unavailable(format!("{status} {code}: {message}"))
+                ClientError::Unavailable(format!("{status} {code}: {message}"))
             }
-            CallError::Wechat { code, message, .. } => ChannelError::Rejected { code, message },
+            CallError::Wechat { code, message, .. } => ClientError::Rejected { code, message },
             CallError::Channel(err) => err,
         }
     }
@@ -198,14 +207,14 @@ impl WechatPayClient {
     pub async fn connect(
         config: WechatPayConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, ChannelError> {
+    ) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ferrypay/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ChannelError::Unavailable(format!("http client: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(format!("http client: {e}")))?;
         let mut keys = KeyStore::new();
         let public_key_mode = config.public_key.is_some();
         if let Some((id, key)) = config.public_key {
@@ -270,7 +279,7 @@ impl WechatPayClient {
 
     /// Downloads `/v3/certificates`, decrypts them with the APIv3 key, checks the answer's
     /// signature with the certificate it names, and replaces the known certificates.
-    pub async fn refresh_certificates(&self) -> Result<(), ChannelError> {
+    pub async fn refresh_certificates(&self) -> Result<(), ClientError> {
         let mut last = self.last_refresh.lock().await;
         let now = self.clock.now();
         if last.is_some_and(|t| now.unix() - t.unix() < CERTIFICATE_REFRESH_INTERVAL_SECS) {
@@ -279,16 +288,16 @@ impl WechatPayClient {
         let (headers, body) = self.send(&Method::GET, "/v3/certificates", None).await?;
         let certificates = CertificatesResponse::from_json(&body)
             .and_then(|response| response.decrypt(&self.apiv3_key))
-            .map_err(|e| ChannelError::Unavailable(format!("certificates: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(format!("certificates: {e}")))?;
         let mut fresh = KeyStore::new();
         for certificate in certificates {
             fresh.add_certificate(certificate.certificate);
         }
         let signed = WechatpayHeaders::from_header_map(&headers)
-            .map_err(|e| ChannelError::Unavailable(format!("certificates answer unsigned: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(format!("certificates answer unsigned: {e}")))?;
         fresh
             .verify(&signed, &body, now.unix())
-            .map_err(|e| ChannelError::Unavailable(format!("certificates answer: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(format!("certificates answer: {e}")))?;
         if let Ok(mut keys) = self.keys.write() {
             *keys = fresh;
         }
@@ -311,11 +320,11 @@ impl WechatPayClient {
             let outcome = self.send_once(method, path_and_query, body).await;
             let retryable = match &outcome {
                 Ok(_) => false,
-                Err(CallError::Channel(ChannelError::Unavailable(_))) => true,
+                Err(CallError::Channel(ClientError::Unavailable(_))) => true,
                 Err(CallError::Wechat { status, code, .. }) => {
                     *status >= 500 || *status == 429 || is_retryable_code(code)
                 }
-                Err(CallError::Channel(ChannelError::Rejected { .. })) => false,
+                Err(CallError::Channel(ClientError::Rejected { .. })) => false,
             };
             if !retryable || attempt >= self.retry.attempts {
                 return outcome;
@@ -340,7 +349,7 @@ impl WechatPayClient {
         path_and_query: &str,
         body: Option<&[u8]>,
     ) -> Result<(HeaderMap, Vec<u8>), CallError> {
-        let unavailable = |what: String| CallError::Channel(ChannelError::Unavailable(what));
+        let unavailable = |what: String| CallError::Channel(ClientError::Unavailable(what));
         let signed = self
             .signer
             .sign_with_random_nonce(
@@ -402,19 +411,19 @@ impl WechatPayClient {
         let body = match body {
             Some(v) => Some(
                 serde_json::to_vec(v)
-                    .map_err(|e| CallError::Channel(ChannelError::Unavailable(e.to_string())))?,
+                    .map_err(|e| CallError::Channel(ClientError::Unavailable(e.to_string())))?,
             ),
             None => None,
         };
         let (headers, bytes) = self.send(&method, path_and_query, body.as_deref()).await?;
         let signed = WechatpayHeaders::from_header_map(&headers).map_err(|e| {
-            CallError::Channel(ChannelError::Unavailable(format!(
+            CallError::Channel(ClientError::Unavailable(format!(
                 "{path_and_query}: answer not signed: {e}"
             )))
         })?;
         self.verify_refreshing(&signed, &bytes).await.map_err(|e| {
             tracing::error!(path = path_and_query, error = %e, "WeChat Pay answer failed verification");
-            CallError::Channel(ChannelError::Unavailable(format!(
+            CallError::Channel(ClientError::Unavailable(format!(
                 "{path_and_query}: answer failed verification: {e}"
             )))
         })?;
@@ -428,8 +437,8 @@ impl WechatPayClient {
 
     pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
         verified: &Verified,
-    ) -> Result<T, ChannelError> {
+    ) -> Result<T, ClientError> {
         serde_json::from_slice(&verified.body)
-            .map_err(|e| ChannelError::Unavailable(format!("unreadable answer: {e}")))
+            .map_err(|e| ClientError::Unavailable(format!("unreadable answer: {e}")))
     }
 }
