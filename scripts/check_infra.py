@@ -287,7 +287,7 @@ def check_functions(functions: dict[str, dict]) -> tuple[dict[str, str], dict[st
     crates = {}
     for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
         if not (manifest.parent / "src" / "main.rs").exists():
-            continue  # a library (the shared Lambda glue), not a function
+            continue  # a library, not a function
         name = re.search(r'^name\s*=\s*"([^"]+)"', manifest.read_text(), re.M)
         if name:
             crates[name.group(1)] = manifest.parent.name

@@ -416,7 +416,7 @@ def main() -> int:
     functions = []
     for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
         if not (manifest.parent / "src" / "main.rs").exists():
-            continue  # a library (the shared Lambda glue)
+            continue  # a library
         m = re.search(r'^name\s*=\s*"([^"]+)"', manifest.read_text(), re.M)
         if m:
             functions.append(m.group(1))

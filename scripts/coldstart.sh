@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 CARGO="${CARGO:-cargo}"
 PACKAGES=()
 for manifest in functions/*/Cargo.toml; do
-  [ -f "$(dirname "$manifest")/src/main.rs" ] || continue # a library (the shared Lambda glue)
+  [ -f "$(dirname "$manifest")/src/main.rs" ] || continue # a library
   PACKAGES+=(-p "$(sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)")
 done
 echo "== cargo build --release ${PACKAGES[*]}"

@@ -48,7 +48,7 @@ fi
 # Every function crate: a crate under functions/ with a src/main.rs; its binary has the package's name.
 FUNCTIONS=()
 for manifest in functions/*/Cargo.toml; do
-  [ -f "$(dirname "$manifest")/src/main.rs" ] || continue # a library (the shared Lambda glue)
+  [ -f "$(dirname "$manifest")/src/main.rs" ] || continue # a library
   name="$(sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)"
   [ -n "$name" ] || { echo "no package name in $manifest" >&2; exit 1; }
   FUNCTIONS+=("$name")

@@ -5,6 +5,8 @@ pub mod api;
 pub mod aws;
 pub mod channel;
 pub mod config;
+#[cfg(test)]
+mod layers;
 pub mod model;
 pub mod outbound;
 pub mod pages;

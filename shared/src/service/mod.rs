@@ -8,8 +8,8 @@ mod merchants;
 mod notifications;
 mod orders;
 pub mod retry;
+mod webhook_jobs;
 mod webhook_worker;
-mod webhooks;
 
 use std::sync::Arc;
 
@@ -18,11 +18,11 @@ pub use error::Error;
 pub use merchants::{AdminError, IssuedKeys, MerchantAdmin, NewMerchant, OnboardError};
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
+pub use webhook_jobs::{WebhookJob, WEBHOOK_JOB_VERSION};
 pub use webhook_worker::{
     random_jitter, BatchMessage, JitterSource, JobError, JobOutcome, SkipReason, WebhookBody,
     WebhookSender, WebhookWorker, WEBHOOK_TIMEOUT,
 };
-pub use webhooks::{WebhookJob, WEBHOOK_JOB_VERSION};
 
 use crate::{
     channel::{FakeChannel, PayChannel},
