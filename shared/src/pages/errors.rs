@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn every_code_has_a_page_in_chinese() {
-        for code in ErrorCode::ALL {
+        for &code in ErrorCode::ALL {
             let page = error_text(code, Some("attach"));
             assert!(!page.title.is_empty() && !page.text.is_empty(), "{code}");
             assert!(

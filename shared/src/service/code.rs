@@ -8,141 +8,73 @@
 //! `product_disabled`, `invalid_parameter` → `invalid_field`, `not_found` → `route_not_found`,
 //! `service_unavailable` → `internal_error`.
 
-/// A stable, machine-readable error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ErrorCode {
-    // The request itself.
-    InvalidJson,
-    InvalidAmount,
-    OpenidRequired,
-    ClientIpRequired,
-    InvalidField,
-    MissingField,
-    UnknownField,
-    DuplicateParameter,
-    BodyTooLarge,
-    RouteNotFound,
-    MethodNotAllowed,
-    // Keys and merchants.
-    MissingApiKey,
-    InvalidApiKey,
-    SecretKeyInLink,
-    ProductDisabled,
-    PermissionDenied,
-    RateLimited,
-    // Orders.
-    OrderNotFound,
-    OrderPaid,
-    OrderClosed,
-    OrderRefunded,
-    OrderNotPaid,
-    OutTradeNoUsed,
-    // Payment links and the cashier.
-    SignatureRequired,
-    InvalidSignature,
-    LinkExpired,
-    InvalidReturnUrl,
-    ReturnUrlNotAllowed,
-    SnapshotUser,
-    InvalidTicket,
-    TicketExpired,
-    GatewayNotConfigured,
-    // WeChat and ferrypay itself.
-    OauthFailed,
-    OauthUnavailable,
-    PaymentFailed,
-    PaymentUnavailable,
-    InternalError,
+/// Declares [`ErrorCode`], its [`ErrorCode::ALL`] list and [`ErrorCode::as_str`] from one table,
+/// so a code cannot be added to one and forgotten in another.
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal,)+) => {
+        /// A stable, machine-readable error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ErrorCode {
+            $($variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The code as it appears in JSON (`"code"`) and on pages.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)+
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// Every code, in table order.
-    pub const ALL: [ErrorCode; 37] = {
-        use ErrorCode::*;
-        [
-            InvalidJson,
-            InvalidAmount,
-            OpenidRequired,
-            ClientIpRequired,
-            InvalidField,
-            MissingField,
-            UnknownField,
-            DuplicateParameter,
-            BodyTooLarge,
-            RouteNotFound,
-            MethodNotAllowed,
-            MissingApiKey,
-            InvalidApiKey,
-            SecretKeyInLink,
-            ProductDisabled,
-            PermissionDenied,
-            RateLimited,
-            OrderNotFound,
-            OrderPaid,
-            OrderClosed,
-            OrderRefunded,
-            OrderNotPaid,
-            OutTradeNoUsed,
-            SignatureRequired,
-            InvalidSignature,
-            LinkExpired,
-            InvalidReturnUrl,
-            ReturnUrlNotAllowed,
-            SnapshotUser,
-            InvalidTicket,
-            TicketExpired,
-            GatewayNotConfigured,
-            OauthFailed,
-            OauthUnavailable,
-            PaymentFailed,
-            PaymentUnavailable,
-            InternalError,
-        ]
-    };
-
-    /// The code as it appears in JSON (`"code"`) and on pages.
-    pub const fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            InvalidJson => "invalid_json",
-            InvalidAmount => "invalid_amount",
-            OpenidRequired => "openid_required",
-            ClientIpRequired => "client_ip_required",
-            InvalidField => "invalid_field",
-            MissingField => "missing_field",
-            UnknownField => "unknown_field",
-            DuplicateParameter => "duplicate_parameter",
-            BodyTooLarge => "body_too_large",
-            RouteNotFound => "route_not_found",
-            MethodNotAllowed => "method_not_allowed",
-            MissingApiKey => "missing_api_key",
-            InvalidApiKey => "invalid_api_key",
-            SecretKeyInLink => "secret_key_in_link",
-            ProductDisabled => "product_disabled",
-            PermissionDenied => "permission_denied",
-            RateLimited => "rate_limited",
-            OrderNotFound => "order_not_found",
-            OrderPaid => "order_paid",
-            OrderClosed => "order_closed",
-            OrderRefunded => "order_refunded",
-            OrderNotPaid => "order_not_paid",
-            OutTradeNoUsed => "out_trade_no_used",
-            SignatureRequired => "signature_required",
-            InvalidSignature => "invalid_signature",
-            LinkExpired => "link_expired",
-            InvalidReturnUrl => "invalid_return_url",
-            ReturnUrlNotAllowed => "return_url_not_allowed",
-            SnapshotUser => "snapshot_user",
-            InvalidTicket => "invalid_ticket",
-            TicketExpired => "ticket_expired",
-            GatewayNotConfigured => "gateway_not_configured",
-            OauthFailed => "oauth_failed",
-            OauthUnavailable => "oauth_unavailable",
-            PaymentFailed => "payment_failed",
-            PaymentUnavailable => "payment_unavailable",
-            InternalError => "internal_error",
-        }
-    }
+error_codes! {
+    // The request itself.
+    InvalidJson => "invalid_json",
+    InvalidAmount => "invalid_amount",
+    OpenidRequired => "openid_required",
+    ClientIpRequired => "client_ip_required",
+    InvalidField => "invalid_field",
+    MissingField => "missing_field",
+    UnknownField => "unknown_field",
+    DuplicateParameter => "duplicate_parameter",
+    BodyTooLarge => "body_too_large",
+    RouteNotFound => "route_not_found",
+    MethodNotAllowed => "method_not_allowed",
+    // Keys and merchants.
+    MissingApiKey => "missing_api_key",
+    InvalidApiKey => "invalid_api_key",
+    SecretKeyInLink => "secret_key_in_link",
+    ProductDisabled => "product_disabled",
+    PermissionDenied => "permission_denied",
+    RateLimited => "rate_limited",
+    // Orders.
+    OrderNotFound => "order_not_found",
+    OrderPaid => "order_paid",
+    OrderClosed => "order_closed",
+    OrderRefunded => "order_refunded",
+    OrderNotPaid => "order_not_paid",
+    OutTradeNoUsed => "out_trade_no_used",
+    // Payment links and the cashier.
+    SignatureRequired => "signature_required",
+    InvalidSignature => "invalid_signature",
+    LinkExpired => "link_expired",
+    InvalidReturnUrl => "invalid_return_url",
+    ReturnUrlNotAllowed => "return_url_not_allowed",
+    SnapshotUser => "snapshot_user",
+    InvalidTicket => "invalid_ticket",
+    TicketExpired => "ticket_expired",
+    GatewayNotConfigured => "gateway_not_configured",
+    // WeChat and ferrypay itself.
+    OauthFailed => "oauth_failed",
+    OauthUnavailable => "oauth_unavailable",
+    PaymentFailed => "payment_failed",
+    PaymentUnavailable => "payment_unavailable",
+    InternalError => "internal_error",
 }
 
 impl std::fmt::Display for ErrorCode {
