@@ -83,7 +83,7 @@ mod tests {
             OrderNo::parse("FP20251221103000EVT001").unwrap(),
             MerchantId::new("mch_event"),
             amount,
-            Timestamp::from_unix(1_766_284_200),
+            Timestamp::from_unix(ferrypay::testing::START),
         )
     }
 

@@ -358,7 +358,7 @@ mod tests {
         })
     }
 
-    const AT: i64 = 1_766_284_200;
+    const AT: i64 = crate::testing::START;
 
     fn order(status: OrderStatus) -> Order {
         let created_at = Timestamp::from_unix(AT);

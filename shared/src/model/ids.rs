@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn order_numbers_have_the_documented_shape() {
-        let now = Timestamp::from_unix(1_766_284_200); // 2025-12-21 10:30:00 Beijing
+        let now = Timestamp::from_unix(crate::testing::START); // 2025-12-21 10:30:00 Beijing
         let no = OrderNo::generate(now).unwrap();
         let s = no.as_str();
         assert_eq!(s.len(), 22);
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn order_numbers_do_not_repeat() {
-        let now = Timestamp::from_unix(1_766_284_200);
+        let now = Timestamp::from_unix(crate::testing::START);
         let set: HashSet<_> = (0..1000).map(|_| OrderNo::generate(now).unwrap()).collect();
         assert_eq!(set.len(), 1000);
     }

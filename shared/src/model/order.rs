@@ -241,7 +241,7 @@ mod tests {
             OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
             MerchantId::new("mch_test"),
             100,
-            Timestamp::from_unix(1_766_284_200),
+            Timestamp::from_unix(crate::testing::START),
         )
     }
 

@@ -403,7 +403,7 @@ mod tests {
     };
 
     fn clock() -> ManualClock {
-        ManualClock::new(Timestamp::from_unix(1_766_284_200))
+        ManualClock::new(Timestamp::from_unix(crate::testing::START))
     }
 
     async fn onboarded(admin: &MerchantAdmin<'_, MemoryStore>) -> Merchant {

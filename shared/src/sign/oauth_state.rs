@@ -56,7 +56,7 @@ pub fn check_state(key: &StateKey, state: &str, content: &str, now: Timestamp) -
 mod tests {
     use super::*;
 
-    const START: i64 = 1_766_284_200;
+    use crate::testing::START;
 
     #[test]
     fn a_state_is_good_for_its_content_for_ten_minutes() {

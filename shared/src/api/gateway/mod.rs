@@ -358,7 +358,7 @@ mod tests {
         wechat::OAuthConfig,
     };
 
-    const START: i64 = 1_766_284_200;
+    use crate::testing::START;
 
     fn gateway() -> Gateway<FakeOAuth> {
         Gateway::with_oauth(

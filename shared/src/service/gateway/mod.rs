@@ -353,7 +353,7 @@ mod tests {
         wechat::oauth::OAuthIdentity,
     };
 
-    const START: i64 = 1_766_284_200;
+    use crate::testing::START;
 
     fn settings(secret: &str) -> GatewaySettings {
         GatewaySettings {

@@ -537,7 +537,7 @@ mod tests {
             OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
             MerchantId::new("m_1"),
             1234,
-            Timestamp::from_unix(1_766_284_200),
+            Timestamp::from_unix(crate::testing::START),
         );
         order.status = OrderStatus::Paid;
         order.credential = Some(PayCredential::Native {
