@@ -637,7 +637,7 @@ async fn an_answer_not_signed_by_wechat_pay_is_not_believed() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ChannelError::Unavailable(m) if m.contains("verification")),
+        matches!(&err, ChannelError::Unavailable(m) if m.to_string().contains("verification")),
         "{err:?}"
     );
     let err = client

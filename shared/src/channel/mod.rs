@@ -11,7 +11,7 @@ use std::future::Future;
 pub use crate::wechat::JsapiPayParams;
 pub use fake::FakeChannel;
 
-use crate::model::{Fen, OrderNo, PayCredential, PayType, Timestamp};
+use crate::model::{Cause, Fen, OrderNo, PayCredential, PayType, Timestamp};
 
 /// A notification's raw headers, handed through untouched: only the channel reads them (its
 /// signature covers them), so the use cases need no HTTP of their own.
@@ -105,14 +105,14 @@ pub enum NoticeError {
     WrongMerchant(String),
     /// The check itself could not run (platform certificates unreachable): ask for a retry.
     #[error("notification check unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
     /// Unreachable, timed out or failing on its side: the same call may work later.
     #[error("payment channel unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The channel refused the request (a parameter, account or signature problem).
     /// The code and message are the channel's, for logs, never for merchants.
     #[error("payment channel refused the request: {code}: {message}")]

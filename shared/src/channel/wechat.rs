@@ -10,7 +10,7 @@ use super::{
     NoticeTrade, PayChannel, PaymentNotice, PrepayRequest, TradeState,
 };
 use crate::{
-    model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
+    model::{Cause, Fen, OrderNo, PayCredential, PayType, Timestamp},
     wechat::{
         client::{CallError, ClientError, WxTradeState, WxTransaction},
         jsapi_pay_params, nonce_str, Notification, VerifyError, WechatPayClient, WechatpayHeaders,
@@ -37,10 +37,10 @@ fn trade_state(client: &WechatPayClient, tx: WxTransaction) -> Result<TradeState
     if tx.mchid.as_deref().is_some_and(|m| m != client.mchid)
         || tx.appid.as_deref().is_some_and(|a| a != client.appid)
     {
-        return Err(ChannelError::Unavailable(format!(
+        return Err(ChannelError::Unavailable(Cause::new(format!(
             "transaction {} belongs to another merchant or app",
             tx.out_trade_no
-        )));
+        ))));
     }
     Ok(match tx.trade_state {
         // REFUND: it was paid; the refund is a later event on a paid order.
@@ -111,7 +111,9 @@ impl PayChannel for WechatPayClient {
                 .get(name)
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| ChannelError::Unavailable(format!("prepay answer without {name}")))
+                .ok_or_else(|| {
+                    ChannelError::Unavailable(Cause::new(format!("prepay answer without {name}")))
+                })
         };
         Ok(match request.pay_type {
             PayType::Native => PayCredential::Native {
@@ -168,7 +170,8 @@ impl PayChannel for WechatPayClient {
         prepay_id: &str,
         now: Timestamp,
     ) -> Result<JsapiPayParams, ChannelError> {
-        let nonce = nonce_str().map_err(|e| ChannelError::Unavailable(e.to_string()))?;
+        let nonce =
+            nonce_str().map_err(|e| ChannelError::Unavailable(Cause::with_source("nonce", e)))?;
         jsapi_pay_params(
             &self.appid,
             prepay_id,
@@ -176,7 +179,7 @@ impl PayChannel for WechatPayClient {
             &nonce,
             self.signer.key(),
         )
-        .map_err(|e| ChannelError::Unavailable(format!("paySign: {e}")))
+        .map_err(|e| ChannelError::Unavailable(Cause::with_source("paySign", e)))
     }
 
     async fn open_notification(
@@ -190,7 +193,9 @@ impl PayChannel for WechatPayClient {
             Ok(()) => {}
             Err(VerifyError::UnknownSerial(serial)) if !self.public_key_mode => {
                 // Possibly ours is stale and WeChat Pay unreachable: let it retry later.
-                return Err(NoticeError::Unavailable(format!("unknown serial {serial}")));
+                return Err(NoticeError::Unavailable(Cause::new(format!(
+                    "unknown serial {serial}"
+                ))));
             }
             Err(err) => return Err(NoticeError::Unverified(err.to_string())),
         }

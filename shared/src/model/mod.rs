@@ -1,5 +1,6 @@
 //! The domain: orders, merchants, money, ids, time. No I/O here.
 
+mod cause;
 mod fields;
 mod ids;
 mod merchant;
@@ -10,6 +11,7 @@ mod secret;
 mod time;
 mod webhook;
 
+pub use cause::Cause;
 pub use fields::{Attach, ClientIp, Description, FieldError, NotifyUrl, Openid, ReturnUrl};
 pub use ids::{
     random_base62, random_bytes, random_string, MerchantId, OrderNo, OutTradeNo, RandomError,

@@ -7,6 +7,8 @@ mod sqs;
 
 use std::{future::Future, time::Duration};
 
+use crate::model::Cause;
+
 pub use memory::{MemoryQueue, MemoryQueueConfig};
 pub use sqs::SqsQueue;
 
@@ -55,7 +57,7 @@ pub enum QueueError {
     Invalid(String),
     /// The queue could not be reached: the caller should retry or fail so it is retried.
     #[error("queue unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
 }
 
 /// Checks the limits every implementation shares, so memory and SQS refuse the same things.

@@ -12,6 +12,7 @@ use aws_sdk_sqs::{
 };
 
 use super::{validate, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_BATCH};
+use crate::model::Cause;
 
 /// A batch is sent this many times at most while SQS fails some entries on its side.
 const MAX_BATCH_ATTEMPTS: u32 = 3;
@@ -69,7 +70,7 @@ where
     if is_sender_fault(error.code()) {
         QueueError::Invalid(detail)
     } else {
-        QueueError::Unavailable(detail)
+        QueueError::Unavailable(Cause::new(detail))
     }
 }
 
@@ -132,11 +133,11 @@ impl Queue for SqsQueue {
             }
             let codes: Vec<&str> = failed.iter().map(|f| f.code()).collect();
             if attempt >= MAX_BATCH_ATTEMPTS {
-                return Err(QueueError::Unavailable(format!(
+                return Err(QueueError::Unavailable(Cause::new(format!(
                     "SQS failed {} of {} messages after {attempt} attempts: {codes:?}",
                     unsent.len(),
                     messages.len()
-                )));
+                ))));
             }
             tracing::warn!(
                 attempt,
@@ -164,7 +165,9 @@ impl Queue for SqsQueue {
             .iter()
             .map(|m| {
                 let missing = |what: &str| {
-                    QueueError::Unavailable(format!("SQS returned a message without {what}"))
+                    QueueError::Unavailable(Cause::new(format!(
+                        "SQS returned a message without {what}"
+                    )))
                 };
                 let receive_count = m
                     .attributes()

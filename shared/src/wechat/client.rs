@@ -23,7 +23,7 @@ use super::{
     verifier::{KeyStore, WechatpayHeaders},
     VerifyError,
 };
-use crate::model::{Clock, OrderNo, Timestamp};
+use crate::model::{Cause, Clock, OrderNo, Timestamp};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 /// Platform certificates are re-downloaded at most this often (an unknown serial triggers it).
@@ -92,7 +92,7 @@ pub(crate) enum CallError {
 pub enum ClientError {
     /// Unreachable, timed out, failing on its side or answering unreadably: may work later.
     #[error("WeChat Pay unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// WeChat Pay refused the request; its code and message are for logs, never for merchants.
     #[error("WeChat Pay refused the request: {code}: {message}")]
     Rejected { code: String, message: String },
@@ -106,7 +106,7 @@ impl From<CallError> for ClientError {
                 code,
                 message,
             } if status >= 500 || is_retryable_code(&code) => {
-                ClientError::Unavailable(format!("{status} {code}: {message}"))
+                ClientError::Unavailable(Cause::new(format!("{status} {code}: {message}")))
             }
             CallError::Wechat { code, message, .. } => ClientError::Rejected { code, message },
             CallError::Channel(err) => err,
@@ -214,7 +214,7 @@ impl WechatPayClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ferrypay/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClientError::Unavailable(format!("http client: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(Cause::with_source("http client", e)))?;
         let mut keys = KeyStore::new();
         let public_key_mode = config.public_key.is_some();
         if let Some((id, key)) = config.public_key {
@@ -288,16 +288,17 @@ impl WechatPayClient {
         let (headers, body) = self.send(&Method::GET, "/v3/certificates", None).await?;
         let certificates = CertificatesResponse::from_json(&body)
             .and_then(|response| response.decrypt(&self.apiv3_key))
-            .map_err(|e| ClientError::Unavailable(format!("certificates: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(Cause::with_source("certificates", e)))?;
         let mut fresh = KeyStore::new();
         for certificate in certificates {
             fresh.add_certificate(certificate.certificate);
         }
-        let signed = WechatpayHeaders::from_header_map(&headers)
-            .map_err(|e| ClientError::Unavailable(format!("certificates answer unsigned: {e}")))?;
+        let signed = WechatpayHeaders::from_header_map(&headers).map_err(|e| {
+            ClientError::Unavailable(Cause::with_source("certificates answer unsigned", e))
+        })?;
         fresh
             .verify(&signed, &body, now.unix())
-            .map_err(|e| ClientError::Unavailable(format!("certificates answer: {e}")))?;
+            .map_err(|e| ClientError::Unavailable(Cause::with_source("certificates answer", e)))?;
         if let Ok(mut keys) = self.keys.write() {
             *keys = fresh;
         }
@@ -349,7 +350,7 @@ impl WechatPayClient {
         path_and_query: &str,
         body: Option<&[u8]>,
     ) -> Result<(HeaderMap, Vec<u8>), CallError> {
-        let unavailable = |what: String| CallError::Channel(ClientError::Unavailable(what));
+        let unavailable = |cause: Cause| CallError::Channel(ClientError::Unavailable(cause));
         let signed = self
             .signer
             .sign_with_random_nonce(
@@ -358,7 +359,7 @@ impl WechatPayClient {
                 body.unwrap_or_default(),
                 self.clock.now().unix(),
             )
-            .map_err(|e| unavailable(format!("signing: {e}")))?;
+            .map_err(|e| unavailable(Cause::with_source("signing", e)))?;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path_and_query}", self.base_url))
@@ -380,13 +381,15 @@ impl WechatPayClient {
         let response = request
             .send()
             .await
-            .map_err(|e| unavailable(format!("{path_and_query}: {e}")))?;
+            .map_err(|e| unavailable(Cause::with_source(path_and_query, e)))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("{path_and_query}: reading the answer: {e}")))?;
+        let bytes = response.bytes().await.map_err(|e| {
+            unavailable(Cause::with_source(
+                format!("{path_and_query}: reading the answer"),
+                e,
+            ))
+        })?;
         if status.is_success() {
             return Ok((headers, bytes.to_vec()));
         }
@@ -409,22 +412,26 @@ impl WechatPayClient {
         body: Option<&Value>,
     ) -> Result<Verified, CallError> {
         let body = match body {
-            Some(v) => Some(
-                serde_json::to_vec(v)
-                    .map_err(|e| CallError::Channel(ClientError::Unavailable(e.to_string())))?,
-            ),
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| {
+                CallError::Channel(ClientError::Unavailable(Cause::with_source(
+                    "request body",
+                    e,
+                )))
+            })?),
             None => None,
         };
         let (headers, bytes) = self.send(&method, path_and_query, body.as_deref()).await?;
         let signed = WechatpayHeaders::from_header_map(&headers).map_err(|e| {
-            CallError::Channel(ClientError::Unavailable(format!(
-                "{path_and_query}: answer not signed: {e}"
+            CallError::Channel(ClientError::Unavailable(Cause::with_source(
+                format!("{path_and_query}: answer not signed"),
+                e,
             )))
         })?;
         self.verify_refreshing(&signed, &bytes).await.map_err(|e| {
             tracing::error!(path = path_and_query, error = %e, "WeChat Pay answer failed verification");
-            CallError::Channel(ClientError::Unavailable(format!(
-                "{path_and_query}: answer failed verification: {e}"
+            CallError::Channel(ClientError::Unavailable(Cause::with_source(
+                format!("{path_and_query}: answer failed verification"),
+                e,
             )))
         })?;
         Ok(Verified { body: bytes })
@@ -439,6 +446,6 @@ impl WechatPayClient {
         verified: &Verified,
     ) -> Result<T, ClientError> {
         serde_json::from_slice(&verified.body)
-            .map_err(|e| ClientError::Unavailable(format!("unreadable answer: {e}")))
+            .map_err(|e| ClientError::Unavailable(Cause::with_source("unreadable answer", e)))
     }
 }
