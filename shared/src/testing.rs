@@ -105,7 +105,7 @@ pub async fn create_test_order(
         pay_type: PayType::Native,
         openid: None,
         client_ip: None,
-        out_trade_no: out_trade_no.and_then(OutTradeNo::parse),
+        out_trade_no: out_trade_no.and_then(|o| OutTradeNo::parse(o).ok()),
         attach: None,
         notify_url: None,
         expire_minutes: None,

@@ -173,7 +173,7 @@ fn paid_order_body() -> (String, Vec<u8>) {
         2_580,
         created,
     );
-    order.out_trade_no = OutTradeNo::parse("shop-20251221-0042");
+    order.out_trade_no = OutTradeNo::parse("shop-20251221-0042").ok();
     order.attach = Some(ATTACH.into());
     order.status = OrderStatus::Paid;
     order.transaction_id = Some("4200002671202512213456789012".into());

@@ -66,7 +66,7 @@ pub fn parse_create(params: &Params, allow_http: bool) -> Result<CreateOrder, Ap
     if pay_type == PayType::H5 && client_ip.is_none() {
         return Err(ApiError::ClientIpRequired);
     }
-    let out_trade_no = field(params, "out_trade_no", |s| OutTradeNo::parse(s).ok_or(()))?;
+    let out_trade_no = field(params, "out_trade_no", OutTradeNo::parse)?;
     let attach = field(params, "attach", Attach::parse)?;
     let notify_url = field(params, "notify_url", |u| NotifyUrl::parse(u, allow_http))?;
     let expire_minutes = match params.integer("expire_minutes")? {
@@ -98,7 +98,7 @@ pub fn parse_order_ref(params: &Params) -> Result<OrderRef, ApiError> {
     if let Some(no) = params.text("out_trade_no")? {
         return OutTradeNo::parse(&no)
             .map(OrderRef::OutTradeNo)
-            .ok_or(ApiError::InvalidField("out_trade_no"));
+            .map_err(|_| ApiError::InvalidField("out_trade_no"));
     }
     Err(ApiError::MissingField("order_no"))
 }

@@ -365,7 +365,7 @@ mod tests {
         Order {
             order_no: OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
             merchant_id: MerchantId::new("mch_0123456789abcdef"),
-            out_trade_no: OutTradeNo::parse("shop-42"),
+            out_trade_no: OutTradeNo::parse("shop-42").ok(),
             amount: Fen::new(1234),
             description: "咖啡 \"Latte\"".into(),
             pay_type: PayType::Native,

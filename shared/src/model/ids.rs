@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::time::Timestamp;
+use super::{fields::FieldError, time::Timestamp};
 
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -100,13 +100,21 @@ pub struct OutTradeNo(String);
 impl OutTradeNo {
     pub const MAX_LEN: usize = 64;
 
-    pub fn parse(s: &str) -> Option<Self> {
-        let ok = !s.is_empty()
-            && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'|' | b'*' | b'.')
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        if s.is_empty() {
+            return Err(FieldError::Blank);
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(FieldError::TooLong { max: Self::MAX_LEN });
+        }
+        let allowed =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'|' | b'*' | b'.');
+        if !s.bytes().all(allowed) {
+            return Err(FieldError::Character {
+                allowed: "[0-9A-Za-z_-|*.]",
             });
-        ok.then(|| OutTradeNo(s.to_string()))
+        }
+        Ok(OutTradeNo(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -193,12 +201,12 @@ mod tests {
 
     #[test]
     fn out_trade_no_rules() {
-        assert!(OutTradeNo::parse("shop-42_a|b*c.d").is_some());
-        assert!(OutTradeNo::parse(&"a".repeat(64)).is_some());
-        assert!(OutTradeNo::parse(&"a".repeat(65)).is_none());
-        assert!(OutTradeNo::parse("").is_none());
-        assert!(OutTradeNo::parse("has space").is_none());
-        assert!(OutTradeNo::parse("订单1").is_none());
+        assert!(OutTradeNo::parse("shop-42_a|b*c.d").is_ok());
+        assert!(OutTradeNo::parse(&"a".repeat(64)).is_ok());
+        assert!(OutTradeNo::parse(&"a".repeat(65)).is_err());
+        assert!(OutTradeNo::parse("").is_err());
+        assert!(OutTradeNo::parse("has space").is_err());
+        assert!(OutTradeNo::parse("订单1").is_err());
     }
 
     #[test]

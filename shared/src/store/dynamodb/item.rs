@@ -395,9 +395,7 @@ pub(super) fn order_from_item(item: &Item) -> Result<(Order, i64), StoreError> {
         .ok_or_else(|| corrupt("order", &format!("order_no {order_no:?}")))?;
     let out_trade_no = r
         .opt_str("out_trade_no")?
-        .map(|o| {
-            OutTradeNo::parse(o).ok_or_else(|| corrupt("order", &format!("out_trade_no {o:?}")))
-        })
+        .map(|o| OutTradeNo::parse(o).map_err(|_| corrupt("order", &format!("out_trade_no {o:?}"))))
         .transpose()?;
     let pay_type = r.str("pay_type")?;
     let pay_type = PayType::parse(pay_type)
