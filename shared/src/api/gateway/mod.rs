@@ -23,7 +23,7 @@ use crate::{
     qr,
     service::{
         self,
-        gateway::{Gateway, LinkError, LinkStep, OAuth, TicketError, VisitError},
+        gateway::{CashierTicket, Gateway, LinkError, LinkStep, OAuth, TicketError, VisitError},
         Backends, ErrorCode, Ferrypay, PaymentInfo,
     },
     store::MerchantStore,
@@ -141,15 +141,22 @@ async fn visit_link<B: Backends, O: OAuth>(
     }
 }
 
+/// The ticket of a cashier or status request, checked against its MAC and the clock.
+fn checked_ticket<B: Backends, O: OAuth>(
+    app: &Ferrypay<B>,
+    gateway: &Gateway<O>,
+    req: &ApiRequest,
+) -> Result<CashierTicket, TicketError> {
+    ticket_parts(req.uri().query()).and_then(|parts| gateway.check_ticket(parts, app.clock.now()))
+}
+
 /// The cashier page of one order, reached with its ticket.
 async fn cashier<B: Backends, O: OAuth>(
     app: &Ferrypay<B>,
     gateway: &Gateway<O>,
     req: &ApiRequest,
 ) -> ApiResponse {
-    let ticket = match ticket_parts(req.uri().query())
-        .and_then(|parts| gateway.check_ticket(parts, app.clock.now()))
-    {
+    let ticket = match checked_ticket(app, gateway, req) {
         Ok(ticket) => ticket,
         Err(e) => return error_page(e.code(), None, None),
     };
@@ -245,9 +252,7 @@ async fn status<B: Backends, O: OAuth>(
     gateway: &Gateway<O>,
     req: &ApiRequest,
 ) -> ApiResponse {
-    let ticket = match ticket_parts(req.uri().query())
-        .and_then(|parts| gateway.check_ticket(parts, app.clock.now()))
-    {
+    let ticket = match checked_ticket(app, gateway, req) {
         Ok(ticket) => ticket,
         Err(e) => {
             let (status, error) = match e {
