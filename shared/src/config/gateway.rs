@@ -68,32 +68,12 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::{assert_reads_only_declared, env_of};
-
-    const KEY: &str = include_str!("../../tests/fixtures/wechatpay/java_merchant_private_key.pem");
-
-    fn secret(oauth_secret: Option<&str>) -> WechatSecrets {
-        WechatSecrets {
-            private_key_pem: KEY.into(),
-            apiv3_key: "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb".into(),
-            public_key_pem: None,
-            oauth_secret: oauth_secret.map(str::to_string),
-        }
-    }
+    use crate::config::tests::{
+        assert_reads_only_declared, env_of, function_env, test_secret as secret,
+    };
 
     fn vars() -> std::collections::BTreeMap<String, String> {
-        env_of(&[
-            ("FERRYPAY_TABLE", "ferrypay"),
-            ("FERRYPAY_NOTIFY_QUEUE_URL", "https://sqs.example/q"),
-            ("FERRYPAY_PUBLIC_URL", "https://pay.example.com"),
-            ("FERRYPAY_WECHAT_SECRET_ARN", "arn:aws:secretsmanager:x"),
-            ("WECHATPAY_MCHID", "1900000109"),
-            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
-            (
-                "WECHATPAY_MERCHANT_SERIAL",
-                "5F1C72E2A8931B72A2E13AF8DEE92471EB397115",
-            ),
-        ])
+        function_env("https://pay.example.com")
     }
 
     #[test]

@@ -225,6 +225,38 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// The WeChat Pay secret with the public test merchant key (certificate mode).
+    pub(crate) fn test_secret(
+        oauth_secret: Option<&str>,
+    ) -> crate::wechat::settings::WechatSecrets {
+        crate::wechat::settings::WechatSecrets {
+            private_key_pem: include_str!(
+                "../../tests/fixtures/wechatpay/java_merchant_private_key.pem"
+            )
+            .into(),
+            apiv3_key: "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb".into(),
+            public_key_pem: None,
+            oauth_secret: oauth_secret.map(str::to_string),
+        }
+    }
+
+    /// Everything a deployed HTTP function or the gateway needs, with `public_url` as
+    /// FERRYPAY_PUBLIC_URL.
+    pub(crate) fn function_env(public_url: &str) -> BTreeMap<String, String> {
+        env_of(&[
+            ("FERRYPAY_TABLE", "ferrypay"),
+            ("FERRYPAY_NOTIFY_QUEUE_URL", "https://sqs.example/q"),
+            ("FERRYPAY_PUBLIC_URL", public_url),
+            ("FERRYPAY_WECHAT_SECRET_ARN", "arn:aws:secretsmanager:x"),
+            ("WECHATPAY_MCHID", "1900000109"),
+            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
+            (
+                "WECHATPAY_MERCHANT_SERIAL",
+                "5F1C72E2A8931B72A2E13AF8DEE92471EB397115",
+            ),
+        ])
+    }
+
     /// Runs `read` on `map`, recording every variable it asks for; each must be in `declared`.
     pub(crate) fn assert_reads_only_declared<T>(
         declared: &[Var],
