@@ -34,7 +34,7 @@ use crate::{
     service::{
         CreateOrder, Ferrypay, InMemory, IssuedKeys, MerchantAdmin, NewMerchant, ServiceConfig,
     },
-    store::MemoryStore,
+    store::{MemoryStore, OrderStore},
 };
 
 /// Public test keys (never valid anywhere but in tests). The sample events in `events/` use them.
@@ -125,6 +125,15 @@ pub async fn pay_test_order(app: &TestApp, order: &Order) -> Order {
     match app.refresh(order.clone()).await {
         Ok(paid) if paid.status == OrderStatus::Paid => paid,
         Ok(other) => unreachable_in_tests(&format!("{} is {:?}", other.order_no, other.status)),
+        Err(e) => unreachable_in_tests(&e.to_string()),
+    }
+}
+
+/// The order as the app's store holds it now (which must exist).
+pub async fn stored_order(app: &TestApp, order_no: &OrderNo) -> Order {
+    match app.store.get_order(order_no).await {
+        Ok(Some(order)) => order,
+        Ok(None) => unreachable_in_tests(&format!("{order_no} is not stored")),
         Err(e) => unreachable_in_tests(&e.to_string()),
     }
 }

@@ -358,7 +358,6 @@ mod tests {
     use crate::{
         model::{Clock, ManualClock, Secret, Timestamp},
         service::gateway::{FakeOAuth, GatewaySettings, TICKET_GRACE_SECS},
-        store::OrderStore,
         testing::*,
         wechat::OAuthConfig,
     };
@@ -388,12 +387,7 @@ mod tests {
         let fields = link_fields(&request.link);
         let link = app.open_link(request.link, fields).await.unwrap();
         let ticket = gateway.pay_by_qr(&app, &link).await.unwrap();
-        let order = app
-            .store
-            .get_order(&ticket.order_no)
-            .await
-            .unwrap()
-            .unwrap();
+        let order = stored_order(&app, &ticket.order_no).await;
         let url = cashier_url(&gateway, &ticket);
         assert!(url.starts_with("https://pay.example.com/pay/gateway/cashier?order_no="));
         let query = url.split_once('?').unwrap().1.to_string();

@@ -15,7 +15,7 @@
 //! The MAC keys are derived from the official account's OAuth secret (a label per use), so the
 //! gateway needs no secret of its own; rotating that secret ends open states and tickets, which
 //! only asks payers in the middle of paying to open the link again. Paths, browsers and URLs
-//! are the HTTP side's (`api::gateway`); the openid comes through the [`OAuth`] port.
+//! are the HTTP side's (the gateway module of the api layer); the openid comes through the [`OAuth`] port.
 
 mod link;
 mod oauth;
@@ -460,12 +460,7 @@ mod tests {
         let Ok(LinkStep::Cashier(ticket)) = step else {
             panic!("{step:?}")
         };
-        let order = app
-            .store
-            .get_order(&ticket.order_no)
-            .await
-            .unwrap()
-            .unwrap();
+        let order = stored_order(&app, &ticket.order_no).await;
         assert_eq!(order.amount, Fen::new(100));
         assert_eq!(order.pay_type, PayType::Jsapi);
         assert_eq!(order.status, OrderStatus::Pending);
@@ -525,12 +520,7 @@ mod tests {
         let mut link = open(&app, 100).await;
         link.return_url = Some(ReturnUrl::parse("https://m.example/r").unwrap());
         let ticket = gateway.pay_by_qr(&app, &link).await.unwrap();
-        let order = app
-            .store
-            .get_order(&ticket.order_no)
-            .await
-            .unwrap()
-            .unwrap();
+        let order = stored_order(&app, &ticket.order_no).await;
         assert_eq!(order.pay_type, PayType::Native);
         assert_eq!(
             ticket.expires,
