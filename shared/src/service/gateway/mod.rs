@@ -15,7 +15,8 @@
 //! The MAC keys are derived from the official account's OAuth secret (a label per use), so the
 //! gateway needs no secret of its own; rotating that secret ends open states and tickets, which
 //! only asks payers in the middle of paying to open the link again. Paths, browsers and URLs
-//! are the HTTP side's (the gateway module of the api layer); the openid comes through the [`OAuth`] port.
+//! are the HTTP side's (the api layer's gateway module); the openid comes through the [`OAuth`]
+//! port.
 
 mod link;
 mod oauth;
