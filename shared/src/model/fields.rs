@@ -217,10 +217,6 @@ impl ReturnUrl {
         &self.0
     }
 
-    pub fn into_url(self) -> Url {
-        self.0
-    }
-
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
