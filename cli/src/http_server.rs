@@ -3,6 +3,7 @@
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
+use ferrypay::api::ClientAddr;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -35,7 +36,9 @@ where
                         let (parts, body) = req.into_parts();
                         let response = match Limited::new(body, MAX_BODY).collect().await {
                             Ok(collected) => {
-                                let req = http::Request::from_parts(parts, collected.to_bytes());
+                                let mut req =
+                                    http::Request::from_parts(parts, collected.to_bytes());
+                                ClientAddr::attach(&mut req, peer.ip());
                                 handler(req, peer).await
                             }
                             Err(_) => too_large(),

@@ -7,18 +7,22 @@
 //! free of the Lambda runtime. What only tests use (running an event from `events/` through a
 //! function) is behind the `test-util` feature, which only dev-dependencies enable.
 
+use std::net::IpAddr;
+
 pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use ferrypay::{
     api::{
         self, gateway::handle_gateway, notify::handle_wechat_notify, ApiRequest, ApiResponse,
-        Endpoint,
+        ClientAddr, Endpoint,
     },
     queue::Queue,
     service::{gateway::Gateway, Backends, BatchMessage, Ferrypay, WebhookWorker},
     store::Store,
 };
-use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use lambda_http::{
+    request::RequestContext, run, service_fn, Body, Error, Request, RequestExt, Response,
+};
 use lambda_runtime::LambdaEvent;
 #[cfg(feature = "test-util")]
 pub use test_util::{
@@ -56,9 +60,25 @@ pub async fn handle<B: Backends>(
     Ok(response.map(Body::from))
 }
 
+/// The request `ferrypay::api` takes: the exact body bytes, and the client's address from API
+/// Gateway's request context (`requestContext.http.sourceIp`, which API Gateway sets from the
+/// connection; client headers never count).
 fn into_api_request(req: Request) -> ApiRequest {
+    let source_ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<IpAddr>().ok()),
+        _ => None,
+    };
     let (parts, body) = req.into_parts();
-    lambda_http::http::Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()))
+    let mut req =
+        lambda_http::http::Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()));
+    if let Some(ip) = source_ip {
+        ClientAddr::attach(&mut req, ip);
+    }
+    req
 }
 
 /// The whole `main` of gateway-redirect (the jump-pay gateway): logging, its services and the
@@ -137,4 +157,29 @@ pub async fn handle_sqs_event<S: Store, Q: Queue>(
         response.add_failure(String::new());
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_api_gateways_source_ip_never_a_header() {
+        let event = include_str!("../../events/create.json");
+        let mut request = lambda_http::request::from_str(event).unwrap();
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        let req = into_api_request(request);
+        assert_eq!(ClientAddr::of(&req), Some("203.0.113.10".parse().unwrap()));
+
+        let without: serde_json::Value = serde_json::from_str(event).unwrap();
+        let mut without = without;
+        without["requestContext"]["http"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sourceIp");
+        let request = lambda_http::request::from_str(&without.to_string()).unwrap();
+        assert_eq!(ClientAddr::of(&into_api_request(request)), None);
+    }
 }

@@ -8,6 +8,8 @@ pub mod orders;
 pub mod params;
 pub mod wire;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
 use serde::Serialize;
@@ -20,6 +22,25 @@ use crate::service::{Backends, Ferrypay};
 
 pub type ApiRequest = http::Request<Bytes>;
 pub type ApiResponse = http::Response<String>;
+
+/// The address the request came from, as the platform saw it: API Gateway's
+/// `requestContext.http.sourceIp` in Lambda, the socket's peer in `ferrypay dev`. The runtime
+/// puts it in the request's extensions; it is never read from a client's headers
+/// (`X-Forwarded-For` and the like are whatever the client wants them to be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// The client address the runtime recorded on `req`, if it knew one.
+    pub fn of<B>(req: &http::Request<B>) -> Option<IpAddr> {
+        req.extensions().get::<ClientAddr>().map(|addr| addr.0)
+    }
+
+    /// Records the client address on `req` (the runtime's part).
+    pub fn attach<B>(req: &mut http::Request<B>, ip: IpAddr) {
+        req.extensions_mut().insert(ClientAddr(ip));
+    }
+}
 
 /// The merchant API's endpoints; each is one Lambda function in production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
