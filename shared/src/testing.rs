@@ -52,10 +52,12 @@ pub fn clock_at_start() -> Arc<ManualClock> {
 
 pub type TestApp = Ferrypay<InMemory>;
 
-/// An app with default settings (rate limit off) and the given clock.
+/// An app with default settings (rate limits off) and the given clock.
 pub fn app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
     let config = ServiceConfig {
         rate_limit_per_minute: None,
+        link_rate_limit_per_minute: None,
+        ip_rate_limit_per_minute: None,
         ..ServiceConfig::default()
     };
     Ferrypay::with_clock(

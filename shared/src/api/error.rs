@@ -58,6 +58,9 @@ pub enum ApiError {
     /// WeChat Pay answered with an error: its message is logged, never shown.
     #[error("Payment service unavailable")]
     PaymentFailed,
+    /// The deep health check could not read the table.
+    #[error("Storage unavailable")]
+    StoreUnavailable,
     #[error("Not found")]
     RouteNotFound,
     #[error("Method not allowed")]
@@ -91,7 +94,7 @@ impl ApiError {
             }
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             PaymentFailed => StatusCode::BAD_GATEWAY,
-            PaymentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            PaymentUnavailable | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +124,7 @@ impl ApiError {
             RateLimited { .. } => ErrorCode::RateLimited,
             PaymentUnavailable => ErrorCode::PaymentUnavailable,
             PaymentFailed => ErrorCode::PaymentFailed,
+            StoreUnavailable => ErrorCode::StoreUnavailable,
             RouteNotFound => ErrorCode::RouteNotFound,
             MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Internal => ErrorCode::InternalError,
@@ -169,6 +173,7 @@ impl From<service::Error> for ApiError {
             E::OutTradeNoUsed => ApiError::OutTradeNoUsed,
             E::Channel(ChannelError::Unavailable(_)) => ApiError::PaymentUnavailable,
             E::Channel(ChannelError::Rejected { .. }) => ApiError::PaymentFailed,
+            E::StoreUnavailable => ApiError::StoreUnavailable,
             E::Store(_) | E::Queue(_) | E::Random(_) | E::Internal(_) => ApiError::Internal,
         }
     }
@@ -199,6 +204,7 @@ mod tests {
                 code: "c".into(),
                 message: "m".into(),
             }),
+            service::Error::StoreUnavailable,
             service::Error::Internal("x".into()),
         ];
         for err in cases {

@@ -3,6 +3,7 @@
 
 mod error;
 pub mod gateway;
+pub mod health;
 pub mod notify;
 pub mod orders;
 pub mod params;

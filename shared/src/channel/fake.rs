@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Mutex, MutexGuard,
     },
 };
@@ -32,6 +32,9 @@ pub struct FakeChannel {
     /// The next N calls of any kind are refused (as WeChat refuses bad parameters).
     reject_next: AtomicU32,
     calls: AtomicU64,
+    queries: AtomicU64,
+    /// Every close answers "already paid" (WeChat's ORDERPAID), whatever the query says.
+    close_says_paid: AtomicBool,
     next_transaction: AtomicU64,
 }
 
@@ -76,6 +79,17 @@ impl FakeChannel {
     /// Makes the next `n` channel calls fail as unavailable.
     pub fn fail_next_calls(&self, n: u32) {
         self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// How many order queries were made.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::SeqCst)
+    }
+
+    /// From now on every close answers "already paid" while queries answer the trade's state:
+    /// a channel contradicting itself.
+    pub fn close_always_says_paid(&self) {
+        self.close_says_paid.store(true, Ordering::SeqCst);
     }
 
     /// How many channel calls were made (prepay, query, close).
@@ -148,6 +162,7 @@ impl PayChannel for FakeChannel {
     }
 
     async fn query(&self, order_no: &OrderNo) -> Result<TradeState, ChannelError> {
+        self.queries.fetch_add(1, Ordering::SeqCst);
         self.begin_call()?;
         Ok(self
             .trades()?
@@ -157,6 +172,9 @@ impl PayChannel for FakeChannel {
 
     async fn close(&self, order_no: &OrderNo) -> Result<CloseOutcome, ChannelError> {
         self.begin_call()?;
+        if self.close_says_paid.load(Ordering::SeqCst) {
+            return Ok(CloseOutcome::AlreadyPaid);
+        }
         let mut trades = self.trades()?;
         match trades.get_mut(order_no) {
             Some(FakeTrade {

@@ -2,7 +2,10 @@
 //! schedule, and, when set, another WeChat Pay (instead of the mock) and WeChat OAuth.
 
 use super::{
-    common::{self, DEFAULT_EXPIRE_MINUTES, PUBLIC_URL, RATE_LIMIT_PER_MINUTE},
+    common::{
+        self, DEFAULT_EXPIRE_MINUTES, IP_RATE_LIMIT_PER_MINUTE, LINK_RATE_LIMIT_PER_MINUTE,
+        PUBLIC_URL, RATE_LIMIT_PER_MINUTE,
+    },
     concat,
     wechat::{self, OAuth, API_BASE_URL, OAUTH_SECRET, OPEN_BASE_URL, WECHATPAY},
     worker::{retry_schedule, WEBHOOK_RETRY_SCHEDULE},
@@ -46,6 +49,12 @@ const DEV_OAUTH_SECRET: Var = OAUTH_SECRET
     .with_need(Need::Optional)
     .about("jump-pay against another WeChat OAuth endpoint (default: the mock's)");
 
+/// The dev stack's per-client limit: everything it serves comes from 127.0.0.1 (the tests, a
+/// browser, curl), so it is high, but on, so the limit is exercised.
+pub const DEV_IP_RATE_LIMIT_PER_MINUTE: u32 = 6000;
+const DEV_IP_RATE_LIMIT: Var =
+    IP_RATE_LIMIT_PER_MINUTE.with_need(Need::Default { default: "6000" });
+
 /// The `WECHATPAY_*` settings are all optional in dev: none set means the mock; any set means
 /// another endpoint, read as the Lambda functions read them (key files).
 const fn optional_all<const N: usize>(mut vars: [Var; N]) -> [Var; N] {
@@ -57,10 +66,12 @@ const fn optional_all<const N: usize>(mut vars: [Var; N]) -> [Var; N] {
     vars
 }
 
-const DEV_VARIABLES: [Var; 19] = concat(
+const DEV_VARIABLES: [Var; 21] = concat(
     [
         DEFAULT_EXPIRE_MINUTES,
         RATE_LIMIT_PER_MINUTE,
+        LINK_RATE_LIMIT_PER_MINUTE,
+        DEV_IP_RATE_LIMIT,
         DEMO_API_KEY,
         DEMO_PUBLISHABLE_KEY,
         DEMO_WEBHOOK_SECRET,
@@ -100,10 +111,11 @@ impl DevConfig {
 
     pub fn from_vars(env: &Env<'_>) -> Result<DevConfig, ConfigError> {
         let mut r = Reader::new(env);
-        let service = common::service_config(&mut r).map(|service| ServiceConfig {
-            allow_http_notify_urls: true,
-            ..service
-        });
+        let service =
+            common::service_config_with(&mut r, &DEV_IP_RATE_LIMIT).map(|service| ServiceConfig {
+                allow_http_notify_urls: true,
+                ..service
+            });
         let demo = NewMerchant {
             name: "ferrypay demo shop".into(),
             notify_url: demo_notify_url(&mut r),
@@ -164,6 +176,10 @@ mod tests {
         assert!(config.oauth.is_none(), "the mock's");
         assert!(config.service.allow_http_notify_urls);
         assert_eq!(config.service.default_expire_minutes, 120);
+        assert_eq!(
+            config.service.ip_rate_limit_per_minute,
+            Some(DEV_IP_RATE_LIMIT_PER_MINUTE)
+        );
         assert_eq!(
             config.webhook_schedule,
             RetrySchedule::parse(DEV_WEBHOOK_RETRY_SCHEDULE).unwrap()

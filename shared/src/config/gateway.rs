@@ -25,7 +25,7 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     pub const VARIABLES: &'static [Var] =
-        &concat::<14, 3, 17>(HTTP_VARIABLES, [OAUTH_SECRET, OPEN_BASE_URL, API_BASE_URL]);
+        &concat::<16, 3, 19>(HTTP_VARIABLES, [OAUTH_SECRET, OPEN_BASE_URL, API_BASE_URL]);
 
     /// From the process environment and the secret `FERRYPAY_WECHAT_SECRET_ARN` names, already
     /// read (its `oauth_secret` is the OAuth secret; `None`: `WECHAT_OAUTH_SECRET`).

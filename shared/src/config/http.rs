@@ -2,7 +2,8 @@
 
 use super::{
     common::{
-        self, DEFAULT_EXPIRE_MINUTES, NOTIFY_QUEUE_URL, PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
+        self, DEFAULT_EXPIRE_MINUTES, IP_RATE_LIMIT_PER_MINUTE, LINK_RATE_LIMIT_PER_MINUTE,
+        NOTIFY_QUEUE_URL, PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
     },
     concat,
     wechat::{self, WECHATPAY, WECHAT_SECRET_ARN},
@@ -13,13 +14,15 @@ use crate::{
     wechat::WechatPayConfig,
 };
 
-pub(super) const HTTP_VARIABLES: [Var; 14] = concat(
+pub(super) const HTTP_VARIABLES: [Var; 16] = concat(
     [
         TABLE,
         NOTIFY_QUEUE_URL,
         PUBLIC_URL,
         DEFAULT_EXPIRE_MINUTES,
         RATE_LIMIT_PER_MINUTE,
+        LINK_RATE_LIMIT_PER_MINUTE,
+        IP_RATE_LIMIT_PER_MINUTE,
         WECHAT_SECRET_ARN,
     ],
     WECHATPAY,

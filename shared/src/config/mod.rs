@@ -21,9 +21,10 @@ mod worker;
 use std::collections::BTreeMap;
 
 pub use common::{
-    DEFAULT_EXPIRE_MINUTES, NOTIFY_QUEUE_URL, PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
+    DEFAULT_EXPIRE_MINUTES, IP_RATE_LIMIT_PER_MINUTE, LINK_RATE_LIMIT_PER_MINUTE, NOTIFY_QUEUE_URL,
+    PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
 };
-pub use dev::{DevConfig, DEV_WEBHOOK_RETRY_SCHEDULE};
+pub use dev::{DevConfig, DEV_IP_RATE_LIMIT_PER_MINUTE, DEV_WEBHOOK_RETRY_SCHEDULE};
 pub use gateway::{GatewayConfig, OAUTH_SECRET_MISSING};
 pub use http::HttpConfig;
 pub use operator::OperatorConfig;

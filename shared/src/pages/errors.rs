@@ -157,6 +157,7 @@ pub fn error_text(code: ErrorCode, field: Option<&str>) -> ErrorText {
         OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed => {
             generic(StatusCode::CONFLICT)
         }
+        StoreUnavailable => generic(StatusCode::SERVICE_UNAVAILABLE),
         InternalError => generic(StatusCode::INTERNAL_SERVER_ERROR),
     };
     ErrorText {

@@ -74,6 +74,7 @@ error_codes! {
     OauthUnavailable => "oauth_unavailable",
     PaymentFailed => "payment_failed",
     PaymentUnavailable => "payment_unavailable",
+    StoreUnavailable => "store_unavailable",
     InternalError => "internal_error",
 }
 

@@ -39,6 +39,9 @@ pub enum Error {
     Channel(#[from] ChannelError),
     #[error("storage failed")]
     Store(#[from] StoreError),
+    /// The deep health check could not read the store (its cause was logged when found).
+    #[error("storage unavailable")]
+    StoreUnavailable,
     #[error("queueing failed")]
     Queue(#[from] QueueError),
     #[error("random source failed")]
@@ -69,6 +72,7 @@ impl Error {
             Error::OutTradeNoUsed => ErrorCode::OutTradeNoUsed,
             Error::Channel(ChannelError::Unavailable(_)) => ErrorCode::PaymentUnavailable,
             Error::Channel(ChannelError::Rejected { .. }) => ErrorCode::PaymentFailed,
+            Error::StoreUnavailable => ErrorCode::StoreUnavailable,
             Error::Store(_) | Error::Queue(_) | Error::Random(_) | Error::Internal(_) => {
                 ErrorCode::InternalError
             }

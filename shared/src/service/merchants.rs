@@ -11,7 +11,7 @@ use crate::{
         generate_webhook_secret, hash_api_key, webhook::webhook_key, PUBLISHABLE_KEY_PREFIX,
         SECRET_KEY_PREFIX, WEBHOOK_SECRET_PREFIX,
     },
-    store::{InsertMerchantError, MerchantStore, RateLimitStore, StoreError, UpdateMerchantError},
+    store::{InsertMerchantError, MerchantStore, StoreError, UpdateMerchantError},
 };
 
 /// A merchant to onboard. Keys left `None` are generated; given ones must carry their prefix.
@@ -355,7 +355,7 @@ impl<B: Backends> Ferrypay<B> {
     }
 
     /// The merchant behind a secret API key, if it may use the server endpoints now.
-    /// Counts the request against the merchant's per-minute limit.
+    /// Counts the request against the merchant's API bucket (`service::limits`).
     pub async fn authenticate(&self, key: Option<&str>) -> Result<Merchant, Error> {
         let key = key
             .map(str::trim)
@@ -372,24 +372,8 @@ impl<B: Backends> Ferrypay<B> {
         if merchant.status != MerchantStatus::Active {
             return Err(Error::ProductDisabled);
         }
-        self.check_rate_limit(&merchant).await?;
+        self.check_api_limit(&merchant).await?;
         Ok(merchant)
-    }
-
-    pub(super) async fn check_rate_limit(&self, merchant: &Merchant) -> Result<(), Error> {
-        let Some(limit) = self.config.rate_limit_per_minute else {
-            return Ok(());
-        };
-        let now = self.clock.now().unix();
-        let window_start = now - now.rem_euclid(60);
-        let window_end = crate::model::Timestamp::from_unix(window_start + 60);
-        let bucket = format!("rate#{}#{window_start}", merchant.id);
-        let count = self.store.count_in_window(&bucket, window_end).await?;
-        if count > u64::from(limit) {
-            let retry_after_secs = u64::try_from(window_start + 60 - now).unwrap_or(1).max(1);
-            return Err(Error::RateLimited { retry_after_secs });
-        }
-        Ok(())
     }
 }
 

@@ -4,6 +4,8 @@
 mod code;
 mod error;
 pub mod gateway;
+pub mod health;
+pub mod limits;
 mod merchants;
 mod notifications;
 mod orders;
@@ -36,8 +38,12 @@ use crate::{
 pub struct ServiceConfig {
     /// Minutes an order stays payable when the request does not say (1..=120).
     pub default_expire_minutes: u32,
-    /// Requests per merchant per minute; `None` disables the limit.
+    /// Merchant API requests per merchant per minute; `None` disables the limit.
     pub rate_limit_per_minute: Option<u32>,
+    /// Payment-link orders per merchant per minute (their own bucket); `None`: no limit.
+    pub link_rate_limit_per_minute: Option<u32>,
+    /// Unauthenticated requests per client (IPv4 address, IPv6 /64) per minute; `None`: none.
+    pub ip_rate_limit_per_minute: Option<u32>,
     /// Accept `http://` notify URLs (the dev stack only; production requires https).
     pub allow_http_notify_urls: bool,
 }
@@ -47,6 +53,8 @@ impl Default for ServiceConfig {
         ServiceConfig {
             default_expire_minutes: 120,
             rate_limit_per_minute: Some(600),
+            link_rate_limit_per_minute: Some(limits::DEFAULT_LINK_RATE_LIMIT),
+            ip_rate_limit_per_minute: Some(limits::DEFAULT_IP_RATE_LIMIT),
             allow_http_notify_urls: false,
         }
     }
@@ -75,6 +83,8 @@ pub struct Ferrypay<B: Backends> {
     pub queue: B::Queue,
     pub clock: Arc<dyn Clock>,
     pub config: ServiceConfig,
+    /// The rate-limit buckets this process saw over their limit in the current window.
+    pub refused: limits::RefusedWindows,
 }
 
 impl<B: Backends> Ferrypay<B> {
@@ -100,6 +110,7 @@ impl<B: Backends> Ferrypay<B> {
             queue,
             clock,
             config,
+            refused: limits::RefusedWindows::default(),
         }
     }
 }

@@ -8,9 +8,11 @@ use super::{
     Backends, Ferrypay,
 };
 use crate::{
-    channel::{CloseOutcome, JsapiPayParams, PayChannel, Payment, PrepayRequest, TradeState},
+    channel::{
+        ChannelError, CloseOutcome, JsapiPayParams, PayChannel, Payment, PrepayRequest, TradeState,
+    },
     model::{
-        Fen, Merchant, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential,
+        Cause, Fen, Merchant, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential,
         PayType, Timestamp, UpdateRefused,
     },
     qr,
@@ -92,6 +94,11 @@ impl Settlement {
         }
     }
 }
+
+/// How often an expired order's refresh asks again when the close says "already paid" but the
+/// query says "not paid" (a payment in flight settles within a round or two; a channel that
+/// keeps contradicting itself must not be asked forever).
+pub const MAX_CLOSE_PAID_ROUNDS: u32 = 2;
 
 /// Generated order numbers collide only if two land in the same second with the same 6 random
 /// characters (1 in 2 billion); a few fresh draws settle it.
@@ -314,8 +321,15 @@ impl<B: Backends> Ferrypay<B> {
     }
 
     /// Query-through: a pending order asks the channel, and a final answer settles it with a
-    /// conditional write. A channel failure leaves the order as stored (and is logged).
+    /// conditional write. A channel failure leaves the order as stored (and is logged). An
+    /// expired order is closed upstream; if the close says "already paid" while the query
+    /// keeps saying "not paid", it asks again at most [`MAX_CLOSE_PAID_ROUNDS`] times, then
+    /// fails as `payment_unavailable` (logged as an anomaly) rather than loop.
     pub async fn refresh(&self, order: Order) -> Result<Order, Error> {
+        self.refresh_round(order, 0).await
+    }
+
+    async fn refresh_round(&self, order: Order, round: u32) -> Result<Order, Error> {
         if order.status != OrderStatus::Pending {
             return Ok(order);
         }
@@ -355,7 +369,20 @@ impl<B: Backends> Ferrypay<B> {
                 // Past its time: close it upstream so it can never be paid, then locally.
                 match self.channel.close(&order.order_no).await {
                     Ok(CloseOutcome::Closed) => self.settle_closed(order, now).await,
-                    Ok(CloseOutcome::AlreadyPaid) => Box::pin(self.refresh(order)).await,
+                    Ok(CloseOutcome::AlreadyPaid) if round < MAX_CLOSE_PAID_ROUNDS => {
+                        Box::pin(self.refresh_round(order, round + 1)).await
+                    }
+                    Ok(CloseOutcome::AlreadyPaid) => {
+                        tracing::error!(
+                            anomaly = true,
+                            order_no = %order.order_no,
+                            rounds = round + 1,
+                            "the channel's close says paid but its query says not paid; giving up"
+                        );
+                        Err(Error::Channel(ChannelError::Unavailable(Cause::new(
+                            "close and query of an expired order disagree",
+                        ))))
+                    }
                     Err(err) => {
                         tracing::warn!(order_no = %order.order_no, error = %err, "closing an expired order failed; will retry on next query");
                         Ok(order)
@@ -433,5 +460,38 @@ impl<B: Backends> Ferrypay<B> {
             Err(UpdateOrderError::NotFound) => Err(Error::OrderNotFound),
             Err(UpdateOrderError::Store(e)) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{service::ErrorCode, testing::*};
+
+    #[tokio::test]
+    async fn a_close_saying_paid_while_the_query_says_not_paid_is_asked_a_bounded_number_of_times()
+    {
+        let clock = clock_at_start();
+        let app = app_with_clock(clock.clone());
+        let (merchant, _) = onboard_test_merchant(&app, "Shop").await;
+        let order = create_test_order(&app, &merchant, 100, None).await;
+        clock.set(order.expires_at.plus_secs(1));
+        app.channel.close_always_says_paid();
+        let before = app.channel.calls();
+        let err = app.refresh(order.clone()).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PaymentUnavailable);
+        // Each round is one query and one close.
+        let rounds = u64::from(MAX_CLOSE_PAID_ROUNDS) + 1;
+        assert_eq!(app.channel.calls() - before, 2 * rounds);
+        assert_eq!(app.channel.queries(), rounds);
+        // The order stays as stored: pending, for a later round to settle.
+        assert_eq!(
+            stored_order(&app, &order.order_no).await.status,
+            OrderStatus::Pending
+        );
+        // The merchant's query answers the same bounded failure.
+        let by = OrderRef::OrderNo(order.order_no.clone());
+        let err = app.query_order(&merchant, &by).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PaymentUnavailable);
     }
 }

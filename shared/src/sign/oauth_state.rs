@@ -34,8 +34,27 @@ pub fn issue_state(key: &StateKey, attempt: u8, now: Timestamp, content: &str) -
     format!("{stamp}{mac}")
 }
 
-/// The attempt a state stands for, if it is ours, bound to `content`, and fresh at `now`.
-pub fn check_state(key: &StateKey, state: &str, content: &str, now: Timestamp) -> Option<u8> {
+/// What a good state says: its attempt number and when it was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedState {
+    pub attempt: u8,
+    pub issued: Timestamp,
+}
+
+impl CheckedState {
+    /// When the state stops being accepted (a counter about it may be forgotten then).
+    pub fn expires(&self) -> Timestamp {
+        self.issued.plus_secs(STATE_TTL_SECS)
+    }
+}
+
+/// What a state stands for, if it is ours, bound to `content`, and fresh at `now`.
+pub fn check_state(
+    key: &StateKey,
+    state: &str,
+    content: &str,
+    now: Timestamp,
+) -> Option<CheckedState> {
     if state.len() != STAMP_LEN + SHORT_MAC_HEX_LEN || !state.is_ascii() {
         return None;
     }
@@ -49,7 +68,10 @@ pub fn check_state(key: &StateKey, state: &str, content: &str, now: Timestamp) -
     let age = now.unix() - issued;
     ((1..=MAX_OAUTH_ATTEMPTS).contains(&attempt)
         && (-CLOCK_SKEW_SECS..=STATE_TTL_SECS).contains(&age))
-    .then_some(attempt)
+    .then_some(CheckedState {
+        attempt,
+        issued: Timestamp::from_unix(issued),
+    })
 }
 
 #[cfg(test)]
@@ -67,18 +89,18 @@ mod tests {
         let state = issue_state(&key, 2, now, link);
         assert_eq!(state.len(), 43);
         assert!(state.bytes().all(|b| b.is_ascii_alphanumeric()), "{state}");
-        assert_eq!(check_state(&key, &state, link, now), Some(2));
+        let checked = check_state(&key, &state, link, now).unwrap();
+        assert_eq!((checked.attempt, checked.issued), (2, now));
+        assert_eq!(checked.expires(), now.plus_secs(STATE_TTL_SECS));
+        let attempt = |state: &str, now| check_state(&key, state, link, now).map(|c| c.attempt);
         assert_eq!(check_state(&key, &state, other, now), None);
-        assert_eq!(
-            check_state(&key, &state, link, now.plus_secs(STATE_TTL_SECS)),
-            Some(2)
-        );
+        assert_eq!(attempt(&state, now.plus_secs(STATE_TTL_SECS)), Some(2));
         assert_eq!(
             check_state(&key, &state, link, now.plus_secs(STATE_TTL_SECS + 1)),
             None
         );
         // From a clock running ahead: a minute's grace, no more.
-        assert_eq!(check_state(&key, &state, link, now.plus_secs(-60)), Some(2));
+        assert_eq!(attempt(&state, now.plus_secs(-60)), Some(2));
         assert_eq!(check_state(&key, &state, link, now.plus_secs(-61)), None);
         // Another attempt number under the same MAC is another state.
         let bumped = format!("3{}", &state[1..]);

@@ -1,9 +1,9 @@
 //! A store chosen at run time (`ferrypay dev --store memory|dynamodb`).
 
 use super::{
-    DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, MemoryStore, MerchantStore,
-    OrderPage, OrderStore, RateLimitStore, StoreError, UpdateMerchantError, UpdateOrderError,
-    WebhookAttemptStore,
+    DynamoStore, HealthStore, InsertMerchantError, InsertOrderError, ListQuery, MemoryStore,
+    MerchantStore, OrderPage, OrderStore, RateLimitStore, StoreError, UpdateMerchantError,
+    UpdateOrderError, WebhookAttemptStore,
 };
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
@@ -101,5 +101,11 @@ impl RateLimitStore for EitherStore {
         expires_at: Timestamp,
     ) -> Result<u64, StoreError> {
         forward!(self, s => s.count_in_window(bucket, expires_at))
+    }
+}
+
+impl HealthStore for EitherStore {
+    async fn check_health(&self) -> Result<(), StoreError> {
+        forward!(self, s => s.check_health())
     }
 }

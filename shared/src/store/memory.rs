@@ -6,8 +6,8 @@ use std::{
 };
 
 use super::{
-    InsertMerchantError, InsertOrderError, ListQuery, MerchantStore, OrderPage, OrderStore,
-    PageStart, RateLimitStore, StoreError, UpdateMerchantError, UpdateOrderError,
+    HealthStore, InsertMerchantError, InsertOrderError, ListQuery, MerchantStore, OrderPage,
+    OrderStore, PageStart, RateLimitStore, StoreError, UpdateMerchantError, UpdateOrderError,
     WebhookAttemptStore,
 };
 use crate::model::{
@@ -259,5 +259,11 @@ impl RateLimitStore for MemoryStore {
         }
         entry.0 += 1;
         Ok(entry.0)
+    }
+}
+
+impl HealthStore for MemoryStore {
+    async fn check_health(&self) -> Result<(), StoreError> {
+        self.lock().map(|_| ())
     }
 }

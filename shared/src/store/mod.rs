@@ -177,6 +177,13 @@ pub trait RateLimitStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
+/// The deep health check's one read: proves the store answers (DynamoDB: a `GetItem` of the
+/// fixed key `HEALTH`/`HEALTH`, whose absence is fine). Not part of [`Store`]: only the health
+/// check needs it.
+pub trait HealthStore: Send + Sync + 'static {
+    fn check_health(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Everything ferrypay keeps: every capability. Implementations: [`MemoryStore`] (tests,
 /// `ferrypay dev`), [`DynamoStore`] (production) and [`EitherStore`] (one of them, chosen at run
 /// time). Implemented for any type with all four capabilities.

@@ -1,11 +1,50 @@
 //! `GET /v3/certificates`: the platform certificates, each AES-256-GCM encrypted with the
-//! APIv3 key (which is what authenticates them on the first download).
+//! APIv3 key (which is what authenticates them on the first download), and the gate every
+//! download goes through ([`RefreshGate`]): a notification naming an unknown serial (anyone
+//! can send one) triggers at most one download per interval, failed or not.
+
+use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
 use super::aead::{encrypt_resource, ApiV3Key, EncryptedResource};
 use super::error::CertificatesError;
 use super::keys::Certificate;
+use crate::model::Timestamp;
+
+/// Certificate downloads, single-flight and throttled: a download runs only if none was tried
+/// (successfully or not) in the last `interval_secs`; callers arriving while one runs wait for
+/// it and then use its result instead of downloading again.
+#[derive(Debug)]
+pub struct RefreshGate {
+    last_attempt: tokio::sync::Mutex<Option<Timestamp>>,
+    interval_secs: i64,
+}
+
+impl RefreshGate {
+    pub fn new(interval_secs: i64) -> RefreshGate {
+        RefreshGate {
+            last_attempt: tokio::sync::Mutex::new(None),
+            interval_secs,
+        }
+    }
+
+    /// Runs `download` (`Some` with its result) unless the gate holds it back (`None`). `now`
+    /// is read once the gate is ours, so a caller that waited sees the attempt it waited for.
+    pub async fn run<T, Fut: Future<Output = T>>(
+        &self,
+        now: impl FnOnce() -> Timestamp,
+        download: impl FnOnce() -> Fut,
+    ) -> Option<T> {
+        let mut last = self.last_attempt.lock().await;
+        let now = now();
+        if last.is_some_and(|t| now.unix() - t.unix() < self.interval_secs) {
+            return None;
+        }
+        *last = Some(now);
+        Some(download().await)
+    }
+}
 
 /// The response body: `{"data":[{serial_no, effective_time, expire_time, encrypt_certificate}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +174,44 @@ pub fn parse_certificates_response(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
+    use crate::model::{Clock, ManualClock};
+
+    #[tokio::test]
+    async fn concurrent_refreshes_share_one_download_and_a_failure_is_throttled_too() {
+        let clock = ManualClock::new(Timestamp::from_unix(1_766_284_200));
+        let gate = RefreshGate::new(60);
+        let downloads = AtomicU32::new(0);
+        let failing = || async {
+            downloads.fetch_add(1, Ordering::SeqCst);
+            // Let the other callers arrive while this one is downloading.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            Err::<(), &str>("certificates unavailable")
+        };
+        let call = || gate.run(|| clock.now(), failing);
+        let answers = tokio::join!(call(), call(), call(), call(), call());
+        assert_eq!(
+            downloads.load(Ordering::SeqCst),
+            1,
+            "one download for five callers"
+        );
+        let ran = [answers.0, answers.1, answers.2, answers.3, answers.4]
+            .into_iter()
+            .filter(Option::is_some)
+            .count();
+        assert_eq!(ran, 1);
+        // It failed, and the next minute still downloads nothing.
+        clock.set(clock.now().plus_secs(59));
+        assert!(gate.run(|| clock.now(), failing).await.is_none());
+        assert_eq!(downloads.load(Ordering::SeqCst), 1);
+        clock.set(clock.now().plus_secs(1));
+        assert!(gate.run(|| clock.now(), failing).await.is_some());
+        assert_eq!(downloads.load(Ordering::SeqCst), 2);
+    }
 
     const GO_CERT: &str = include_str!("../../tests/fixtures/wechatpay/go_wechatpay_cert.pem");
 

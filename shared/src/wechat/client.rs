@@ -17,16 +17,17 @@ use serde_json::Value;
 
 use super::{
     aead::ApiV3Key,
-    certificates::CertificatesResponse,
+    certificates::{CertificatesResponse, RefreshGate},
     keys::{PrivateKey, VerifyingKey},
     signer::RequestSigner,
     verifier::{KeyStore, WechatpayHeaders},
     VerifyError,
 };
-use crate::model::{Cause, Clock, OrderNo, Timestamp};
+use crate::model::{Cause, Clock, OrderNo};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
-/// Platform certificates are re-downloaded at most this often (an unknown serial triggers it).
+/// Platform certificates are downloaded at most this often, failed attempts included (an
+/// unknown serial triggers it).
 const CERTIFICATE_REFRESH_INTERVAL_SECS: i64 = 60;
 
 /// How failed calls are retried.
@@ -195,8 +196,8 @@ pub struct WechatPayClient {
     pub(crate) signer: RequestSigner,
     http: reqwest::Client,
     keys: RwLock<KeyStore>,
-    /// When certificates were last downloaded; the async lock also serialises downloads.
-    last_refresh: tokio::sync::Mutex<Option<Timestamp>>,
+    /// Certificate downloads: one at a time, at most one per interval, failures included.
+    refresh_gate: RefreshGate,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -231,7 +232,7 @@ impl WechatPayClient {
             signer: RequestSigner::new(config.mchid, config.merchant_serial, config.private_key),
             http,
             keys: RwLock::new(keys),
-            last_refresh: tokio::sync::Mutex::new(None),
+            refresh_gate: RefreshGate::new(CERTIFICATE_REFRESH_INTERVAL_SECS),
             clock,
         };
         if !client.public_key_mode {
@@ -277,14 +278,21 @@ impl WechatPayClient {
         }
     }
 
+    /// Downloads the certificates through the gate: concurrent callers share one download,
+    /// and none starts within [`CERTIFICATE_REFRESH_INTERVAL_SECS`] of the last attempt,
+    /// whether it failed or not (a held-back call is `Ok`: the caller verifies with the
+    /// certificates known).
+    pub async fn refresh_certificates(&self) -> Result<(), ClientError> {
+        self.refresh_gate
+            .run(|| self.clock.now(), || self.download_certificates())
+            .await
+            .unwrap_or(Ok(()))
+    }
+
     /// Downloads `/v3/certificates`, decrypts them with the APIv3 key, checks the answer's
     /// signature with the certificate it names, and replaces the known certificates.
-    pub async fn refresh_certificates(&self) -> Result<(), ClientError> {
-        let mut last = self.last_refresh.lock().await;
+    async fn download_certificates(&self) -> Result<(), ClientError> {
         let now = self.clock.now();
-        if last.is_some_and(|t| now.unix() - t.unix() < CERTIFICATE_REFRESH_INTERVAL_SECS) {
-            return Ok(());
-        }
         let (headers, body) = self.send(&Method::GET, "/v3/certificates", None).await?;
         let certificates = CertificatesResponse::from_json(&body)
             .and_then(|response| response.decrypt(&self.apiv3_key))
@@ -302,7 +310,6 @@ impl WechatPayClient {
         if let Ok(mut keys) = self.keys.write() {
             *keys = fresh;
         }
-        *last = Some(now);
         tracing::info!("platform certificates refreshed");
         Ok(())
     }

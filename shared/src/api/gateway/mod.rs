@@ -4,7 +4,9 @@
 //! page in Chinese ([`pages::errors`]) under a stable code, never a blank screen.
 //!
 //! A visit is read once ([`query`]), handed to the link use case once (`service::gateway`),
-//! and its outcome turned into a page or a redirect ([`urls`]).
+//! and its outcome turned into a page or a redirect ([`urls`]). Every request first counts in
+//! its client's bucket (`service::limits`; the address the platform saw, never a header): over
+//! it, a `rate_limited` page, or JSON for the status check, with `Retry-After`.
 
 pub mod query;
 pub mod urls;
@@ -12,7 +14,7 @@ pub mod urls;
 use http::{header, Method, StatusCode};
 use serde::Serialize;
 
-use super::{json_response, ApiError, ApiRequest, ApiResponse};
+use super::{json_response, ApiError, ApiRequest, ApiResponse, ClientAddr};
 use crate::{
     model::{Order, OrderNo, OrderStatus},
     pages::{
@@ -50,15 +52,10 @@ pub async fn handle_gateway<B: Backends, O: OAuth>(
     req: ApiRequest,
 ) -> ApiResponse {
     let path = req.uri().path().trim_end_matches('/');
-    let response = match (req.method(), path) {
-        (&Method::GET, GATEWAY_PATH) => visit_link(app, gateway, &req, false).await,
-        (&Method::POST, GATEWAY_PATH) => visit_link(app, gateway, &req, true).await,
-        (&Method::GET, CASHIER_PATH) => cashier(app, gateway, &req).await,
-        (&Method::GET, STATUS_PATH) => status(app, gateway, &req).await,
-        (_, GATEWAY_PATH | CASHIER_PATH | STATUS_PATH) => {
-            error_page(ErrorCode::MethodNotAllowed, None, None)
-        }
-        _ => error_page(ErrorCode::RouteNotFound, None, None),
+    let response = match app.check_client_limit(ClientAddr::of(&req)).await {
+        Ok(()) => route(app, gateway, &req, path).await,
+        Err(e) if path == STATUS_PATH => super::error_response(&ApiError::from(e)),
+        Err(e) => service_error_page(&e, None),
     };
     tracing::info!(
         method = %req.method(),
@@ -67,6 +64,24 @@ pub async fn handle_gateway<B: Backends, O: OAuth>(
         "gateway"
     );
     response
+}
+
+async fn route<B: Backends, O: OAuth>(
+    app: &Ferrypay<B>,
+    gateway: &Gateway<O>,
+    req: &ApiRequest,
+    path: &str,
+) -> ApiResponse {
+    match (req.method(), path) {
+        (&Method::GET, GATEWAY_PATH) => visit_link(app, gateway, req, false).await,
+        (&Method::POST, GATEWAY_PATH) => visit_link(app, gateway, req, true).await,
+        (&Method::GET, CASHIER_PATH) => cashier(app, gateway, req).await,
+        (&Method::GET, STATUS_PATH) => status(app, gateway, req).await,
+        (_, GATEWAY_PATH | CASHIER_PATH | STATUS_PATH) => {
+            error_page(ErrorCode::MethodNotAllowed, None, None)
+        }
+        _ => error_page(ErrorCode::RouteNotFound, None, None),
+    }
 }
 
 /// A link opened (`GET`) or its "pay on this computer" form sent (`POST`).
@@ -341,11 +356,18 @@ fn visit_error_page(err: &VisitError, link_url: &str) -> ApiResponse {
     }
 }
 
-/// An order could not be created or read: a page (`retry_url`: where "retry" goes). The error
-/// leaves the service layer here, so its cause is logged here.
+/// An order could not be created or read: a page (`retry_url`: where "retry" goes; a rate
+/// limit also says when in `Retry-After`). The error leaves the service layer here, so its
+/// cause is logged here.
 fn service_error_page(err: &service::Error, retry_url: Option<&str>) -> ApiResponse {
     err.log_cause();
-    error_page(err.code(), None, retry_url)
+    let mut page = error_page(err.code(), None, retry_url);
+    if let service::Error::RateLimited { retry_after_secs } = err {
+        if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
+            page.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    page
 }
 
 #[cfg(test)]

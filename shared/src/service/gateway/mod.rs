@@ -5,12 +5,17 @@
 //!   payer's openid. The way back carries the link's own parameters and a `state` binding them
 //!   (`sign::oauth_state`: an attempt number, a time and a MAC), so a state is good for one
 //!   link, for [`STATE_TTL_SECS`], and a replayed code restarts the authorization a bounded
-//!   number of times. Then a JSAPI order is created and the payer goes to its cashier;
+//!   number of times. One state is good for [`MAX_CODE_EXCHANGES_PER_STATE`] code exchanges
+//!   in all (a counter in the rate-limit store, forgotten when the state expires), so junk
+//!   codes replayed on one state cannot spend WeChat's OAuth quota. Then a JSAPI order is
+//!   created (counted in the merchant's link bucket) and the payer goes to its cashier;
 //! - on a computer that asked for a QR code ([`Gateway::pay_by_qr`]), a native order.
 //!
 //! The cashier and its status checks are reached with an order-scoped [`CashierTicket`]
 //! (`sign::ticket`): a MAC over the order number, the return URL and an expiry. It shows one
-//! order's status and nothing else; the merchant's keys never reach the payer's browser.
+//! order's status and nothing else; the merchant's keys never reach the payer's browser. Its
+//! status checks answer from the store and ask WeChat Pay about a pending order at most once
+//! per [`POLL_QUERY_SECS`] (a paid or closed order never).
 //!
 //! The MAC keys are derived from the official account's OAuth secret (a label per use), so the
 //! gateway needs no secret of its own; rotating that secret ends open states and tickets, which
@@ -21,22 +26,28 @@
 mod link;
 mod oauth;
 
+use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use super::limits::POLL_QUERY_SECS;
 pub use crate::sign::oauth_state::{MAX_OAUTH_ATTEMPTS, STATE_TTL_SECS};
 pub use link::{LinkError, LinkFields, LinkQuery, PaymentLink};
 pub use oauth::{FakeOAuth, OAuth};
 
 use super::{Backends, CreateOrder, CreatedOrder, Error, ErrorCode, Ferrypay};
 use crate::{
-    model::{Openid, Order, OrderNo, PayType, ReturnUrl, Timestamp},
+    model::{Openid, Order, OrderNo, OrderStatus, PayType, ReturnUrl, Timestamp},
     sign::{
+        hex_lower,
         oauth_state::{check_state, issue_state, StateKey},
         ticket::{ticket_expiry, ticket_token, TicketKey},
     },
     store::OrderStore,
     wechat::oauth::{OAuthClient, OAuthConfig, OAuthError},
 };
+
+/// Code exchanges one OAuth state allows in all, whatever the codes.
+pub const MAX_CODE_EXCHANGES_PER_STATE: u64 = 3;
 
 /// A ticket outlives its order by this much, so the payer can still see the result.
 pub const TICKET_GRACE_SECS: i64 = 3600;
@@ -90,7 +101,8 @@ pub enum LinkStep {
 /// A visit that could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum VisitError {
-    /// Codes kept failing as invalid or used, [`MAX_OAUTH_ATTEMPTS`] times.
+    /// Codes kept failing as invalid or used, [`MAX_OAUTH_ATTEMPTS`] times, or one state came
+    /// back more than [`MAX_CODE_EXCHANGES_PER_STATE`] times.
     #[error("the authorization failed {MAX_OAUTH_ATTEMPTS} times")]
     AuthorizationLoop,
     /// WeChat's OAuth is unreachable, busy or refuses our configuration (the client logs it).
@@ -208,10 +220,22 @@ impl<O: OAuth> Gateway<O> {
         };
         // Not our state (forged, for another link, or stale): start over, harmlessly.
         let content = link.query.state_content();
-        let Some(attempt) = check_state(&self.state_key, &back.state, &content, now) else {
+        let Some(checked) = check_state(&self.state_key, &back.state, &content, now) else {
             tracing::info!("OAuth state invalid or expired: restarting the authorization");
             return Ok(self.authorize(link, 1, now));
         };
+        let attempt = checked.attempt;
+        let uses = format!(
+            "oauth#{}",
+            hex_lower(&Sha256::digest(back.state.as_bytes()))
+        );
+        if !app
+            .within_uses(&uses, checked.expires(), MAX_CODE_EXCHANGES_PER_STATE)
+            .await?
+        {
+            tracing::warn!("an OAuth state came back too often: refused without asking WeChat");
+            return Err(VisitError::AuthorizationLoop);
+        }
         let identity = match self.oauth.exchange_code(&back.code).await {
             Ok(identity) => identity,
             // A refresh or back button replays a used code: a fresh authorization fixes it.
@@ -297,13 +321,15 @@ impl<O: OAuth> Gateway<O> {
 }
 
 impl<B: Backends> Ferrypay<B> {
-    /// Creates the order a link asks for, counted against the merchant's rate limit.
+    /// Creates the order a link asks for, counted against the merchant's link bucket (never
+    /// its API bucket). The bucket bounds the prepay calls links cause; an order nobody pays
+    /// expires as any other (and one whose prepay failed is closed at once).
     pub async fn create_link_order(
         &self,
         link: &PaymentLink,
         payment: LinkPayment,
     ) -> Result<CreatedOrder, Error> {
-        self.check_rate_limit(&link.merchant).await?;
+        self.check_link_limit(&link.merchant).await?;
         let (pay_type, openid) = match payment {
             LinkPayment::Jsapi { openid } => (PayType::Jsapi, Some(openid.into_string())),
             LinkPayment::Native => (PayType::Native, None),
@@ -324,7 +350,9 @@ impl<B: Backends> Ferrypay<B> {
 
     /// The order a ticket names. With `query_through` a pending order asks the channel (the
     /// status checks: a payment whose notification is late still shows); without, only an
-    /// expired pending order does (the cashier page, loaded once).
+    /// expired pending order does (the cashier page). Either asks at most once per order per
+    /// [`POLL_QUERY_SECS`] (a token in the rate-limit store), and a paid or closed order
+    /// never: in between the store answers.
     pub async fn ticket_order(
         &self,
         ticket: &CashierTicket,
@@ -335,7 +363,14 @@ impl<B: Backends> Ferrypay<B> {
             .get_order(&ticket.order_no)
             .await?
             .ok_or(Error::OrderNotFound)?;
-        if query_through || order.is_expired(self.clock.now()) {
+        if order.status != OrderStatus::Pending {
+            return Ok(order);
+        }
+        if !query_through && !order.is_expired(self.clock.now()) {
+            return Ok(order);
+        }
+        let token = format!("poll#{}", order.order_no);
+        if self.first_in_window(&token, POLL_QUERY_SECS).await? {
             self.refresh(order).await
         } else {
             Ok(order)
@@ -486,6 +521,88 @@ mod tests {
         );
         assert_eq!(last.unwrap_err().code(), ErrorCode::OauthFailed);
         assert_eq!(app.channel.calls(), 0, "no order without an openid");
+    }
+
+    #[tokio::test]
+    async fn one_state_allows_three_code_exchanges_in_all() {
+        let (app, clock) = setup().await;
+        let gateway = gateway();
+        let link = open(&app, 100).await;
+        let state = state_of(visit(&app, &gateway, &link, None).await.unwrap());
+        let mut refused = 0;
+        for i in 0..20 {
+            let junk = back(&format!("junk{i}"), &state);
+            match visit(&app, &gateway, &link, Some(&junk)).await {
+                Ok(LinkStep::Authorize { .. }) => {}
+                Err(VisitError::AuthorizationLoop) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(gateway.oauth().exchanges(), MAX_CODE_EXCHANGES_PER_STATE);
+        assert_eq!(refused, 20 - MAX_CODE_EXCHANGES_PER_STATE);
+        // Even a good code is not exchanged on a spent state; a fresh state takes it.
+        gateway.oauth().issue("good", payer("o_payer"));
+        let spent = visit(&app, &gateway, &link, Some(&back("good", &state))).await;
+        assert!(
+            matches!(spent, Err(VisitError::AuthorizationLoop)),
+            "{spent:?}"
+        );
+        assert_eq!(gateway.oauth().pending(), 1);
+        clock.set(clock.now().plus_secs(1));
+        let fresh = state_of(visit(&app, &gateway, &link, None).await.unwrap());
+        let step = visit(&app, &gateway, &link, Some(&back("good", &fresh))).await;
+        assert!(matches!(step, Ok(LinkStep::Cashier(_))), "{step:?}");
+    }
+
+    #[tokio::test]
+    async fn status_polls_ask_wechat_at_most_once_per_order_per_few_seconds() {
+        let (app, clock) = setup().await;
+        let gateway = gateway();
+        let link = open(&app, 100).await;
+        let ticket = gateway.pay_by_qr(&app, &link).await.unwrap();
+        // 30 polls, one every second (the cashier polls every 2 s; 1 s is a hurried one).
+        for _ in 0..30 {
+            let order = app.ticket_order(&ticket, true).await.unwrap();
+            assert_eq!(order.status, OrderStatus::Pending);
+            clock.set(clock.now().plus_secs(1));
+        }
+        let queries = app.channel.queries();
+        assert!(
+            queries <= 30 / POLL_QUERY_SECS as u64 + 1,
+            "{queries} queries"
+        );
+        assert!(queries >= 1);
+        // Paid: the next asking poll settles it; after that WeChat is never asked again.
+        let order = stored_order(&app, &ticket.order_no).await;
+        app.channel.pay(&order.order_no, clock.now()).unwrap();
+        clock.set(clock.now().plus_secs(POLL_QUERY_SECS));
+        let paid = app.ticket_order(&ticket, true).await.unwrap();
+        assert_eq!(paid.status, OrderStatus::Paid);
+        let settled = app.channel.queries();
+        for _ in 0..30 {
+            clock.set(clock.now().plus_secs(1));
+            let order = app.ticket_order(&ticket, true).await.unwrap();
+            assert_eq!(order.status, OrderStatus::Paid);
+        }
+        assert_eq!(app.channel.queries(), settled, "no query for a paid order");
+    }
+
+    #[tokio::test]
+    async fn link_orders_spend_the_link_bucket_never_the_api_bucket() {
+        let (mut app, _) = setup().await;
+        app.config.rate_limit_per_minute = Some(2);
+        app.config.link_rate_limit_per_minute = Some(3);
+        let gateway = gateway();
+        let link = open(&app, 100).await;
+        for _ in 0..3 {
+            gateway.pay_by_qr(&app, &link).await.unwrap();
+        }
+        let calls = app.channel.calls();
+        let limited = gateway.pay_by_qr(&app, &link).await.unwrap_err();
+        assert_eq!(limited.code(), ErrorCode::RateLimited);
+        assert_eq!(app.channel.calls(), calls, "no prepay over the limit");
+        let merchant = app.authenticate(Some(TEST_SECRET_KEY)).await.unwrap();
+        assert_eq!(merchant.id, link.merchant.id);
     }
 
     #[tokio::test]

@@ -1,7 +1,14 @@
 //! The OAuth port: the gateway learns the payer's openid only through [`OAuth`], so the link use
 //! case runs against WeChat's client in production and against [`FakeOAuth`] in its tests.
 
-use std::{collections::HashMap, future::Future, sync::Mutex};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+};
 
 use crate::wechat::oauth::{OAuthClient, OAuthError, OAuthIdentity, ERRCODE_CODE_USED};
 
@@ -28,6 +35,7 @@ impl OAuth for OAuthClient {
 #[derive(Debug, Default)]
 pub struct FakeOAuth {
     answers: Mutex<HashMap<String, Result<OAuthIdentity, OAuthError>>>,
+    exchanges: AtomicU64,
 }
 
 impl FakeOAuth {
@@ -42,6 +50,11 @@ impl FakeOAuth {
         }
     }
 
+    /// How many code exchanges were asked for (WeChat's OAuth calls).
+    pub fn exchanges(&self) -> u64 {
+        self.exchanges.load(Ordering::SeqCst)
+    }
+
     /// Codes issued and not yet exchanged.
     pub fn pending(&self) -> usize {
         self.answers.lock().map(|a| a.len()).unwrap_or(0)
@@ -50,6 +63,7 @@ impl FakeOAuth {
 
 impl OAuth for FakeOAuth {
     async fn exchange_code(&self, code: &str) -> Result<OAuthIdentity, OAuthError> {
+        self.exchanges.fetch_add(1, Ordering::SeqCst);
         let answer = self.answers.lock().ok().and_then(|mut a| a.remove(code));
         answer.unwrap_or(Err(OAuthError::CodeInvalidOrUsed {
             errcode: ERRCODE_CODE_USED,

@@ -6,9 +6,11 @@
 //! - `schema`: key names and formats, `create_table`;
 //! - `item`: items to and from the model;
 //! - `condition`: condition expressions, among them `Order::apply`'s rules;
-//! - one file per capability: `merchants`, `orders`, `webhook_attempts`, `rate_limits`.
+//! - one file per capability: `merchants`, `orders`, `webhook_attempts`, `rate_limits`,
+//!   `health`.
 
 mod condition;
+mod health;
 mod item;
 mod merchants;
 mod orders;
