@@ -11,6 +11,7 @@ use ferrypay::{
     api::{
         self,
         gateway::{handle_gateway, is_gateway_path},
+        health::{handle_health, is_health_path, HEALTH_PATH},
         notify::WECHAT_NOTIFY_PATH,
     },
     config::DevConfig,
@@ -20,6 +21,7 @@ use ferrypay::{
     queue::{MemoryQueue, Queue, MAX_BATCH},
     service::{
         gateway::{Gateway, GatewaySettings},
+        health::HealthCheck,
         retry::RetrySchedule,
         Backends, ErrorCode, Ferrypay, IssuedKeys, NewMerchant, OnboardError, ServiceConfig,
         WebhookSender, WebhookWorker,
@@ -99,6 +101,24 @@ pub struct DevOptions {
     /// `WECHAT_API_BASE_URL`); `None` uses the in-process mock's, or with an external WeChat
     /// Pay and no OAuth secret leaves jump-pay off.
     pub oauth: Option<OAuthConfig>,
+    /// The stack's clock (and the mock's): the system's, or a test's manual one.
+    pub clock: DevClock,
+}
+
+/// The dev stack's clock: [`SystemClock`] by default.
+#[derive(Clone)]
+pub struct DevClock(pub Arc<dyn Clock>);
+
+impl Default for DevClock {
+    fn default() -> Self {
+        DevClock(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for DevClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DevClock({})", self.0.now().unix())
+    }
 }
 
 impl DevOptions {
@@ -139,6 +159,7 @@ impl DevOptions {
             store,
             webhook_worker: Some(config.webhook_schedule),
             oauth: config.oauth,
+            clock: DevClock::default(),
         }
     }
 }
@@ -200,7 +221,7 @@ pub struct DevStack {
 
 impl DevStack {
     pub async fn start(options: DevOptions) -> Result<DevStack, String> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock = Arc::clone(&options.clock.0);
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
@@ -254,6 +275,7 @@ impl DevStack {
                 EitherStore::Dynamo(store)
             }
         };
+        let health = Arc::new(HealthCheck::new(options.config.ip_rate_limit_per_minute));
         let app = Arc::new(Ferrypay::with_clock(
             store,
             channel,
@@ -284,8 +306,18 @@ impl DevStack {
             let app = Arc::clone(&served);
             let inbox = Arc::clone(&served_inbox);
             let gateway = served_gateway.clone();
+            let health = Arc::clone(&health);
             let demo_id = demo_id.clone();
-            async move { route(&app, &inbox, gateway.as_deref(), &demo_id, req).await }
+            async move {
+                let served = Served {
+                    app: &app,
+                    inbox: &inbox,
+                    gateway: gateway.as_deref(),
+                    health: &health,
+                    demo_id: &demo_id,
+                };
+                route(served, req).await
+            }
         });
         Ok(DevStack {
             addr,
@@ -338,6 +370,7 @@ impl DevStack {
                -H 'Content-Type: application/json' -d '{{\"amount\": 100, \"description\": \"Coffee\"}}'\n\
              {pay}\
              curl -s {base}{DEV_INBOX_PATH}   # the webhooks the demo merchant received\n\
+             curl -s '{base}{HEALTH_PATH}?deep=1'   # health, with the table checked\n\
              {link}",
             link = match &self.gateway {
                 Some(_) => format!(
@@ -416,18 +449,31 @@ async fn run_webhook_worker(app: Arc<DevApp>, sender: WebhookSender) {
     }
 }
 
-async fn route(
-    app: &DevApp,
-    inbox: &DevInbox,
-    gateway: Option<&Gateway>,
-    demo_id: &MerchantId,
-    req: http::Request<Bytes>,
-) -> http::Response<String> {
+/// What the dev server's router reaches.
+struct Served<'a> {
+    app: &'a DevApp,
+    inbox: &'a DevInbox,
+    gateway: Option<&'a Gateway>,
+    health: &'a HealthCheck,
+    demo_id: &'a MerchantId,
+}
+
+async fn route(served: Served<'_>, req: http::Request<Bytes>) -> http::Response<String> {
+    let Served {
+        app,
+        inbox,
+        gateway,
+        health,
+        demo_id,
+    } = served;
     if is_gateway_path(req.uri().path()) {
         return match gateway {
             Some(gateway) => handle_gateway(app, gateway, req).await,
             None => gateway_off_page(),
         };
+    }
+    if is_health_path(req.uri().path()) {
+        return handle_health(&app.store, app.clock.as_ref(), health, req).await;
     }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => api::json_response(StatusCode::OK, &json!({"ok": true})),

@@ -3,7 +3,8 @@
 //! body bytes: notifications are verified over them) and the answer back; the same for the
 //! jump-pay gateway (gateway-redirect), which also builds its `Gateway` once. And what the
 //! notify-worker does around `ferrypay`'s webhook worker: an SQS batch in, the ids of the
-//! failed messages out as a partial batch response. Kept out of `ferrypay` so that crate stays
+//! failed messages out as a partial batch response; and what the health function does around
+//! `ferrypay::api::health` (the table only). Kept out of `ferrypay` so that crate stays
 //! free of the Lambda runtime. What only tests use (running an event from `events/` through a
 //! function) is behind the `test-util` feature, which only dev-dependencies enable.
 
@@ -13,12 +14,15 @@ pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use ferrypay::{
     api::{
-        self, gateway::handle_gateway, notify::handle_wechat_notify, ApiRequest, ApiResponse,
-        ClientAddr, Endpoint,
+        self, gateway::handle_gateway, health::handle_health, notify::handle_wechat_notify,
+        ApiRequest, ApiResponse, ClientAddr, Endpoint,
     },
+    model::Clock,
     queue::Queue,
-    service::{gateway::Gateway, Backends, BatchMessage, Ferrypay, WebhookWorker},
-    store::Store,
+    service::{
+        gateway::Gateway, health::HealthCheck, Backends, BatchMessage, Ferrypay, WebhookWorker,
+    },
+    store::{HealthStore, RateLimitStore, Store},
 };
 use lambda_http::{
     request::RequestContext, run, service_fn, Body, Error, Request, RequestExt, Response,
@@ -26,7 +30,8 @@ use lambda_http::{
 use lambda_runtime::LambdaEvent;
 #[cfg(feature = "test-util")]
 pub use test_util::{
-    failed_ids, run_event, run_gateway_event, run_json_event, run_sqs_event, EventAnswer,
+    failed_ids, run_event, run_gateway_event, run_health_event, run_json_event, run_sqs_event,
+    EventAnswer,
 };
 
 #[cfg(feature = "test-util")]
@@ -100,6 +105,28 @@ pub async fn handle_gateway_request<B: Backends>(
     req: Request,
 ) -> Result<Response<Body>, Error> {
     let response = handle_gateway(app, gateway, into_api_request(req)).await;
+    Ok(response.map(Body::from))
+}
+
+/// The whole `main` of the health function (`GET /api/v1/health`): logging, the table and the
+/// health check from the environment (no WeChat Pay secret), the runtime loop.
+pub async fn serve_health() -> Result<(), Error> {
+    ferrypay::telemetry::init_lambda();
+    let app = ferrypay::runtime::health_app_from_env().await?;
+    run(service_fn(|req| {
+        handle_health_request(&app.store, app.clock.as_ref(), &app.check, req)
+    }))
+    .await
+}
+
+/// One health invocation: JSON, never an invocation error.
+pub async fn handle_health_request<S: RateLimitStore + HealthStore>(
+    store: &S,
+    clock: &dyn Clock,
+    check: &HealthCheck,
+    req: Request,
+) -> Result<Response<Body>, Error> {
+    let response = handle_health(store, clock, check, into_api_request(req)).await;
     Ok(response.map(Body::from))
 }
 

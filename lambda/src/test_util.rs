@@ -2,13 +2,17 @@
 //! (the `test-util` feature: never in a Lambda binary).
 
 use ferrypay::{
+    model::Clock,
     queue::Queue,
-    service::{gateway::Gateway, Backends, Ferrypay, WebhookWorker},
-    store::Store,
+    service::{gateway::Gateway, health::HealthCheck, Backends, Ferrypay, WebhookWorker},
+    store::{HealthStore, RateLimitStore, Store},
 };
 use lambda_http::{http::HeaderMap, Body, Error, Response};
 
-use crate::{handle, handle_gateway_request, handle_sqs_event, Route, SqsBatchResponse, SqsEvent};
+use crate::{
+    handle, handle_gateway_request, handle_health_request, handle_sqs_event, Route,
+    SqsBatchResponse, SqsEvent,
+};
 
 /// Runs `handle` on an API Gateway HTTP API (v2) event, as the functions' tests do with the
 /// events in `events/`: (status, body text).
@@ -80,6 +84,19 @@ pub async fn run_gateway_event<B: Backends>(
 ) -> Result<EventAnswer, Error> {
     let request = lambda_http::request::from_str(event)?;
     let response = handle_gateway_request(app, gateway, request).await?;
+    Ok(EventAnswer::from_response(response))
+}
+
+/// Runs [`handle_health_request`] on an API Gateway HTTP API (v2) event (the health
+/// function's tests use `events/health.json`).
+pub async fn run_health_event<S: RateLimitStore + HealthStore>(
+    store: &S,
+    clock: &dyn Clock,
+    check: &HealthCheck,
+    event: &str,
+) -> Result<EventAnswer, Error> {
+    let request = lambda_http::request::from_str(event)?;
+    let response = handle_health_request(store, clock, check, request).await?;
     Ok(EventAnswer::from_response(response))
 }
 

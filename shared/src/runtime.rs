@@ -4,7 +4,8 @@
 //! the first request. The gateway function ([`gateway_app`]) builds the same services and the
 //! jump-pay gateway, whose OAuth secret comes from the same secret (still one read). The
 //! notify-worker ([`worker_app`]) builds less: it never talks to WeChat Pay, so it neither
-//! reads nor may read the WeChat Pay secret.
+//! reads nor may read the WeChat Pay secret. The health function ([`health_app`]) builds the
+//! least: the table and its health check.
 //!
 //! Each `*_app(env, ..)` reads its config from `env` and builds from it; `build_*` builds from
 //! a config already read.
@@ -14,11 +15,16 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::{
-    config::{wechat_secret_arn, ConfigError, Env, GatewayConfig, HttpConfig, WorkerConfig},
+    config::{
+        wechat_secret_arn, ConfigError, Env, GatewayConfig, HealthConfig, HttpConfig, WorkerConfig,
+    },
     model::{Clock, SystemClock},
     outbound::{OutboundError, OutboundPolicy},
     queue::SqsQueue,
-    service::{gateway::Gateway, Backends, BatchMessage, Ferrypay, WebhookSender, WebhookWorker},
+    service::{
+        gateway::Gateway, health::HealthCheck, Backends, BatchMessage, Ferrypay, WebhookSender,
+        WebhookWorker,
+    },
     store::DynamoStore,
     wechat::{oauth::OAuthError, settings::WechatSecrets, WechatPayClient},
 };
@@ -172,6 +178,37 @@ pub async fn build_worker_app(
         clock: Arc::new(SystemClock),
         sender,
     })
+}
+
+/// The health function's services: the table, the clock and the health check (its client
+/// limit and its cached deep check).
+pub struct HealthApp {
+    pub store: DynamoStore,
+    pub clock: Arc<dyn Clock>,
+    pub check: HealthCheck,
+}
+
+/// [`health_app`] with the process environment and the SDK's own configuration.
+pub async fn health_app_from_env() -> Result<HealthApp, StartError> {
+    let sdk = crate::aws::sdk_config(None).await;
+    health_app(Env::process(), &sdk).await
+}
+
+/// The health function's services from `env` ([`HealthConfig`]: the table and the client
+/// limit; no WeChat Pay, no queue, no secret).
+pub async fn health_app(env: Env<'_>, sdk: &SdkConfig) -> Result<HealthApp, StartError> {
+    Ok(build_health_app(HealthConfig::from_vars(&env)?, sdk).await)
+}
+
+/// The health function's services from its config; the DynamoDB connection opens now.
+pub async fn build_health_app(config: HealthConfig, sdk: &SdkConfig) -> HealthApp {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    store.warm_up().await;
+    HealthApp {
+        store,
+        clock: Arc::new(SystemClock),
+        check: HealthCheck::new(config.ip_rate_limit_per_minute),
+    }
 }
 
 /// The secret `FERRYPAY_WECHAT_SECRET_ARN` names, read once; `None` when it names none.

@@ -6,13 +6,14 @@ use std::collections::HashMap;
 
 use crate::harness;
 use ferrypay::{
+    config::DEV_IP_RATE_LIMIT_PER_MINUTE,
     model::{Merchant, MerchantStatus, OrderNo, OrderStatus, Secret},
     service::{NewMerchant, ServiceConfig},
     sign::link::sign_link,
     store::prelude::*,
 };
 use ferrypay_cli::{
-    dev::{DevOptions, DevStack},
+    dev::{DevClock, DevOptions, DevStack},
     wechat_mock::OAuthControl,
 };
 use serde_json::Value;
@@ -25,7 +26,7 @@ const DESKTOP_UA: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
 const RETURN_URL: &str = "https://shop.example/done?cart=7";
 
-async fn stack_with(config: ServiceConfig) -> DevStack {
+fn stack_options(config: ServiceConfig) -> DevOptions {
     let options = harness::dev_options(NewMerchant {
         name: "小店 Gateway Shop".into(),
         notify_url: Some("http://127.0.0.1:9/notify".into()),
@@ -33,18 +34,30 @@ async fn stack_with(config: ServiceConfig) -> DevStack {
         publishable_key: Some(PK.into()),
         webhook_secret: None,
     });
-    harness::start_dev(DevOptions {
+    DevOptions {
         config: ServiceConfig {
             allow_http_notify_urls: true,
             ..config
         },
         ..options
-    })
-    .await
+    }
+}
+
+async fn stack_with(config: ServiceConfig) -> DevStack {
+    harness::start_dev(stack_options(config)).await
+}
+
+/// The dev stack's settings: the default limits but the per-client one, which is the dev
+/// stack's (every request of these tests comes from 127.0.0.1).
+fn dev_config() -> ServiceConfig {
+    ServiceConfig {
+        ip_rate_limit_per_minute: Some(DEV_IP_RATE_LIMIT_PER_MINUTE),
+        ..ServiceConfig::default()
+    }
 }
 
 async fn stack() -> DevStack {
-    stack_with(ServiceConfig::default()).await
+    stack_with(dev_config()).await
 }
 
 /// One answer: status, `Location`, body, all headers.
@@ -841,26 +854,65 @@ async fn a_closed_order_shows_closed_and_sends_the_payer_back_with_fail() {
 }
 
 #[tokio::test]
-async fn links_count_against_the_merchants_rate_limit() {
-    let stack = stack_with(ServiceConfig {
-        rate_limit_per_minute: Some(2),
-        ..ServiceConfig::default()
+async fn link_orders_spend_their_own_bucket_never_the_merchants_api() {
+    // A clock that stands still: all 25 orders fall in one minute window.
+    let clock = ferrypay::testing::clock_at_start();
+    let options = stack_options(ServiceConfig {
+        link_rate_limit_per_minute: Some(20),
+        ..dev_config()
+    });
+    let stack = harness::start_dev(DevOptions {
+        clock: DevClock(clock.clone()),
+        ..options
     })
     .await;
     let desktop = Browser::new(DESKTOP_UA);
     let link = link(&stack, &[("key", PK), ("amount", "100")]);
-    // Five orders in at most two minute windows: one window sees a third.
+    let prepays_before = stack.mock.as_ref().unwrap().mock.calls();
+    let mut statuses = Vec::new();
     let mut limited = None;
-    for _ in 0..5 {
+    for _ in 0..25 {
         let answer = desktop.send(reqwest::Method::POST, &link).await;
-        match answer.status {
-            303 => {}
-            429 => limited = Some(answer),
-            other => panic!("{other}: {}", answer.body),
+        statuses.push(answer.status);
+        if answer.status == 429 {
+            limited = Some(answer);
         }
     }
-    let limited = limited.expect("a third order within a minute is refused");
+    assert_eq!(statuses[..20], [303; 20], "{statuses:?}");
+    assert_eq!(statuses[20..], [429; 5], "{statuses:?}");
+    let limited = limited.unwrap();
     assert_eq!(limited.page_code(), Some("rate_limited"));
+    let retry_after = limited
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(retry_after.parse::<u64>().unwrap() >= 1, "{retry_after}");
+    // Only the 20 orders reached WeChat Pay.
+    assert_eq!(
+        stack.mock.as_ref().unwrap().mock.calls() - prepays_before,
+        20
+    );
+    // The merchant's own API is untouched: create and list answer 200.
+    let api = reqwest::Client::new();
+    let created = api
+        .post(format!("{}/api/v1/pay/create", stack.base_url()))
+        .header("x-api-key", SK)
+        .json(&serde_json::json!({"amount": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 200);
+    let listed = api
+        .get(format!("{}/api/v1/pay/list?per_page=1", stack.base_url()))
+        .header("x-api-key", SK)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!(listed["total"], 21, "20 link orders and the API's");
     // Opening the page creates nothing and is not counted.
     assert_eq!(desktop.get(&link).await.status, 200);
 }

@@ -19,11 +19,12 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use bytes::Bytes;
 use ferrypay::{
     api,
+    config::DEV_IP_RATE_LIMIT_PER_MINUTE,
     model::{ManualClock, Merchant},
     service::{IssuedKeys, NewMerchant, ServiceConfig},
     testing::{self, TestApp},
 };
-use ferrypay_cli::dev::{DevOptions, DevStack, DevStore, DevWechat};
+use ferrypay_cli::dev::{DevClock, DevOptions, DevStack, DevStore, DevWechat};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -150,7 +151,8 @@ pub fn decode_qr_data_uri(uri: &str) -> String {
 }
 
 /// The dev stack as the end-to-end tests run it: free ports, the in-memory store, the
-/// in-process WeChat Pay mock (and its OAuth), no webhook worker, loopback notify URLs allowed.
+/// in-process WeChat Pay mock (and its OAuth), no webhook worker, loopback notify URLs allowed,
+/// and the dev stack's per-client limit (every request comes from 127.0.0.1).
 pub fn dev_options(demo: NewMerchant) -> DevOptions {
     DevOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -158,11 +160,13 @@ pub fn dev_options(demo: NewMerchant) -> DevOptions {
         demo,
         config: ServiceConfig {
             allow_http_notify_urls: true,
+            ip_rate_limit_per_minute: Some(DEV_IP_RATE_LIMIT_PER_MINUTE),
             ..ServiceConfig::default()
         },
         store: DevStore::Memory,
         webhook_worker: None,
         oauth: None,
+        clock: DevClock::default(),
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: vec![Duration::from_millis(50)],

@@ -12,6 +12,7 @@ mod browser;
 mod dev_stack;
 mod gateway;
 mod lambda_runtime;
+mod limits;
 mod link_signers;
 mod queue_contract;
 mod store_contract;

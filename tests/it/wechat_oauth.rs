@@ -13,7 +13,7 @@ use ferrypay::{
     wechat::{authorize_url, OAuthClient, OAuthConfig, OAuthError, OAuthIdentity},
 };
 use ferrypay_cli::{
-    dev::{mock_oauth_config, DevOptions, DevStack, DevStore, DevWechat},
+    dev::{mock_oauth_config, DevClock, DevOptions, DevStack, DevStore, DevWechat},
     dev_keys,
     wechat_mock::{MockConfig, MockServer, OAuthControl, OAuthEndpoint, OAUTH_CODE_TTL_SECS},
 };
@@ -391,6 +391,7 @@ async fn the_dev_stack_exposes_oauth_against_its_mock() {
         store: DevStore::Memory,
         webhook_worker: None,
         oauth: None,
+        clock: DevClock::default(),
         wechat: DevWechat::Mock {
             listen: "127.0.0.1:0".parse().unwrap(),
             notify_retry: Vec::new(),

@@ -1,7 +1,7 @@
 //! Typed configuration, read once at start: one config per process ([`HttpConfig`] for the
 //! merchant API functions, [`GatewayConfig`] for gateway-redirect, [`WorkerConfig`] for the
-//! notify-worker, [`DevConfig`] for `ferrypay dev`, [`OperatorConfig`] for `ferrypay
-//! merchant`). Each reads its variables in one call that either returns the whole config or
+//! notify-worker, [`HealthConfig`] for the health function, [`DevConfig`] for `ferrypay dev`,
+//! [`OperatorConfig`] for `ferrypay merchant`). Each reads its variables in one call that either returns the whole config or
 //! lists every problem at once (missing, malformed, out of range; by variable name, never with
 //! a secret's value), and declares the variables it reads in `VARIABLES`, so the infra check
 //! reads that list (`infra/variables.json`, see [`variables_json`]) instead of the code.
@@ -12,6 +12,7 @@
 mod common;
 mod dev;
 mod gateway;
+mod health;
 mod http;
 mod operator;
 mod reader;
@@ -26,6 +27,7 @@ pub use common::{
 };
 pub use dev::{DevConfig, DEV_IP_RATE_LIMIT_PER_MINUTE, DEV_WEBHOOK_RETRY_SCHEDULE};
 pub use gateway::{GatewayConfig, OAUTH_SECRET_MISSING};
+pub use health::HealthConfig;
 pub use http::HttpConfig;
 pub use operator::OperatorConfig;
 use reader::Reader;
@@ -207,6 +209,7 @@ pub fn variables_json() -> serde_json::Value {
             "http": process("the merchant API functions and inbound-callback", HttpConfig::VARIABLES),
             "gateway": process("gateway-redirect (jump-pay)", GatewayConfig::VARIABLES),
             "worker": process("the notify-worker", WorkerConfig::VARIABLES),
+            "health": process("the health function", HealthConfig::VARIABLES),
             "dev": process("ferrypay dev", DevConfig::VARIABLES),
             "operator": process("ferrypay merchant", OperatorConfig::VARIABLES),
         }
@@ -305,6 +308,7 @@ pub(crate) mod tests {
             HttpConfig::VARIABLES,
             GatewayConfig::VARIABLES,
             WorkerConfig::VARIABLES,
+            HealthConfig::VARIABLES,
             DevConfig::VARIABLES,
             OperatorConfig::VARIABLES,
         ] {
