@@ -53,9 +53,18 @@ pub async fn handle_gateway<B: Backends, O: OAuth>(
 ) -> ApiResponse {
     let path = req.uri().path().trim_end_matches('/');
     let response = match app.check_client_limit(ClientAddr::of(&req)).await {
-        Ok(()) => route(app, gateway, &req, path).await,
         Err(e) if path == STATUS_PATH => super::error_response(&ApiError::from(e)),
         Err(e) => service_error_page(&e, None),
+        Ok(()) => match (req.method(), path) {
+            (&Method::GET, GATEWAY_PATH) => visit_link(app, gateway, &req, false).await,
+            (&Method::POST, GATEWAY_PATH) => visit_link(app, gateway, &req, true).await,
+            (&Method::GET, CASHIER_PATH) => cashier(app, gateway, &req).await,
+            (&Method::GET, STATUS_PATH) => status(app, gateway, &req).await,
+            (_, GATEWAY_PATH | CASHIER_PATH | STATUS_PATH) => {
+                error_page(ErrorCode::MethodNotAllowed, None, None)
+            }
+            _ => error_page(ErrorCode::RouteNotFound, None, None),
+        },
     };
     tracing::info!(
         method = %req.method(),
@@ -64,24 +73,6 @@ pub async fn handle_gateway<B: Backends, O: OAuth>(
         "gateway"
     );
     response
-}
-
-async fn route<B: Backends, O: OAuth>(
-    app: &Ferrypay<B>,
-    gateway: &Gateway<O>,
-    req: &ApiRequest,
-    path: &str,
-) -> ApiResponse {
-    match (req.method(), path) {
-        (&Method::GET, GATEWAY_PATH) => visit_link(app, gateway, req, false).await,
-        (&Method::POST, GATEWAY_PATH) => visit_link(app, gateway, req, true).await,
-        (&Method::GET, CASHIER_PATH) => cashier(app, gateway, req).await,
-        (&Method::GET, STATUS_PATH) => status(app, gateway, req).await,
-        (_, GATEWAY_PATH | CASHIER_PATH | STATUS_PATH) => {
-            error_page(ErrorCode::MethodNotAllowed, None, None)
-        }
-        _ => error_page(ErrorCode::RouteNotFound, None, None),
-    }
 }
 
 /// A link opened (`GET`) or its "pay on this computer" form sent (`POST`).
