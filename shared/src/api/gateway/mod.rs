@@ -440,6 +440,44 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_client_over_its_limit_gets_429_with_retry_after_as_a_page_or_as_json() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix(START + 15)));
+        let mut app = app_with_clock(clock);
+        app.config.ip_rate_limit_per_minute = Some(1);
+        let gateway = gateway();
+        let request = |path: &str, ip: &str| {
+            let mut req = http::Request::get(path).body(bytes::Bytes::new()).unwrap();
+            ClientAddr::attach(&mut req, ip.parse().unwrap());
+            req
+        };
+        let first = handle_gateway(&app, &gateway, request(CASHIER_PATH, "203.0.113.5")).await;
+        assert_eq!(
+            first.status(),
+            StatusCode::FORBIDDEN,
+            "a bad ticket, but counted"
+        );
+        let page = handle_gateway(&app, &gateway, request(CASHIER_PATH, "203.0.113.5")).await;
+        assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(page.headers()[header::RETRY_AFTER], "45");
+        assert!(
+            page.body().contains("data-code=\"rate_limited\""),
+            "{}",
+            page.body()
+        );
+        let json = handle_gateway(&app, &gateway, request(STATUS_PATH, "203.0.113.5")).await;
+        assert_eq!(json.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(json.headers()[header::RETRY_AFTER], "45");
+        let body: serde_json::Value = serde_json::from_str(json.body()).unwrap();
+        assert_eq!(body["code"], "rate_limited");
+        let other = handle_gateway(&app, &gateway, request(STATUS_PATH, "203.0.113.6")).await;
+        assert_eq!(
+            other.status(),
+            StatusCode::FORBIDDEN,
+            "another client: its ticket is checked"
+        );
+    }
+
     #[test]
     fn the_status_answers_are_the_documented_json() {
         let no = OrderNo::parse("FP20251221103000ABC123").unwrap();
