@@ -23,8 +23,8 @@ use std::{
 use ferrypay::{
     channel::FakeChannel,
     model::{
-        Clock, Fen, ManualClock, Merchant, Order, OrderNo, OutTradeNo, PayType, Secret,
-        WebhookAttempt, WebhookStatus,
+        Clock, Fen, ManualClock, Merchant, Order, OrderNo, OrderSource, OutTradeNo, PayType,
+        Secret, WebhookAttempt, WebhookStatus,
     },
     outbound::{OutboundClient, OutboundError, OutboundPolicy},
     queue::{MemoryQueue, MemoryQueueConfig, OutgoingMessage, Queue, ReceivedMessage},
@@ -178,6 +178,7 @@ impl Rig {
                     attach: attach.map(str::to_string),
                     notify_url: notify_url.map(str::to_string),
                     expire_minutes: None,
+                    source: OrderSource::Api,
                 },
             )
             .await
@@ -398,7 +399,7 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
         assert_eq!(requests.len(), 3);
 
         let expected = format!(
-            r#"{{"event":"order.paid","order_no":"{}","out_trade_no":"shop-1001","amount":1990,"status":"paid","transaction_id":"{}","paid_at":"2025-12-21 10:30:00","attach":"user_id=123"}}"#,
+            r#"{{"event":"order.paid","order_no":"{}","out_trade_no":"shop-1001","amount":1990,"status":"paid","transaction_id":"{}","paid_at":"2025-12-21 10:30:00","attach":"user_id=123","source":"api"}}"#,
             full.order_no,
             full.transaction_id.as_deref().unwrap()
         );

@@ -6,8 +6,8 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use super::{params::Params, ApiError};
 use crate::{
     model::{
-        Attach, ClientIp, Description, Fen, NotifyUrl, Openid, OrderNo, OrderStatus, OutTradeNo,
-        PayType,
+        Attach, ClientIp, Description, Fen, NotifyUrl, Openid, OrderNo, OrderSource, OrderStatus,
+        OutTradeNo, PayType,
     },
     service::{CreateOrder, ListOrders, OrderRef},
     store::PageStart,
@@ -87,6 +87,7 @@ pub fn parse_create(params: &Params, allow_http: bool) -> Result<CreateOrder, Ap
         attach: attach.map(Attach::into_string),
         notify_url: notify_url.map(NotifyUrl::into_string),
         expire_minutes,
+        source: OrderSource::Api,
     })
 }
 
