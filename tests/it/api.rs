@@ -117,6 +117,44 @@ async fn a_numeric_out_trade_no_is_kept_digit_for_digit_and_other_numbers_are_re
     }
 }
 
+#[tokio::test]
+async fn format_characters_are_refused_in_description_and_attach() {
+    let h = Harness::new().await;
+    for field in ["description", "attach"] {
+        for c in [
+            r"\u202e",
+            r"\u200b",
+            r"\u2067",
+            r"\ufeff",
+            r"\u00ad",
+            r"\udb40\udc41",
+        ] {
+            let body = format!(r#"{{"amount": 100, "{field}": "abc{c}def"}}"#);
+            let (status, answer) = h.create(&body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+            assert_eq!(answer["code"], "invalid_field", "{body}");
+            assert_eq!(answer["field"], field, "{body}");
+        }
+    }
+    let (status, body) = h
+        .create(r#"{"amount": 100, "description": "拿铁 · 大杯 ☕", "attach": "a=1&b=é"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn api_orders_show_their_source_in_query_and_list() {
+    let h = Harness::new().await;
+    let (_, created) = h
+        .create(r#"{"amount": 100, "out_trade_no": "src-1"}"#)
+        .await;
+    let no = created["order_no"].as_str().unwrap();
+    let (_, queried) = h.query(no).await;
+    assert_eq!(queried["order"]["source"], "api", "{queried}");
+    let (_, listed) = h.get("/api/v1/pay/list").await;
+    assert_eq!(listed["orders"][0]["source"], "api", "{listed}");
+}
+
 // ---------------------------------------------------------------- keys
 
 #[tokio::test]
