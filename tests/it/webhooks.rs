@@ -427,7 +427,7 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
             Err(WebhookVerifyError::NoMatch)
         );
 
-        // Nothing optional set: the same eight fields, as nulls.
+        // Nothing optional set: the same nine fields, the optional ones as nulls.
         let bare = rig.paid_order_to(&receiver.url_for("/hooks/paid")).await;
         assert_eq!(rig.run(5).await, [JobOutcome::Delivered { attempt: 1 }]);
         let last = receiver.requests().pop().unwrap();
@@ -443,11 +443,13 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
                 "status",
                 "transaction_id",
                 "paid_at",
-                "attach"
+                "attach",
+                "source"
             ]
         );
         assert_eq!(body["order_no"], bare.order_no.as_str());
         assert!(body["out_trade_no"].is_null() && body["attach"].is_null());
+        assert_eq!(body["source"], "api");
         verify_request(TEST_WEBHOOK_SECRET, &last).unwrap();
     })
     .await;
