@@ -30,7 +30,8 @@ pub const USAGE: &str = "\
                                    [--return-hosts HOST,HOST... | --any-return-host]
       which jump-pay links are honoured: --require-signed refuses unsigned links (needs a link
       secret first); --return-hosts limits return_url to these hosts (*.example.com: any
-      subdomain, not example.com itself), at most 20
+      subdomain, not example.com itself), at most 20; --any-return-host clears them, leaving
+      the default: the notify URL's host and its subdomains (no notify URL: no return_url)
       manage merchants in the DynamoDB table: --table NAME (or FERRYPAY_TABLE);
       --endpoint URL (or FERRYPAY_DYNAMODB_ENDPOINT) for a local emulator (dummy credentials);
       otherwise AWS with the usual AWS_* credentials and region. --allow-http accepts http://
@@ -248,7 +249,7 @@ fn describe(m: &Merchant) -> String {
         "not required"
     };
     let return_hosts = if links.allowed_return_hosts.is_empty() {
-        "any".to_string()
+        "default (none registered: the notify URL's host and its subdomains)".to_string()
     } else {
         links.allowed_return_hosts.join(", ")
     };

@@ -172,7 +172,7 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
     let created = cli.ok(&["create", "--name", "Link Shop"]);
     let id = MerchantId::new(field(&created, "merchant"));
     assert_eq!(field(&created, "link secret"), "none", "{created}");
-    assert_eq!(field(&created, "return hosts"), "any", "{created}");
+    assert_eq!(field(&created, "return hosts"), "default", "{created}");
     assert!(
         created.contains("signed links    not required"),
         "{created}"
@@ -221,7 +221,7 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
 
     // Each option changes its own setting only.
     let any = cli.ok(&["link-policy", id.as_str(), "--any-return-host"]);
-    assert_eq!(field(&any, "return hosts"), "any", "{any}");
+    assert_eq!(field(&any, "return hosts"), "default", "{any}");
     let now = links(&id).await;
     assert!(now.require_signed && now.allowed_return_hosts.is_empty());
     cli.ok(&["link-policy", id.as_str(), "--allow-unsigned"]);

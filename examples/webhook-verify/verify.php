@@ -46,6 +46,8 @@ function handle_webhook(string $secret, array $headers, string $rawBody): array
     }
     // The truth is `order_no` + `status` (and the amount you expected): mark YOUR order paid
     // idempotently, e.g. `UPDATE orders SET paid = 1 WHERE order_no = ? AND paid = 0`.
+    // From a payment link, `source` says whether it was signed: an unsigned link's
+    // (`"link"`) amount is the payer's to change, so compare `amount` with your price.
     // Keep this quick (queue slow work): ferrypay waits 10 s, then retries.
     if ($event['status'] === 'paid') {
         error_log("order {$event['order_no']} paid: {$event['amount']} fen");

@@ -44,6 +44,8 @@ def handle(secret, headers, raw_body):
         return 200, "already processed"
     # The truth is `order_no` + `status` (and the amount you expected): mark YOUR order paid
     # idempotently, e.g. `UPDATE orders SET paid = true WHERE order_no = ? AND NOT paid`.
+    # From a payment link, `source` says whether it was signed: an unsigned link's
+    # (`"link"`) amount is the payer's to change, so compare `amount` with your price.
     # Keep this quick (queue slow work): ferrypay waits 10 s, then retries.
     if event["status"] == "paid":
         print(f"order {event['order_no']} paid: {event['amount']} fen", file=sys.stderr)

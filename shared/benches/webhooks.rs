@@ -19,7 +19,7 @@ use std::{
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ferrypay::{
     channel::FakeChannel,
-    model::{Clock, Fen, Merchant, PayType},
+    model::{Clock, Fen, Merchant, OrderSource, PayType},
     outbound::{OutboundClient, OutboundPolicy},
     queue::{MemoryQueue, Queue},
     service::{
@@ -134,6 +134,7 @@ impl Setup {
                         attach: Some(format!("user_id={i}")),
                         notify_url: None,
                         expire_minutes: None,
+                        source: OrderSource::Api,
                     },
                 )
                 .await

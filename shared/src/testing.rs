@@ -27,8 +27,8 @@ use tokio::{
 use crate::{
     channel::FakeChannel,
     model::{
-        Clock, Fen, ManualClock, Merchant, MerchantId, Order, OrderNo, OrderStatus, OutTradeNo,
-        PayType, Secret, Timestamp,
+        Clock, Fen, ManualClock, Merchant, MerchantId, Order, OrderNo, OrderSource, OrderStatus,
+        OutTradeNo, PayType, Secret, Timestamp,
     },
     queue::MemoryQueue,
     service::{
@@ -111,6 +111,7 @@ pub async fn create_test_order(
         attach: None,
         notify_url: None,
         expire_minutes: None,
+        source: OrderSource::Api,
     };
     match app.create_order(merchant, request).await {
         Ok(created) => created.order,
@@ -167,6 +168,7 @@ pub fn pending_order(
         amount: Fen::new(amount),
         description: "Coffee".into(),
         pay_type: PayType::Native,
+        source: OrderSource::Api,
         openid: None,
         client_ip: None,
         attach: None,

@@ -91,6 +91,70 @@ async fn amounts_are_accepted_as_digit_strings_too() {
     assert_eq!(body["amount"], 250);
 }
 
+#[tokio::test]
+async fn a_numeric_out_trade_no_is_kept_digit_for_digit_and_other_numbers_are_refused() {
+    let h = Harness::new().await;
+    let (status, body) = h
+        .create(r#"{"amount": 100, "out_trade_no": 12345678901234567890}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["out_trade_no"], "12345678901234567890");
+    let (status, found) = h
+        .post(
+            "/api/v1/pay/query",
+            r#"{"out_trade_no": 12345678901234567890}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["order"]["order_no"], body["order_no"]);
+    for number in ["1e3", "1.5", "-1"] {
+        let (status, body) = h
+            .create(&format!(r#"{{"amount": 100, "out_trade_no": {number}}}"#))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{number}: {body}");
+        assert_eq!(body["code"], "invalid_field", "{number}");
+        assert_eq!(body["field"], "out_trade_no", "{number}");
+    }
+}
+
+#[tokio::test]
+async fn format_characters_are_refused_in_description_and_attach() {
+    let h = Harness::new().await;
+    for field in ["description", "attach"] {
+        for c in [
+            r"\u202e",
+            r"\u200b",
+            r"\u2067",
+            r"\ufeff",
+            r"\u00ad",
+            r"\udb40\udc41",
+        ] {
+            let body = format!(r#"{{"amount": 100, "{field}": "abc{c}def"}}"#);
+            let (status, answer) = h.create(&body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+            assert_eq!(answer["code"], "invalid_field", "{body}");
+            assert_eq!(answer["field"], field, "{body}");
+        }
+    }
+    let (status, body) = h
+        .create(r#"{"amount": 100, "description": "拿铁 · 大杯 ☕", "attach": "a=1&b=é"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn api_orders_show_their_source_in_query_and_list() {
+    let h = Harness::new().await;
+    let (_, created) = h
+        .create(r#"{"amount": 100, "out_trade_no": "src-1"}"#)
+        .await;
+    let no = created["order_no"].as_str().unwrap();
+    let (_, queried) = h.query(no).await;
+    assert_eq!(queried["order"]["source"], "api", "{queried}");
+    let (_, listed) = h.get("/api/v1/pay/list").await;
+    assert_eq!(listed["orders"][0]["source"], "api", "{listed}");
+}
+
 // ---------------------------------------------------------------- keys
 
 #[tokio::test]
@@ -748,11 +812,23 @@ async fn list_rejects_bad_paging() {
         ("status=unpaid", "status"),
         ("cursor=garbage", "cursor"),
         ("sort=asc", "sort"),
+        ("page=501", "page"),
+        ("page=101&per_page=100", "page"),
+        ("page=1000000", "page"),
     ] {
         let got = h.get(&format!("/api/v1/pay/list?{query}")).await;
         assert_eq!(got.0, StatusCode::BAD_REQUEST, "{query}: {}", got.1);
         assert_eq!(got.1["field"], field, "{query}");
     }
+    // Ten thousand orders deep is the limit; past it the answer says to use the cursor.
+    let (status, _) = h.get("/api/v1/pay/list?page=100&per_page=100").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = h
+        .post("/api/v1/pay/list", r#"{"page": 10001, "per_page": 1}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "invalid_field");
+    assert!(body["error"].as_str().unwrap().contains("cursor"), "{body}");
 }
 
 // ---------------------------------------------------------------- isolation

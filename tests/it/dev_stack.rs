@@ -177,6 +177,7 @@ async fn a_payment_in_the_mock_reaches_the_demo_merchant_as_a_signed_webhook() {
             "transaction_id": paid["transaction_id"],
             "paid_at": webhook["body"]["paid_at"],
             "attach": "user_id=7&备注=是",
+            "source": "api",
         })
     );
     assert!(webhook["body"]["paid_at"].as_str().unwrap().len() == 19);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::harness;
 use ferrypay::{
     config::DEV_IP_RATE_LIMIT_PER_MINUTE,
-    model::{Merchant, MerchantStatus, OrderNo, OrderStatus, Secret},
+    model::{Merchant, MerchantStatus, OrderNo, OrderSource, OrderStatus, Secret},
     service::{NewMerchant, ServiceConfig},
     sign::link::sign_link,
     store::prelude::*,
@@ -29,7 +29,8 @@ const RETURN_URL: &str = "https://shop.example/done?cart=7";
 fn stack_options(config: ServiceConfig) -> DevOptions {
     let options = harness::dev_options(NewMerchant {
         name: "小店 Gateway Shop".into(),
-        notify_url: Some("http://127.0.0.1:9/notify".into()),
+        // Never called (no webhook worker here); its host is where links may return to.
+        notify_url: Some("https://shop.example/notify".into()),
         secret_key: Some(Secret::new(SK.into())),
         publishable_key: Some(PK.into()),
         webhook_secret: None,
@@ -308,6 +309,20 @@ async fn a_link_in_wechat_goes_through_oauth_to_a_jsapi_cashier_and_back_on_paym
     let again = wechat.get(&cashier_url).await;
     assert_eq!(again.status, 303);
     assert_eq!(again.location.unwrap(), paid["return_to"].as_str().unwrap());
+
+    // 6. The merchant sees where the order came from: an unsigned link.
+    assert_eq!(order(&stack, &order_no).await.source, OrderSource::Link);
+    let queried = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/pay/query?order_no={order_no}",
+            stack.base_url()
+        ))
+        .header("x-api-key", SK)
+        .send()
+        .await
+        .unwrap();
+    let queried: Value = queried.json().await.unwrap();
+    assert_eq!(queried["order"]["source"], "link", "{queried}");
 }
 
 #[tokio::test]
@@ -535,8 +550,39 @@ async fn return_urls_cannot_redirect_payers_anywhere_else() {
         visit(&too_long).await.page_code(),
         Some("invalid_return_url")
     );
-    // Any http(s) URL while the merchant has registered no hosts.
-    assert_eq!(visit("http://anything.example/x").await.status, 200);
+    // With no registered hosts: the notify URL's host (shop.example) and its subdomains.
+    for allowed in [
+        "https://shop.example/done",
+        "http://shop.example:8443/done",
+        "https://m.shop.example/done",
+    ] {
+        assert_eq!(visit(allowed).await.status, 200, "{allowed}");
+    }
+    for refused in [
+        "http://anything.example/x",
+        "https://evilshop.example/",
+        "https://shop.example.evil.example/",
+        "https://evil.example/shop.example",
+        "https://127.0.0.1/",
+    ] {
+        let answer = visit(refused).await;
+        assert_eq!(answer.status, 400, "{refused}");
+        assert_eq!(
+            answer.page_code(),
+            Some("return_url_not_allowed"),
+            "{refused}"
+        );
+    }
+    // A merchant with neither a notify URL nor hosts: no return URL, but links still work.
+    let mut merchant = demo_merchant(&stack).await;
+    merchant.notify_url = None;
+    stack.app.store.update_merchant(&merchant).await.unwrap();
+    let answer = visit("https://shop.example/done").await;
+    assert_eq!(answer.page_code(), Some("return_url_not_allowed"));
+    let bare = desktop
+        .get(&link(&stack, &[("key", PK), ("amount", "100")]))
+        .await;
+    assert_eq!(bare.status, 200);
 
     set_link_settings(&stack, false, None, &["shop.example", "*.pay.example"]).await;
     for allowed in [
@@ -666,6 +712,10 @@ async fn signed_links_protect_the_amount() {
     let (_, cashier) = wechat.pay_in_wechat(&signed).await;
     let order_no = query_of(&cashier)["order_no"].clone();
     assert_eq!(order(&stack, &order_no).await.amount.get(), 100);
+    assert_eq!(
+        order(&stack, &order_no).await.source,
+        OrderSource::SignedLink
+    );
     assert_eq!(wechat.get(&tampered).await.status, 403);
 
     // An expiring signed link.

@@ -360,7 +360,8 @@ async fn the_notify_worker_delivers_a_paid_orders_webhook_from_sqs() {
             "status",
             "transaction_id",
             "paid_at",
-            "attach"
+            "attach",
+            "source"
         ]
     );
     assert_eq!(body["event"], "order.paid");
@@ -368,6 +369,7 @@ async fn the_notify_worker_delivers_a_paid_orders_webhook_from_sqs() {
     assert_eq!(body["out_trade_no"], "rt-webhook-1");
     assert_eq!(body["amount"], 4321);
     assert_eq!(body["status"], "paid");
+    assert_eq!(body["source"], "api");
     assert!(body["transaction_id"].as_str().unwrap().len() > 10);
     let paid_at = body["paid_at"].as_str().unwrap();
     assert_eq!(paid_at.len(), "2025-12-21 10:30:00".len(), "{paid_at}");

@@ -101,6 +101,8 @@ async fn links_signed_by_the_examples_open_and_tampered_ones_do_not() {
         .unwrap();
     merchant.payment_links.signing_secret = Some(Secret::new(LINK_SECRET.into()));
     merchant.payment_links.require_signed = true;
+    // The demo's notify URL is the dev inbox: the return URL's host is registered instead.
+    merchant.payment_links.allowed_return_hosts = vec!["shop.example".into()];
     stack.app.store.update_merchant(&merchant).await.unwrap();
 
     let http = harness::no_redirect_client();

@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use ferrypay::{
     model::{
         AttemptResult, Fen, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo,
-        OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType, PaymentLinkSettings,
-        RetiringSecret, Secret, Timestamp, UpdateRefused, WebhookAttempt, WebhookStatus,
+        OrderSource, OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType,
+        PaymentLinkSettings, RetiringSecret, Secret, Timestamp, UpdateRefused, WebhookAttempt,
+        WebhookStatus,
     },
     sign::hash_api_key,
     store::{
@@ -51,6 +52,7 @@ contract!(
     merchants_are_listed_by_id,
     payment_link_settings_are_stored_with_the_merchant_and_its_keys,
     orders_are_found_by_number_and_by_out_trade_no,
+    orders_keep_their_source,
     a_replay_right_after_create_sees_the_order,
     order_conflicts_are_refused_and_change_nothing,
     out_trade_no_is_unique_per_merchant_only,
@@ -382,6 +384,32 @@ async fn orders_are_found_by_number_and_by_out_trade_no<S: Store>(store: S) {
     );
     let unknown = OrderNo::generate(Timestamp::from_unix(START)).unwrap();
     assert_eq!(store.get_order(&unknown).await.unwrap(), None);
+}
+
+async fn orders_keep_their_source<S: Store>(store: S) {
+    let a = merchant("a");
+    let mut orders = Vec::new();
+    for (i, source) in (1..).zip(OrderSource::ALL) {
+        let o = Order {
+            source,
+            ..order(&a, i, Some(&format!("src-{i}")))
+        };
+        store.insert_order(&o).await.unwrap();
+        orders.push(o);
+    }
+    for o in &orders {
+        let paid = store.update_order(&o.order_no, &pay(o)).await.unwrap();
+        assert_eq!(paid.source, o.source);
+        let by_no = store.get_order(&o.order_no).await.unwrap().unwrap();
+        assert_eq!(by_no.source, o.source);
+        let otn = o.out_trade_no.clone().unwrap();
+        let by_otn = store.order_by_out_trade_no(&a.id, &otn).await.unwrap();
+        assert_eq!(by_otn.unwrap().source, o.source);
+    }
+    let listed = list(&store, &a, None, PageStart::Page(1), 10).await;
+    let mut sources: Vec<OrderSource> = listed.orders.iter().map(|o| o.source).collect();
+    sources.reverse();
+    assert_eq!(sources, OrderSource::ALL);
 }
 
 async fn a_replay_right_after_create_sees_the_order<S: Store>(store: S) {
@@ -1326,6 +1354,59 @@ fn old_shaped_items(m: &Merchant) -> Vec<HashMap<String, AttributeValue>> {
             ("key_kind", "publishable"),
         ]),
     ]
+}
+
+#[tokio::test]
+async fn dynamodb_orders_stored_before_sources_read_back_as_api() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let store = dynamo_store().await;
+        let client = raw_client().await;
+        let a = merchant("old_order");
+        let o = Order {
+            source: OrderSource::SignedLink,
+            ..order(&a, 1, Some("old-1"))
+        };
+        store.insert_order(&o).await.unwrap();
+        let keys = [
+            (format!("ORDER#{}", o.order_no), "ORDER"),
+            (format!("OTN#{}#old-1", a.id), "OTN"),
+        ];
+        for (pk, sk) in &keys {
+            let item = raw_item(&client, &store, pk.clone(), sk).await;
+            assert_eq!(
+                item.get("source"),
+                Some(&AttributeValue::S("signed_link".into())),
+                "{pk}"
+            );
+            // As written before the attribute existed.
+            client
+                .update_item()
+                .table_name(store.table_name())
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S(sk.to_string()))
+                .update_expression("REMOVE #source")
+                .expression_attribute_names("#source", "source")
+                .send()
+                .await
+                .unwrap();
+        }
+        let by_no = store.get_order(&o.order_no).await.unwrap().unwrap();
+        assert_eq!(by_no.source, OrderSource::Api);
+        let by_otn = store
+            .order_by_out_trade_no(&a.id, &otn("old-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_otn.source, OrderSource::Api);
+        let listed = list(&store, &a, None, PageStart::Page(1), 10).await;
+        assert_eq!(listed.orders[0].source, OrderSource::Api);
+        // An update keeps it (and now writes it).
+        let paid = store.update_order(&o.order_no, &pay(&o)).await.unwrap();
+        assert_eq!(paid.source, OrderSource::Api);
+        let item = raw_item(&client, &store, keys[0].0.clone(), "ORDER").await;
+        assert_eq!(item.get("source"), Some(&AttributeValue::S("api".into())));
+    })
+    .await;
 }
 
 #[tokio::test]

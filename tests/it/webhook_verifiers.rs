@@ -17,7 +17,7 @@ use std::{
 
 use crate::harness;
 use ferrypay::{
-    model::{MerchantId, OrderNo, OrderStatus, OutTradeNo, Timestamp},
+    model::{MerchantId, OrderNo, OrderSource, OrderStatus, OutTradeNo, Timestamp},
     service::WebhookBody,
     sign::{generate_webhook_secret, webhook::signature_header},
     testing,
@@ -178,6 +178,7 @@ fn paid_order_body() -> (String, Vec<u8>) {
     order.status = OrderStatus::Paid;
     order.transaction_id = Some("4200002671202512213456789012".into());
     order.paid_at = Some(created.plus_secs(95));
+    order.source = OrderSource::Link;
     let body = serde_json::to_vec(&WebhookBody::new("order.paid", &order)).unwrap();
     (format!("evt_{}_paid", order.order_no), body)
 }
@@ -201,7 +202,7 @@ fn the_body_is_the_contract_json_with_raw_utf8() {
     let text = std::str::from_utf8(&body).unwrap();
     assert_eq!(
         text,
-        r#"{"event":"order.paid","order_no":"FP20251221103000K7Q2ZX","out_trade_no":"shop-20251221-0042","amount":2580,"status":"paid","transaction_id":"4200002671202512213456789012","paid_at":"2025-12-21 10:31:35","attach":"user_id=123&note=拿铁两杯，少糖 \"外带\"/A座"}"#
+        r#"{"event":"order.paid","order_no":"FP20251221103000K7Q2ZX","out_trade_no":"shop-20251221-0042","amount":2580,"status":"paid","transaction_id":"4200002671202512213456789012","paid_at":"2025-12-21 10:31:35","attach":"user_id=123&note=拿铁两杯，少糖 \"外带\"/A座","source":"link"}"#
     );
 }
 

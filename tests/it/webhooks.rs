@@ -23,8 +23,8 @@ use std::{
 use ferrypay::{
     channel::FakeChannel,
     model::{
-        Clock, Fen, ManualClock, Merchant, Order, OrderNo, OutTradeNo, PayType, Secret,
-        WebhookAttempt, WebhookStatus,
+        Clock, Fen, ManualClock, Merchant, Order, OrderNo, OrderSource, OutTradeNo, PayType,
+        Secret, WebhookAttempt, WebhookStatus,
     },
     outbound::{OutboundClient, OutboundError, OutboundPolicy},
     queue::{MemoryQueue, MemoryQueueConfig, OutgoingMessage, Queue, ReceivedMessage},
@@ -178,6 +178,7 @@ impl Rig {
                     attach: attach.map(str::to_string),
                     notify_url: notify_url.map(str::to_string),
                     expire_minutes: None,
+                    source: OrderSource::Api,
                 },
             )
             .await
@@ -398,7 +399,7 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
         assert_eq!(requests.len(), 3);
 
         let expected = format!(
-            r#"{{"event":"order.paid","order_no":"{}","out_trade_no":"shop-1001","amount":1990,"status":"paid","transaction_id":"{}","paid_at":"2025-12-21 10:30:00","attach":"user_id=123"}}"#,
+            r#"{{"event":"order.paid","order_no":"{}","out_trade_no":"shop-1001","amount":1990,"status":"paid","transaction_id":"{}","paid_at":"2025-12-21 10:30:00","attach":"user_id=123","source":"api"}}"#,
             full.order_no,
             full.transaction_id.as_deref().unwrap()
         );
@@ -426,7 +427,7 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
             Err(WebhookVerifyError::NoMatch)
         );
 
-        // Nothing optional set: the same eight fields, as nulls.
+        // Nothing optional set: the same nine fields, the optional ones as nulls.
         let bare = rig.paid_order_to(&receiver.url_for("/hooks/paid")).await;
         assert_eq!(rig.run(5).await, [JobOutcome::Delivered { attempt: 1 }]);
         let last = receiver.requests().pop().unwrap();
@@ -442,11 +443,13 @@ async fn every_retry_carries_the_same_id_a_fresh_timestamp_and_a_signature_over_
                 "status",
                 "transaction_id",
                 "paid_at",
-                "attach"
+                "attach",
+                "source"
             ]
         );
         assert_eq!(body["order_no"], bare.order_no.as_str());
         assert!(body["out_trade_no"].is_null() && body["attach"].is_null());
+        assert_eq!(body["source"], "api");
         verify_request(TEST_WEBHOOK_SECRET, &last).unwrap();
     })
     .await;

@@ -28,6 +28,8 @@ pub fn bench_app() -> (Runtime, Ferrypay<InMemory>, IssuedKeys) {
     let (_, keys) = rt
         .block_on(app.onboard_merchant(NewMerchant {
             name: "Bench Shop".into(),
+            // Never called; payment links may return to its host.
+            notify_url: Some("https://shop.example/notify".into()),
             ..NewMerchant::default()
         }))
         .unwrap();

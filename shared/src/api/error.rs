@@ -23,6 +23,10 @@ pub enum ApiError {
     ClientIpRequired,
     #[error("{0} is invalid")]
     InvalidField(&'static str),
+    /// `page` reaches past [`super::orders::MAX_PAGE_DEPTH`] orders: deep pages are read by
+    /// cursor (each skipped order would be read).
+    #[error("page is invalid: page * per_page is over {max}; use cursor (next_cursor) to read further", max = super::orders::MAX_PAGE_DEPTH)]
+    PageTooDeep,
     #[error("{0} is required")]
     MissingField(&'static str),
     #[error("Unknown field: {0}")]
@@ -83,7 +87,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidJson | InvalidAmount | OpenidRequired | ClientIpRequired | InvalidField(_)
-            | MissingField(_) | UnknownField(_) => StatusCode::BAD_REQUEST,
+            | PageTooDeep | MissingField(_) | UnknownField(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MissingApiKey | InvalidApiKey => StatusCode::UNAUTHORIZED,
             ProductDisabled | PermissionDenied => StatusCode::FORBIDDEN,
@@ -107,7 +111,7 @@ impl ApiError {
             InvalidAmount => ErrorCode::InvalidAmount,
             OpenidRequired => ErrorCode::OpenidRequired,
             ClientIpRequired => ErrorCode::ClientIpRequired,
-            InvalidField(_) => ErrorCode::InvalidField,
+            InvalidField(_) | PageTooDeep => ErrorCode::InvalidField,
             MissingField(_) => ErrorCode::MissingField,
             UnknownField(_) => ErrorCode::UnknownField,
             BodyTooLarge => ErrorCode::BodyTooLarge,
@@ -136,6 +140,7 @@ impl ApiError {
         let field = match self {
             ApiError::InvalidField(name) | ApiError::MissingField(name) => Some(*name),
             ApiError::UnknownField(name) => Some(name.as_str()),
+            ApiError::PageTooDeep => Some("page"),
             ApiError::InvalidAmount => Some("amount"),
             ApiError::OpenidRequired => Some("openid"),
             ApiError::ClientIpRequired => Some("client_ip"),

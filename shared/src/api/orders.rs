@@ -6,8 +6,8 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use super::{params::Params, ApiError};
 use crate::{
     model::{
-        Attach, ClientIp, Description, Fen, NotifyUrl, Openid, OrderNo, OrderStatus, OutTradeNo,
-        PayType,
+        Attach, ClientIp, Description, Fen, NotifyUrl, Openid, OrderNo, OrderSource, OrderStatus,
+        OutTradeNo, PayType,
     },
     service::{CreateOrder, ListOrders, OrderRef},
     store::PageStart,
@@ -17,6 +17,9 @@ use crate::{
 pub const EXPIRE_MINUTES: std::ops::RangeInclusive<i64> = 1..=120;
 pub const DEFAULT_PER_PAGE: u32 = 20;
 pub const MAX_PER_PAGE: u32 = 100;
+/// The deepest a page number reaches (`page * per_page`): DynamoDB has no offset, so a page
+/// reads every order before it; deeper pages are read by cursor.
+pub const MAX_PAGE_DEPTH: u32 = 10_000;
 
 const CREATE_FIELDS: &[&str] = &[
     "amount",
@@ -84,6 +87,7 @@ pub fn parse_create(params: &Params, allow_http: bool) -> Result<CreateOrder, Ap
         attach: attach.map(Attach::into_string),
         notify_url: notify_url.map(NotifyUrl::into_string),
         expire_minutes,
+        source: OrderSource::Api,
     })
 }
 
@@ -118,7 +122,11 @@ pub fn parse_list(params: &Params) -> Result<ListOrders, ApiError> {
     };
     let page = match params.integer("page")? {
         None => None,
-        Some(n) if (1..=1_000_000).contains(&n) => {
+        Some(n) if n >= 1 => {
+            let depth = n.saturating_mul(i64::from(per_page));
+            if depth > i64::from(MAX_PAGE_DEPTH) {
+                return Err(ApiError::PageTooDeep);
+            }
             Some(u32::try_from(n).map_err(|_| ApiError::InvalidField("page"))?)
         }
         Some(_) => return Err(ApiError::InvalidField("page")),
@@ -243,6 +251,73 @@ mod tests {
         );
         let ok = format!(r#"{{"amount": 1, "description": "{}"}}"#, "字".repeat(127));
         assert!(create(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_numeric_out_trade_no_is_its_digits_or_refused() {
+        let c = create(r#"{"amount": 1, "out_trade_no": 12345678901234567890}"#).unwrap();
+        assert_eq!(
+            c.out_trade_no.as_ref().map(OutTradeNo::as_str),
+            Some("12345678901234567890")
+        );
+        for number in ["1e3", "1.5", "-1", "1.0", "1E3"] {
+            let body = format!(r#"{{"amount": 1, "out_trade_no": {number}}}"#);
+            let err = create(&body).unwrap_err();
+            assert_eq!(err, ApiError::InvalidField("out_trade_no"), "{number}");
+            assert!(err.body().contains(r#""field":"out_trade_no""#), "{number}");
+        }
+        let long = format!(r#"{{"amount": 1, "out_trade_no": {}}}"#, "9".repeat(65));
+        assert_eq!(
+            create(&long).unwrap_err(),
+            ApiError::InvalidField("out_trade_no")
+        );
+        let refs = |body: &str| parse_order_ref(&Params::parse(None, body.as_bytes()).unwrap());
+        assert_eq!(
+            refs(r#"{"out_trade_no": 12345678901234567890}"#).unwrap(),
+            OrderRef::OutTradeNo(OutTradeNo::parse("12345678901234567890").unwrap())
+        );
+        assert_eq!(
+            refs(r#"{"out_trade_no": 1e3}"#).unwrap_err(),
+            ApiError::InvalidField("out_trade_no")
+        );
+    }
+
+    #[test]
+    fn pages_reach_ten_thousand_orders_deep_and_point_deeper_requests_to_cursor() {
+        let list = |query: &str| parse_list(&Params::parse(Some(query), b"").unwrap());
+        for (query, page, per_page) in [
+            ("page=100&per_page=100", 100, 100),
+            ("page=500", 500, 20),
+            ("page=10000&per_page=1", 10_000, 1),
+        ] {
+            let l = list(query).unwrap();
+            assert_eq!(
+                (l.start, l.per_page),
+                (PageStart::Page(page), per_page),
+                "{query}"
+            );
+        }
+        for query in [
+            "page=101&per_page=100",
+            "page=501",
+            "page=10001&per_page=1",
+            "page=1000000",
+            "page=999999999999999999&per_page=100",
+        ] {
+            let err = list(query).unwrap_err();
+            assert_eq!(err, ApiError::PageTooDeep, "{query}");
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+            assert_eq!(err.code(), crate::service::ErrorCode::InvalidField);
+            let body = err.body();
+            assert!(body.contains(r#""field":"page""#), "{body}");
+            assert!(body.contains("cursor"), "{body}");
+        }
+        for query in ["page=0", "page=-1", "page=x", "per_page=101"] {
+            assert!(
+                matches!(list(query), Err(ApiError::InvalidField(_))),
+                "{query}"
+            );
+        }
     }
 
     #[test]

@@ -4,17 +4,30 @@
 use std::collections::BTreeMap;
 
 use http::HeaderMap;
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 
 use super::ApiError;
 
 /// Bodies above this are refused before parsing (orders are a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// One parameter's value. JSON numbers keep the text they were written as: a float would
+/// round `12345678901234567890` (an `out_trade_no`) to another number.
+#[derive(Debug, Clone, PartialEq)]
+enum Param {
+    Number(String),
+    Other(Value),
+}
+
 /// The merged parameters of one request: query string first, then body fields (which win).
 #[derive(Debug, Default)]
 pub struct Params {
-    fields: BTreeMap<String, Value>,
+    fields: BTreeMap<String, Param>,
+}
+
+/// Plain decimal digits, as a JSON integer without sign, fraction or exponent is written.
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())
 }
 
 impl Params {
@@ -26,13 +39,23 @@ impl Params {
         let mut fields = BTreeMap::new();
         if let Some(query) = query {
             for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-                fields.insert(name.into_owned(), Value::String(value.into_owned()));
+                fields.insert(
+                    name.into_owned(),
+                    Param::Other(Value::String(value.into_owned())),
+                );
             }
         }
         if !body.iter().all(u8::is_ascii_whitespace) {
-            match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(map)) => fields.extend(map),
-                _ => return Err(ApiError::InvalidJson),
+            let object: BTreeMap<String, Box<RawValue>> =
+                serde_json::from_slice(body).map_err(|_| ApiError::InvalidJson)?;
+            for (name, raw) in object {
+                let text = raw.get();
+                let param = if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+                    Param::Number(text.to_string())
+                } else {
+                    Param::Other(serde_json::from_str(text).map_err(|_| ApiError::InvalidJson)?)
+                };
+                fields.insert(name, param);
             }
         }
         Ok(Params { fields })
@@ -50,48 +73,48 @@ impl Params {
         }
     }
 
-    fn present(&self, name: &str) -> Option<&Value> {
-        self.fields.get(name).filter(|v| !v.is_null())
+    fn present(&self, name: &str) -> Option<&Param> {
+        self.fields
+            .get(name)
+            .filter(|v| **v != Param::Other(Value::Null))
     }
 
-    /// A text field: JSON strings, and numbers as written (clients in loosely typed languages
-    /// send `"out_trade_no": 12345`). Empty strings count as absent.
+    /// A text field: JSON strings, and numbers written as plain digits, taken as written
+    /// (clients in loosely typed languages send `"out_trade_no": 12345`). A number with a
+    /// sign, fraction or exponent is refused: its text is not what the client meant to send.
+    /// Empty strings count as absent.
     pub fn text(&self, name: &'static str) -> Result<Option<String>, ApiError> {
         match self.present(name) {
             None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Param::Other(Value::String(s))) if s.is_empty() => Ok(None),
+            Some(Param::Other(Value::String(s))) => Ok(Some(s.clone())),
+            Some(Param::Number(n)) if is_digits(n) => Ok(Some(n.clone())),
             Some(_) => Err(ApiError::InvalidField(name)),
         }
     }
 
     /// An integer field: a JSON integer, or a string of decimal digits (query strings and
-    /// loosely typed clients). Fractions, exponents and anything else are refused.
+    /// loosely typed clients), either with an optional `-` and at most 18 digits. Fractions,
+    /// exponents (`1.0`, `1e3`) and anything else are refused.
     pub fn integer(&self, name: &'static str) -> Result<Option<i64>, ApiError> {
         let invalid = || ApiError::InvalidField(name);
-        match self.present(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(invalid),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => {
-                let digits = s.strip_prefix('-').unwrap_or(s);
-                if digits.is_empty()
-                    || digits.len() > 18
-                    || !digits.bytes().all(|c| c.is_ascii_digit())
-                {
-                    return Err(invalid());
-                }
-                s.parse().map(Some).map_err(|_| invalid())
-            }
-            Some(_) => Err(invalid()),
+        let text = match self.present(name) {
+            None => return Ok(None),
+            Some(Param::Other(Value::String(s))) if s.is_empty() => return Ok(None),
+            Some(Param::Other(Value::String(s)) | Param::Number(s)) => s,
+            Some(Param::Other(_)) => return Err(invalid()),
+        };
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.len() > 18 || !is_digits(digits) {
+            return Err(invalid());
         }
+        text.parse().map(Some).map_err(|_| invalid())
     }
 
     /// The `key` parameter (query string or body), for API-key lookup.
     pub fn key(&self) -> Option<String> {
         match self.present("key") {
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Param::Other(Value::String(s))) => Some(s.clone()),
             _ => None,
         }
     }
@@ -134,7 +157,17 @@ mod tests {
 
     #[test]
     fn body_must_be_a_json_object() {
-        for body in [&b"[1]"[..], b"\"x\"", b"{", b"amount=1", b"null"] {
+        for body in [
+            &b"[1]"[..],
+            b"\"x\"",
+            b"{",
+            b"amount=1",
+            b"null",
+            b"1",
+            b"{\"a\": 1} x",
+            b"{\"a\": 01}",
+            b"{\"a\": \"\xff\"}",
+        ] {
             assert_eq!(
                 Params::parse(None, body).unwrap_err(),
                 ApiError::InvalidJson
@@ -162,6 +195,53 @@ mod tests {
         assert_eq!(p.integer("f").unwrap(), None);
         assert!(p.integer("g").is_err());
         assert_eq!(p.integer("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn numbers_for_text_fields_are_taken_as_their_digits_or_refused() {
+        let p = Params::parse(
+            None,
+            br#"{"a":12345678901234567890,"b":123456789012345678901234567890,"c":0,
+                 "d":1e3,"e":1.5,"f":-1,"g":1.0,"h":1E3,"i":-0,"j":12345678901234567890.0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.text("a").unwrap().as_deref(),
+            Some("12345678901234567890")
+        );
+        assert_eq!(
+            p.text("b").unwrap().as_deref(),
+            Some("123456789012345678901234567890")
+        );
+        assert_eq!(p.text("c").unwrap().as_deref(), Some("0"));
+        for name in ["d", "e", "f", "g", "h", "i", "j"] {
+            assert_eq!(p.text(name), Err(ApiError::InvalidField(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn integers_read_the_written_number_not_a_float() {
+        let p = Params::parse(
+            None,
+            br#"{"a":100,"b":-7,"c":999999999999999999,"d":1000000000000000000,"e":1e2,
+                 "f":100.0,"g":9007199254740993}"#,
+        )
+        .unwrap();
+        assert_eq!(p.integer("a").unwrap(), Some(100));
+        assert_eq!(p.integer("b").unwrap(), Some(-7));
+        assert_eq!(p.integer("c").unwrap(), Some(999_999_999_999_999_999));
+        assert_eq!(p.integer("g").unwrap(), Some(9_007_199_254_740_993));
+        for name in ["d", "e", "f"] {
+            assert_eq!(p.integer(name), Err(ApiError::InvalidField(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_body_field_wins_and_nulls_are_absent() {
+        let p = Params::parse(Some("a=x"), br#"{"a": "y", "a": 3, "n": null}"#).unwrap();
+        assert_eq!(p.text("a").unwrap().as_deref(), Some("3"));
+        assert_eq!(p.text("n").unwrap(), None);
+        assert_eq!(p.integer("n").unwrap(), None);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::{
     channel::JsapiPayParams,
     model::{
-        Fen, Order, OrderNo, OrderStatus, OutTradeNo, PayType, Timestamp, WebhookAttempt,
-        WebhookState, WebhookStatus,
+        Fen, Order, OrderNo, OrderSource, OrderStatus, OutTradeNo, PayType, Timestamp,
+        WebhookAttempt, WebhookState, WebhookStatus,
     },
     service::{CreatedOrder, ListOrders, PaymentInfo},
     store::{OrderPage, PageStart},
@@ -32,6 +32,8 @@ pub struct OrderWire<'a> {
     pub paid_at: Option<String>,
     pub created_at: Option<String>,
     pub expires_at: Option<String>,
+    /// `api`, `link` (unsigned: the payer could have changed the amount) or `signed_link`.
+    pub source: OrderSource,
     /// `null` until the order is paid.
     pub webhook: Option<WebhookWire<'a>>,
 }
@@ -50,6 +52,7 @@ impl<'a> From<&'a Order> for OrderWire<'a> {
             paid_at: time(order.paid_at),
             created_at: time(Some(order.created_at)),
             expires_at: time(Some(order.expires_at)),
+            source: order.source,
             webhook: WebhookWire::of(order),
         }
     }
@@ -269,6 +272,7 @@ mod tests {
             "paid_at": legacy_time(order.paid_at),
             "created_at": legacy_time(Some(order.created_at)),
             "expires_at": legacy_time(Some(order.expires_at)),
+            "source": order.source.as_str(),
             "webhook": legacy_webhook_json(order),
         })
     }
@@ -369,6 +373,7 @@ mod tests {
             amount: Fen::new(1234),
             description: "咖啡 \"Latte\"".into(),
             pay_type: PayType::Native,
+            source: OrderSource::SignedLink,
             openid: None,
             client_ip: None,
             attach: Some("a&b<c>".into()),
@@ -439,6 +444,11 @@ mod tests {
         bare.out_trade_no = None;
         bare.attach = None;
         same(&OrderWire::from(&bare), legacy_order_json(&bare));
+        for source in OrderSource::ALL {
+            bare.source = source;
+            let wire = serde_json::to_value(OrderWire::from(&bare)).unwrap();
+            assert_eq!(wire["source"], source.as_str());
+        }
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub enum FieldError {
     Blank,
     #[error("contains a control character")]
     ControlCharacter,
+    /// An invisible format character (bidi controls, zero-width characters, tags...).
+    #[error("contains a format character")]
+    FormatCharacter,
     #[error("contains a character outside {allowed}")]
     Character { allowed: &'static str },
     #[error("not an absolute URL")]
@@ -31,16 +34,59 @@ pub enum FieldError {
     NotAnIpAddress,
 }
 
-/// At most `max` characters (not bytes: descriptions are often Chinese), none a control
-/// character (they would break WeChat Pay's signing strings and the payer's pages).
+/// The characters of Unicode's general category Cf (format), as of Unicode 15.1, as inclusive
+/// ranges. They are invisible: bidi controls reorder what the payer reads (an amount or a name
+/// shown backwards), zero-width characters make look-alike text. Two blocks are taken whole,
+/// their few unassigned points included: U+2060..U+206F and the tags U+E0000..U+E007F.
+const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),   // soft hyphen
+    ('\u{0600}', '\u{0605}'),   // Arabic number signs
+    ('\u{061C}', '\u{061C}'),   // Arabic letter mark
+    ('\u{06DD}', '\u{06DD}'),   // Arabic end of ayah
+    ('\u{070F}', '\u{070F}'),   // Syriac abbreviation mark
+    ('\u{0890}', '\u{0891}'),   // Arabic pound and piastre marks above
+    ('\u{08E2}', '\u{08E2}'),   // Arabic disputed end of ayah
+    ('\u{180E}', '\u{180E}'),   // Mongolian vowel separator
+    ('\u{200B}', '\u{200F}'),   // zero-width space, non-joiner, joiner; LRM, RLM
+    ('\u{202A}', '\u{202E}'),   // bidi embeddings and overrides
+    ('\u{2060}', '\u{206F}'),   // word joiner, invisible operators, bidi isolates, deprecated
+    ('\u{FEFF}', '\u{FEFF}'),   // zero-width no-break space (byte order mark)
+    ('\u{FFF9}', '\u{FFFB}'),   // interlinear annotation
+    ('\u{110BD}', '\u{110BD}'), // Kaithi number sign
+    ('\u{110CD}', '\u{110CD}'), // Kaithi number sign above
+    ('\u{13430}', '\u{1343F}'), // Egyptian hieroglyph format controls
+    ('\u{1BCA0}', '\u{1BCA3}'), // shorthand format controls
+    ('\u{1D173}', '\u{1D17A}'), // musical symbol beam and phrase controls
+    ('\u{E0000}', '\u{E007F}'), // tags
+];
+
+/// A Unicode format character (general category Cf, see [`FORMAT_CHARS`]).
+pub fn is_format_char(c: char) -> bool {
+    FORMAT_CHARS
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&c))
+}
+
+/// The first rule a text value breaks: a control character (they would break WeChat Pay's
+/// signing strings and the payer's pages), or a format character (invisible, they change what
+/// the payer reads). The merchant API and payment links refuse the same characters.
+pub fn check_characters(s: &str) -> Result<(), FieldError> {
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::ControlCharacter);
+    }
+    if s.chars().any(is_format_char) {
+        return Err(FieldError::FormatCharacter);
+    }
+    Ok(())
+}
+
+/// At most `max` characters (not bytes: descriptions are often Chinese), with no control or
+/// format character.
 fn check_text(s: &str, max: usize) -> Result<(), FieldError> {
     if s.chars().count() > max {
         return Err(FieldError::TooLong { max });
     }
-    if s.chars().any(char::is_control) {
-        return Err(FieldError::ControlCharacter);
-    }
-    Ok(())
+    check_characters(s)
 }
 
 macro_rules! string_newtype {
@@ -245,6 +291,95 @@ mod tests {
             Err(FieldError::ControlCharacter)
         );
         assert_eq!(Description::parse("咖啡").unwrap().as_str(), "咖啡");
+    }
+
+    #[test]
+    fn format_characters_are_refused_in_descriptions_and_attach() {
+        let format_chars = [
+            '\u{00AD}',
+            '\u{0600}',
+            '\u{0605}',
+            '\u{061C}',
+            '\u{06DD}',
+            '\u{070F}',
+            '\u{0890}',
+            '\u{08E2}',
+            '\u{180E}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2064}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{206A}',
+            '\u{206F}',
+            '\u{FEFF}',
+            '\u{FFF9}',
+            '\u{FFFB}',
+            '\u{110BD}',
+            '\u{110CD}',
+            '\u{13430}',
+            '\u{1343F}',
+            '\u{1BCA0}',
+            '\u{1BCA3}',
+            '\u{1D173}',
+            '\u{1D17A}',
+            '\u{E0001}',
+            '\u{E0020}',
+            '\u{E007F}',
+        ];
+        for c in format_chars {
+            assert!(is_format_char(c), "U+{:04X}", u32::from(c));
+            let text = format!("咖啡{c}Latte");
+            assert_eq!(
+                Description::parse(&text),
+                Err(FieldError::FormatCharacter),
+                "U+{:04X}",
+                u32::from(c)
+            );
+            assert_eq!(Attach::parse(&text), Err(FieldError::FormatCharacter));
+        }
+        // Their neighbours, and visible text of every kind, pass.
+        for c in [
+            '\u{00AC}',
+            '\u{00AE}',
+            '\u{05FF}',
+            '\u{0606}',
+            '\u{200A}',
+            '\u{2010}',
+            '\u{2029}',
+            '\u{205F}',
+            '\u{2070}',
+            '\u{FEFE}',
+            '\u{FF01}',
+            '\u{FFFC}',
+            '\u{1D172}',
+            '\u{1D17B}',
+            '\u{E0080}',
+            '\u{E0100}',
+            '字',
+            'é',
+            '🙂',
+        ] {
+            assert!(!is_format_char(c), "U+{:04X}", u32::from(c));
+        }
+        assert!(Description::parse("月卡 · 30天 (¥9.90) 🙂").is_ok());
+        // A control character is named first: it is the older rule.
+        assert_eq!(
+            Description::parse("a\u{202E}\u{7}"),
+            Err(FieldError::ControlCharacter)
+        );
     }
 
     #[test]

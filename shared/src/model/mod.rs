@@ -12,13 +12,18 @@ mod time;
 mod webhook;
 
 pub use cause::Cause;
-pub use fields::{Attach, ClientIp, Description, FieldError, NotifyUrl, Openid, ReturnUrl};
+pub use fields::{
+    check_characters, is_format_char, Attach, ClientIp, Description, FieldError, NotifyUrl, Openid,
+    ReturnUrl,
+};
 pub use ids::{
     random_base62, random_bytes, random_string, MerchantId, OrderNo, OutTradeNo, RandomError,
 };
 pub use merchant::{KeyHash, KeyKind, Merchant, MerchantStatus, RetiringSecret};
 pub use money::Fen;
-pub use order::{Order, OrderStatus, OrderUpdate, PayCredential, PayType, UpdateRefused};
+pub use order::{
+    Order, OrderSource, OrderStatus, OrderUpdate, PayCredential, PayType, UpdateRefused,
+};
 pub use payment_link::{normalize_return_host, PaymentLinkSettings, MAX_RETURN_HOSTS};
 pub use secret::Secret;
 pub use time::{BeijingDateTime, Clock, ManualClock, SystemClock, Timestamp};

@@ -65,6 +65,38 @@ impl PayType {
     }
 }
 
+/// Where an order came from. A merchant who takes payment links reads it in the webhook: an
+/// unsigned link's amount (and every other parameter) is the payer's to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderSource {
+    /// The merchant's server, with its secret key. Orders stored before sources were
+    /// recorded read back as this (the few link orders among them included: nothing tells).
+    #[default]
+    Api,
+    /// An unsigned payment link: anyone could have written its parameters.
+    Link,
+    /// A payment link signed with the merchant's link secret.
+    SignedLink,
+}
+
+impl OrderSource {
+    pub const ALL: [OrderSource; 3] =
+        [OrderSource::Api, OrderSource::Link, OrderSource::SignedLink];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderSource::Api => "api",
+            OrderSource::Link => "link",
+            OrderSource::SignedLink => "signed_link",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|source| source.as_str() == s)
+    }
+}
+
 /// What the payment channel handed back for the payer to pay with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -83,6 +115,9 @@ pub struct Order {
     pub amount: Fen,
     pub description: String,
     pub pay_type: PayType,
+    /// Absent from orders stored before it was recorded: those read back as `api`.
+    #[serde(default)]
+    pub source: OrderSource,
     pub openid: Option<String>,
     pub client_ip: Option<String>,
     pub attach: Option<String>,
@@ -356,5 +391,11 @@ mod tests {
         assert_eq!(OrderStatus::parse("PAID"), None);
         assert_eq!(PayType::parse("jsapi"), Some(PayType::Jsapi));
         assert_eq!(PayType::parse("app"), None);
+        for s in OrderSource::ALL {
+            assert_eq!(OrderSource::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(OrderSource::parse("signed-link"), None);
+        assert_eq!(OrderSource::default(), OrderSource::Api);
     }
 }

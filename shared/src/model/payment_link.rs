@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
+use url::{Host, Url};
 
 use super::Secret;
 
@@ -16,19 +17,39 @@ pub struct PaymentLinkSettings {
     pub signing_secret: Option<Secret<String>>,
     /// Unsigned links are refused (needs a signing secret).
     pub require_signed: bool,
-    /// Hosts a link's `return_url` may point to; empty means any http(s) URL.
+    /// Hosts a link's `return_url` may point to; empty means the host of the merchant's
+    /// default notify URL and its subdomains (see [`PaymentLinkSettings::return_url_allowed`]).
     pub allowed_return_hosts: Vec<String>,
 }
 
 impl PaymentLinkSettings {
-    /// Whether a link may send the payer back to `host` (as a URL parser gives it: ASCII,
-    /// IDNs in punycode). Entries match exactly (ignoring case), or `*.example.com` matches
+    /// Whether a link may send the payer back to `url`, so that nobody can use ferrypay's
+    /// domain to send payers elsewhere. With registered hosts, its host must be one of them
+    /// ([`PaymentLinkSettings::return_host_allowed`]); with none, it must be the host of the
+    /// merchant's default notify URL or a subdomain of it (an IP address: that address only);
+    /// with neither, no return URL is allowed. Ports never matter.
+    pub fn return_url_allowed(&self, url: &Url, default_notify_url: Option<&str>) -> bool {
+        if !self.allowed_return_hosts.is_empty() {
+            return url
+                .host_str()
+                .is_some_and(|host| self.return_host_allowed(host));
+        }
+        let notify_host = default_notify_url
+            .and_then(|notify| Url::parse(notify).ok())
+            .and_then(|notify| notify.host().map(|h| h.to_owned()));
+        match (notify_host, url.host()) {
+            (Some(Host::Domain(site)), Some(Host::Domain(host))) => same_site(&site, host),
+            (Some(Host::Ipv4(site)), Some(Host::Ipv4(host))) => site == host,
+            (Some(Host::Ipv6(site)), Some(Host::Ipv6(host))) => site == host,
+            _ => false,
+        }
+    }
+
+    /// Whether a registered host entry allows `host` (as a URL parser gives it: ASCII, IDNs
+    /// in punycode). Entries match exactly (ignoring case), or `*.example.com` matches
     /// subdomains of example.com at any depth but not example.com itself: a merchant who wants
     /// both lists both. A trailing dot (the DNS root) is ignored on either side.
     pub fn return_host_allowed(&self, host: &str) -> bool {
-        if self.allowed_return_hosts.is_empty() {
-            return true;
-        }
         let host = host.strip_suffix('.').unwrap_or(host);
         !host.is_empty()
             && self
@@ -36,6 +57,14 @@ impl PaymentLinkSettings {
                 .iter()
                 .any(|entry| host_matches(entry, host))
     }
+}
+
+/// `host` is `site` or one of its subdomains (by labels, ignoring case and a trailing dot).
+fn same_site(site: &str, host: &str) -> bool {
+    let site = site.strip_suffix('.').unwrap_or(site);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !site.is_empty()
+        && (site.eq_ignore_ascii_case(host) || host_matches(&format!("*.{site}"), host))
 }
 
 fn host_matches(entry: &str, host: &str) -> bool {
@@ -164,10 +193,124 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_list_allows_any_host() {
-        let any = PaymentLinkSettings::default();
-        assert!(any.return_host_allowed("shop.example"));
-        assert!(any.return_host_allowed("203.0.113.7"));
+    fn an_empty_list_allows_no_registered_host() {
+        let none = PaymentLinkSettings::default();
+        assert!(!none.return_host_allowed("shop.example"));
+        assert!(!none.return_host_allowed("203.0.113.7"));
+    }
+
+    /// Whether a return URL is allowed by the settings, for a merchant whose default notify
+    /// URL is `notify`.
+    fn return_ok(settings: &PaymentLinkSettings, notify: Option<&str>, url: &str) -> bool {
+        settings.return_url_allowed(&Url::parse(url).unwrap(), notify)
+    }
+
+    #[test]
+    fn without_registered_hosts_the_notify_urls_host_and_its_subdomains_are_allowed() {
+        let none = PaymentLinkSettings::default();
+        let notify = Some("https://example.com/ferrypay/notify");
+        for url in [
+            "https://example.com/done",
+            "http://example.com/done",
+            "https://EXAMPLE.com/done?x=1#top",
+            "https://example.com.:443/done",
+            "https://example.com:8443/done",
+            "https://www.example.com/done",
+            "https://a.b.example.com/done",
+            "https://evil.com.example.com/done",
+        ] {
+            assert!(return_ok(&none, notify, url), "{url}");
+        }
+        for url in [
+            "https://evilexample.com/done",
+            "https://www.evilexample.com/done",
+            "https://example.com.evil.com/done",
+            "https://example.co/done",
+            "https://example.org/done",
+            "https://com/done",
+            "https://evil.com/?.example.com",
+            "https://evil.com/#.example.com",
+            "https://evil.com\\.example.com/",
+            "https://evil.com/example.com",
+            "https://93.184.216.34/done",
+            "https://[::1]/done",
+            "http://0x7f000001/done",
+        ] {
+            assert!(!return_ok(&none, notify, url), "{url}");
+        }
+        // A userinfo trick names another host: the URL's host is what counts.
+        assert!(!return_ok(&none, notify, "https://example.com@evil.com/"));
+        assert!(!return_ok(&none, notify, "https://example.com:x@evil.com/"));
+        // A notify URL on a subdomain allows that subdomain down, not its parent or siblings.
+        let api = Some("https://api.shop.example/notify");
+        assert!(return_ok(&none, api, "https://api.shop.example/r"));
+        assert!(return_ok(&none, api, "https://m.api.shop.example/r"));
+        assert!(!return_ok(&none, api, "https://shop.example/r"));
+        assert!(!return_ok(&none, api, "https://www.shop.example/r"));
+        // An internationalized name matches in either spelling (the parser gives punycode).
+        let idn = Some("https://例子.example/notify");
+        assert!(return_ok(&none, idn, "https://xn--fsqu00a.example/r"));
+        assert!(return_ok(&none, idn, "https://www.例子.example/r"));
+    }
+
+    #[test]
+    fn a_notify_url_on_an_ip_address_allows_that_address_only() {
+        let none = PaymentLinkSettings::default();
+        let v4 = Some("https://203.0.113.7:8443/notify");
+        assert!(return_ok(&none, v4, "https://203.0.113.7/done"));
+        assert!(return_ok(&none, v4, "http://203.0.113.7:9/done"));
+        for url in [
+            "https://203.0.113.70/done",
+            "https://203.0.113.8/done",
+            "https://203.0.113.7.evil.com/done",
+            "https://[::ffff:203.0.113.7]/done",
+        ] {
+            assert!(!return_ok(&none, v4, url), "{url}");
+        }
+        // Numbers a URL parser reads as this address are this address.
+        assert!(return_ok(&none, v4, "https://3405803783/done"));
+        let v6 = Some("https://[2001:db8::7]/notify");
+        assert!(return_ok(&none, v6, "https://[2001:DB8:0::7]/done"));
+        assert!(!return_ok(&none, v6, "https://[2001:db8::8]/done"));
+        assert!(!return_ok(&none, v6, "https://203.0.113.7/done"));
+        // A domain never matches an address, nor the other way round.
+        assert!(!return_ok(
+            &none,
+            Some("https://localhost/n"),
+            "https://127.0.0.1/"
+        ));
+        assert!(!return_ok(
+            &none,
+            Some("https://127.0.0.1/n"),
+            "https://localhost/"
+        ));
+    }
+
+    #[test]
+    fn without_a_notify_url_or_hosts_no_return_url_is_allowed() {
+        let none = PaymentLinkSettings::default();
+        for notify in [
+            None,
+            Some(""),
+            Some("not a url"),
+            Some("mailto:a@example.com"),
+        ] {
+            assert!(
+                !return_ok(&none, notify, "https://example.com/done"),
+                "{notify:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn registered_hosts_replace_the_notify_url_default() {
+        let s = allowing(&["shop.example", "*.pay.example"]);
+        let notify = Some("https://example.com/notify");
+        assert!(return_ok(&s, notify, "https://shop.example/done"));
+        assert!(return_ok(&s, notify, "https://a.pay.example:8443/done"));
+        assert!(!return_ok(&s, notify, "https://example.com/done"));
+        assert!(!return_ok(&s, notify, "https://www.shop.example/done"));
+        assert!(return_ok(&s, None, "https://shop.example/done"));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::{
         ChannelError, CloseOutcome, JsapiPayParams, PayChannel, Payment, PrepayRequest, TradeState,
     },
     model::{
-        Cause, Fen, Merchant, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential,
-        PayType, Timestamp, UpdateRefused,
+        Cause, Fen, Merchant, Order, OrderNo, OrderSource, OrderStatus, OrderUpdate, OutTradeNo,
+        PayCredential, PayType, Timestamp, UpdateRefused,
     },
     qr,
     sign::hex_lower,
@@ -32,6 +32,10 @@ pub struct CreateOrder {
     pub attach: Option<String>,
     pub notify_url: Option<String>,
     pub expire_minutes: Option<u32>,
+    /// Who asked: the API, or a payment link. Not in the fingerprint: only API requests carry
+    /// an `out_trade_no` to compare, and their fingerprints stay what they were.
+    #[serde(skip)]
+    pub source: OrderSource,
 }
 
 impl CreateOrder {
@@ -134,6 +138,7 @@ impl<B: Backends> Ferrypay<B> {
             amount: request.amount,
             description: request.description.unwrap_or_else(|| merchant.name.clone()),
             pay_type: request.pay_type,
+            source: request.source,
             openid: request.openid,
             client_ip: request.client_ip,
             attach: request.attach,

@@ -146,6 +146,8 @@ pub struct WebhookBody<'a> {
     pub transaction_id: Option<&'a str>,
     pub paid_at: Option<String>,
     pub attach: Option<&'a str>,
+    /// `api`, `link` (unsigned: check the amount) or `signed_link`.
+    pub source: &'a str,
 }
 
 impl<'a> WebhookBody<'a> {
@@ -159,6 +161,7 @@ impl<'a> WebhookBody<'a> {
             transaction_id: order.transaction_id.as_deref(),
             paid_at: order.paid_at.map(Timestamp::to_beijing_string),
             attach: order.attach.as_deref(),
+            source: order.source.as_str(),
         }
     }
 }

@@ -394,7 +394,7 @@ mod tests {
         onboard_test_merchant(&app, "Shop").await;
         let gateway = gateway();
         let request = LinkRequest::parse(Some(&format!(
-            "key={TEST_PUBLISHABLE_KEY}&amount=100&return_url=https%3A%2F%2Fm.example%2Fr"
+            "key={TEST_PUBLISHABLE_KEY}&amount=100&return_url=https%3A%2F%2Fshop.merchant.example%2Fr"
         )))
         .unwrap();
         let fields = link_fields(&request.link);
@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(ticket.order_no, order.order_no);
         assert_eq!(
             ticket.return_url.as_ref().map(Url::as_str),
-            Some("https://m.example/r")
+            Some("https://shop.merchant.example/r")
         );
         let last = order.expires_at.plus_secs(TICKET_GRACE_SECS);
         assert!(check(&query, last).is_ok());
@@ -420,8 +420,8 @@ mod tests {
         let other_no = OrderNo::generate(clock.now()).unwrap();
         for edited in [
             query.replace(order.order_no.as_str(), other_no.as_str()),
-            query.replace("m.example", "evil.example"),
-            query.replace("&return_url=https%3A%2F%2Fm.example%2Fr", ""),
+            query.replace("shop.merchant.example", "evil.example"),
+            query.replace("&return_url=https%3A%2F%2Fshop.merchant.example%2Fr", ""),
             query.replace("t=1", "t=2"),
             format!("{query}&t=1"),
             format!("{query}&order_no={other_no}"),

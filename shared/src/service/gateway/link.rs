@@ -3,7 +3,10 @@
 
 use super::super::{Backends, ErrorCode, Ferrypay};
 use crate::{
-    model::{Attach, Description, Fen, KeyKind, Merchant, MerchantStatus, ReturnUrl, Timestamp},
+    model::{
+        check_characters, Attach, Description, Fen, KeyKind, Merchant, MerchantStatus, OrderSource,
+        ReturnUrl, Timestamp,
+    },
     sign::{
         hash_api_key,
         link::{link_signature_valid, link_signing_string},
@@ -71,6 +74,15 @@ pub struct PaymentLink {
 }
 
 impl PaymentLink {
+    /// What its orders record as their source: signed or not.
+    pub fn source(&self) -> OrderSource {
+        if self.signed {
+            OrderSource::SignedLink
+        } else {
+            OrderSource::Link
+        }
+    }
+
     /// What the payer sees as the product: the description, or the merchant's name.
     pub fn title(&self) -> &str {
         self.description
@@ -105,6 +117,8 @@ pub enum LinkError {
     InvalidField(&'static str),
     #[error("return_url must be an http(s) URL")]
     ReturnUrlInvalid,
+    /// Not a registered host, or (with none registered) not the notify URL's host or one of
+    /// its subdomains.
     #[error("return_url is not on a host the merchant allows")]
     ReturnHostNotAllowed,
     /// Reading the link's merchant failed (logged where it happened).
@@ -176,12 +190,13 @@ impl<B: Backends> Ferrypay<B> {
         if merchant.status != MerchantStatus::Active {
             return Err(LinkError::MerchantDisabled);
         }
-        // No value may hold a control character: the signing string's lines must read back
-        // one way only.
+        // No value may hold a control character (the signing string's lines must read back
+        // one way only) or a format character (invisible, they change what the payer reads),
+        // the merchant API's rule for its text fields.
         if let Some((name, _)) = query
             .params
             .iter()
-            .find(|(_, v)| v.chars().any(char::is_control))
+            .find(|(_, v)| check_characters(v).is_err())
         {
             return Err(LinkError::InvalidField(name));
         }
@@ -194,7 +209,11 @@ impl<B: Backends> Ferrypay<B> {
             return Err(LinkError::Expired);
         }
         if let Some(url) = &fields.return_url {
-            if !merchant.payment_links.return_host_allowed(url.host()) {
+            let notify_url = merchant.notify_url.as_deref();
+            if !merchant
+                .payment_links
+                .return_url_allowed(url.url(), notify_url)
+            {
                 return Err(LinkError::ReturnHostNotAllowed);
             }
         }
@@ -234,5 +253,164 @@ fn check_link_signature(merchant: &Merchant, query: &LinkQuery) -> Result<bool, 
         }
         // A signature we cannot check is never ignored.
         (Some(_), None) => Err(LinkError::SignatureInvalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::{OrderSource, Secret},
+        service::gateway::LinkPayment,
+        sign::link::sign_link,
+        store::MerchantStore,
+        testing::*,
+    };
+
+    /// A link of these parameters (key and amount first), signed with `secret` if given.
+    fn query(extra: &[(&'static str, &str)], secret: Option<&str>) -> LinkQuery {
+        let mut params = vec![
+            ("key", TEST_PUBLISHABLE_KEY.to_string()),
+            ("amount", "100".to_string()),
+        ];
+        params.extend(extra.iter().map(|(n, v)| (*n, v.to_string())));
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let sign = secret.map(|secret| sign_link(secret, &pairs));
+        LinkQuery { params, sign }
+    }
+
+    fn fields(return_url: Option<&str>) -> LinkFields {
+        LinkFields {
+            amount: Fen::new(100),
+            description: None,
+            attach: None,
+            expires: None,
+            return_url: return_url.map(|url| ReturnUrl::parse(url).unwrap()),
+        }
+    }
+
+    async fn open(app: &TestApp, return_url: Option<&str>) -> Result<PaymentLink, LinkError> {
+        let extra: Vec<(&'static str, &str)> =
+            return_url.map(|u| ("return_url", u)).into_iter().collect();
+        app.open_link(query(&extra, None), Ok(fields(return_url)))
+            .await
+    }
+
+    async fn edit_merchant(app: &TestApp, edit: impl FnOnce(&mut Merchant)) {
+        let id = app.store.list_merchants().await.unwrap()[0].id.clone();
+        let mut merchant = app.store.get_merchant(&id).await.unwrap().unwrap();
+        edit(&mut merchant);
+        app.store.update_merchant(&merchant).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_no_registered_hosts_a_return_url_must_be_on_the_notify_urls_site() {
+        let app = app_with_clock(clock_at_start());
+        onboard_test_merchant(&app, "Shop").await; // notify URL https://merchant.example/notify
+        for allowed in [
+            "https://merchant.example/done",
+            "http://merchant.example:8080/done?cart=7",
+            "https://m.merchant.example/done",
+        ] {
+            assert!(open(&app, Some(allowed)).await.is_ok(), "{allowed}");
+        }
+        for refused in [
+            "https://evil.example/done",
+            "https://evilmerchant.example/done",
+            "https://merchant.example.evil.example/done",
+            "https://evil.example/merchant.example",
+            "https://127.0.0.1/done",
+        ] {
+            let err = open(&app, Some(refused)).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ReturnUrlNotAllowed, "{refused}");
+        }
+        assert!(open(&app, None).await.is_ok());
+
+        // Registered hosts work as before, and replace the default.
+        edit_merchant(&app, |m| {
+            m.payment_links.allowed_return_hosts = vec!["shop.example".into()];
+        })
+        .await;
+        assert!(open(&app, Some("https://shop.example/done")).await.is_ok());
+        let err = open(&app, Some("https://merchant.example/done")).await;
+        assert_eq!(err.unwrap_err().code(), ErrorCode::ReturnUrlNotAllowed);
+
+        // With neither a notify URL nor hosts, only links without a return URL work.
+        edit_merchant(&app, |m| {
+            m.payment_links.allowed_return_hosts.clear();
+            m.notify_url = None;
+        })
+        .await;
+        let err = open(&app, Some("https://merchant.example/done")).await;
+        assert_eq!(err.unwrap_err().code(), ErrorCode::ReturnUrlNotAllowed);
+        assert!(open(&app, None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn format_characters_in_any_link_value_are_refused_naming_it() {
+        let app = app_with_clock(clock_at_start());
+        onboard_test_merchant(&app, "Shop").await;
+        for name in ["description", "attach", "return_url", "expires"] {
+            for c in [
+                '\u{202E}',
+                '\u{200B}',
+                '\u{2066}',
+                '\u{FEFF}',
+                '\u{AD}',
+                '\u{E0041}',
+            ] {
+                let value = format!("ab{c}c");
+                let link = query(&[(name, &value)], None);
+                let err = app.open_link(link, Ok(fields(None))).await.unwrap_err();
+                assert_eq!(
+                    (err.code(), err.field()),
+                    (ErrorCode::InvalidField, Some(name)),
+                    "{name} with U+{:04X}",
+                    u32::from(c)
+                );
+            }
+        }
+        let mut key = query(&[], None);
+        key.params[0].1.push('\u{200D}');
+        // The key is looked up first: with a stray character it is no merchant's.
+        let err = app.open_link(key, Ok(fields(None))).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidApiKey);
+    }
+
+    #[tokio::test]
+    async fn link_orders_record_whether_the_link_was_signed() {
+        let app = app_with_clock(clock_at_start());
+        onboard_test_merchant(&app, "Shop").await;
+        const SECRET: &str = "lsk_test_0123456789abcdefghijklmnop";
+        edit_merchant(&app, |m| {
+            m.payment_links.signing_secret = Some(Secret::new(SECRET.into()));
+        })
+        .await;
+        let unsigned = app
+            .open_link(query(&[], None), Ok(fields(None)))
+            .await
+            .unwrap();
+        let signed = app
+            .open_link(query(&[], Some(SECRET)), Ok(fields(None)))
+            .await
+            .unwrap();
+        for (link, source) in [
+            (&unsigned, OrderSource::Link),
+            (&signed, OrderSource::SignedLink),
+        ] {
+            assert_eq!(link.source(), source);
+            let created = app
+                .create_link_order(link, LinkPayment::Native)
+                .await
+                .unwrap();
+            assert_eq!(created.order.source, source);
+            assert_eq!(
+                stored_order(&app, &created.order.order_no).await.source,
+                source
+            );
+        }
+        let merchant = &unsigned.merchant;
+        let api = create_test_order(&app, merchant, 100, Some("shop-1")).await;
+        assert_eq!(api.source, OrderSource::Api);
     }
 }

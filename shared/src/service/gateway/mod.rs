@@ -344,6 +344,7 @@ impl<B: Backends> Ferrypay<B> {
             attach: link.attach.as_ref().map(|a| a.as_str().to_string()),
             notify_url: None,
             expire_minutes: None,
+            source: link.source(),
         };
         self.create_order(&link.merchant, request).await
     }

@@ -10,9 +10,9 @@ use super::schema::{
 };
 use crate::{
     model::{
-        Fen, KeyHash, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderStatus,
-        OutTradeNo, PayCredential, PayType, PaymentLinkSettings, RetiringSecret, Secret, Timestamp,
-        WebhookAttempt, WebhookState, WebhookStatus,
+        Fen, KeyHash, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderSource,
+        OrderStatus, OutTradeNo, PayCredential, PayType, PaymentLinkSettings, RetiringSecret,
+        Secret, Timestamp, WebhookAttempt, WebhookState, WebhookStatus,
     },
     store::{StoreError, WEBHOOK_ATTEMPT_RETENTION_DAYS},
 };
@@ -182,6 +182,7 @@ fn order_attributes(order: &Order, version: i64) -> Item {
         amount,
         description,
         pay_type,
+        source,
         openid,
         client_ip,
         attach,
@@ -211,6 +212,7 @@ fn order_attributes(order: &Order, version: i64) -> Item {
         ("amount".to_string(), n(amount.get())),
         ("description".to_string(), s(description.as_str())),
         ("pay_type".to_string(), s(pay_type.as_str())),
+        ("source".to_string(), s(source.as_str())),
         ("status".to_string(), s(status.as_str())),
         ("created_at".to_string(), n(created_at.unix())),
         ("expires_at".to_string(), n(expires_at.unix())),
@@ -400,6 +402,12 @@ pub(super) fn order_from_item(item: &Item) -> Result<(Order, i64), StoreError> {
     let pay_type = r.str("pay_type")?;
     let pay_type = PayType::parse(pay_type)
         .ok_or_else(|| corrupt("order", &format!("pay_type {pay_type:?}")))?;
+    // Orders stored before sources were recorded have none: they read back as `api`.
+    let source = match r.opt_str("source")? {
+        None => OrderSource::Api,
+        Some(source) => OrderSource::parse(source)
+            .ok_or_else(|| corrupt("order", &format!("source {source:?}")))?,
+    };
     let status = r.str("status")?;
     let status = OrderStatus::parse(status)
         .ok_or_else(|| corrupt("order", &format!("status {status:?}")))?;
@@ -423,6 +431,7 @@ pub(super) fn order_from_item(item: &Item) -> Result<(Order, i64), StoreError> {
         amount: Fen::new(r.int("amount")?),
         description: r.str("description")?.to_string(),
         pay_type,
+        source,
         openid: r.opt_str("openid")?.map(str::to_string),
         client_ip: r.opt_str("client_ip")?.map(str::to_string),
         attach: r.opt_str("attach")?.map(str::to_string),
@@ -555,6 +564,29 @@ mod tests {
         // Listed in both indexes: the merchant's, and the merchant's for its status.
         assert_eq!(item.get(LIST_PK), Some(&s("MERCHANT#m_1")));
         assert_eq!(item.get(STATUS_LIST_PK), Some(&s("MERCHANT#m_1#paid")));
+    }
+
+    #[test]
+    fn an_orders_source_is_stored_and_reads_back_as_api_when_absent() {
+        for source in OrderSource::ALL {
+            let mut order = paid_order();
+            order.source = source;
+            order.out_trade_no = OutTradeNo::parse("shop-1").ok();
+            let record = order_record(&order, 1);
+            let guard = guard_item(&order, 1).unwrap();
+            for item in [&record, &guard] {
+                assert_eq!(order_from_item(item).unwrap().0.source, source);
+                assert_eq!(item.get("source"), Some(&s(source.as_str())));
+            }
+        }
+        // An item written before sources existed has no attribute: it is an API order.
+        let mut old = order_record(&paid_order(), 0);
+        old.remove("source");
+        assert_eq!(order_from_item(&old).unwrap().0.source, OrderSource::Api);
+        let mut corrupt = order_record(&paid_order(), 0);
+        corrupt.insert("source".into(), s("email"));
+        let error = order_from_item(&corrupt).unwrap_err().to_string();
+        assert!(error.contains("corrupt order item: source"), "{error}");
     }
 
     #[test]

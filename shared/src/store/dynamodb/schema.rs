@@ -25,6 +25,9 @@
 //! existed read as the defaults: `link_signing_secret` (S), `link_require_signed` (BOOL, only
 //! when true), `link_return_hosts` (L of S, only when not empty).
 //!
+//! An order (record and guard copy) carries `source` (S: `api`, `link` or `signed_link`);
+//! orders written before it was recorded have none and read back as `api`.
+//!
 //! | access pattern | how |
 //! | --- | --- |
 //! | merchant by API-key hash (either kind) | `GetItem KEY#…` (strongly consistent; the item names its kind) |
