@@ -8,7 +8,9 @@ use ferrypay::{
 };
 use lambda_http::{http::HeaderMap, Body, Error, Response};
 
-use crate::{handle, handle_gateway_request, handle_sqs_event, Route, SqsBatchResponse, SqsEvent};
+use crate::{
+    handle, handle_gateway_request, handle_sqs_event, EdgeTrust, Route, SqsBatchResponse, SqsEvent,
+};
 
 /// Runs `handle` on an API Gateway HTTP API (v2) event, as the functions' tests do with the
 /// events in `events/`: (status, body text).
@@ -18,7 +20,7 @@ pub async fn run_event<B: Backends>(
     event: &str,
 ) -> Result<(u16, String), Error> {
     let request = lambda_http::request::from_str(event)?;
-    let response = handle(app, route, request).await?;
+    let response = handle(app, route, &EdgeTrust::default(), request).await?;
     let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
     Ok((response.status().as_u16(), body))
 }
@@ -79,7 +81,7 @@ pub async fn run_gateway_event<B: Backends>(
     event: &str,
 ) -> Result<EventAnswer, Error> {
     let request = lambda_http::request::from_str(event)?;
-    let response = handle_gateway_request(app, gateway, request).await?;
+    let response = handle_gateway_request(app, gateway, &EdgeTrust::default(), request).await?;
     Ok(EventAnswer::from_response(response))
 }
 

@@ -1,12 +1,14 @@
 //! Lambda `list`: the merchant API's `list` endpoint behind API Gateway (HTTP API, payload v2).
-//! Wiring only: the services are built once per cold start; all logic is in `ferrypay`.
+//! Wiring only: the services are built once per cold start; all logic is in `ferrypay`. It
+//! never talks to WeChat Pay, so it runs without a payment channel: no WeChat Pay settings, no
+//! WeChat Pay secret (nor the permission to read it).
 
 use ferrypay::api::Endpoint;
-use ferrypay_lambda::{serve, Route};
+use ferrypay_lambda::serve_store_only;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    serve(Route::Merchant(Endpoint::List)).await
+    serve_store_only(Endpoint::List).await
 }
 
 #[cfg(test)]

@@ -24,6 +24,21 @@ pub const RATE_LIMIT_PER_MINUTE: Var = Var::default(
     "requests per merchant per minute (0 turns the limit off)",
 );
 
+/// Behind the optional CloudFront distribution: the secret CloudFront sends in its
+/// origin-verification header. Only a request carrying it may name the viewer's address
+/// (`CloudFront-Viewer-Address`); without this variable, the address is always API Gateway's
+/// `sourceIp`.
+pub const ORIGIN_VERIFY_SECRET_ARN: Var = Var::optional(
+    "FERRYPAY_ORIGIN_VERIFY_SECRET_ARN",
+    "behind CloudFront: the Secrets Manager secret CloudFront sends as its origin-verification \
+     header, read once per cold start; without it, the client address is API Gateway's sourceIp",
+);
+
+/// The secret `FERRYPAY_ORIGIN_VERIFY_SECRET_ARN` names, if any (the runtime reads it once).
+pub fn origin_verify_secret_arn(env: &super::Env<'_>) -> Option<String> {
+    env.get(ORIGIN_VERIFY_SECRET_ARN.name)
+}
+
 /// `FERRYPAY_DEFAULT_EXPIRE_MINUTES` and `FERRYPAY_RATE_LIMIT_PER_MINUTE`; https notify URLs
 /// only (the dev stack allows http itself).
 pub(super) fn service_config(r: &mut Reader<'_>) -> Option<ServiceConfig> {

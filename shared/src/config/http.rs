@@ -1,8 +1,10 @@
-//! The merchant API functions' config (create, query, close, list, resend, inbound-callback).
+//! The config of the merchant API functions that talk to WeChat Pay (create, query, close) and
+//! inbound-callback; list and resend read [`super::StoreConfig`].
 
 use super::{
     common::{
-        self, DEFAULT_EXPIRE_MINUTES, NOTIFY_QUEUE_URL, PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
+        self, DEFAULT_EXPIRE_MINUTES, NOTIFY_QUEUE_URL, ORIGIN_VERIFY_SECRET_ARN, PUBLIC_URL,
+        RATE_LIMIT_PER_MINUTE, TABLE,
     },
     concat,
     wechat::{self, WECHATPAY, WECHAT_SECRET_ARN},
@@ -13,13 +15,14 @@ use crate::{
     wechat::WechatPayConfig,
 };
 
-pub(super) const HTTP_VARIABLES: [Var; 14] = concat(
+pub(super) const HTTP_VARIABLES: [Var; 15] = concat(
     [
         TABLE,
         NOTIFY_QUEUE_URL,
         PUBLIC_URL,
         DEFAULT_EXPIRE_MINUTES,
         RATE_LIMIT_PER_MINUTE,
+        ORIGIN_VERIFY_SECRET_ARN,
         WECHAT_SECRET_ARN,
     ],
     WECHATPAY,
