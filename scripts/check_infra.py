@@ -43,11 +43,14 @@ the Rust side, which they cannot see:
    store-only functions) get no WeChat Pay secret, and only the gateway the OAuth secret;
 8. the HTTP API's throttles: every public route (the gateway's, health) has its own route
    settings below the stage default (the merchant API's), and WeChat Pay's notification route
-   has its own.
+   has its own;
+9. the optional CloudFront distribution sends what the Lambda glue reads (lambda/src/edge.rs):
+   the origin-verification header with the generated secret, and the viewer's address.
 
-While another branch's function or variables are not in the code yet, PENDING_FUNCTIONS and
-PENDING_VARIABLES name them: the template may already deploy them. Each entry is reported as a
-problem once the code has it, so the list empties itself at merge.
+While another branch's function, variables or partition-key kinds are not in the code yet,
+PENDING_FUNCTIONS, PENDING_VARIABLES and PENDING_KEY_PREFIXES name them: the template may already
+deploy or grant them. Each entry is reported as a problem once the code has it, so the lists
+empty themselves at merge; what is still pending is printed with every successful run.
 
 It also expands the SAM transform locally (samtranslator, no AWS account: the managed-policy
 lookup is stubbed) and writes the plain CloudFormation to --transformed-out, so cfn-lint can
@@ -119,6 +122,10 @@ SQS_CALL_ACTIONS = {"send_message": "sqs:SendMessage", "send_message_batch": "sq
 # config declares yet. Each is a problem once the code has it: then delete the entry.
 PENDING_FUNCTIONS = {"health": {("GET", "/api/v1/health")}}
 PENDING_VARIABLES = {"FERRYPAY_KMS_KEY_ID", "FERRYPAY_IP_RATE_LIMIT_PER_MINUTE"}
+# Partition-key kinds the template's LeadingKeys name before the store code builds them (the
+# order counts move from MERCHANT#{id}/COUNTS to COUNTS#{id}; the keyring and HEALTH items are
+# new). Until the code has them, the grants naming them match nothing.
+PENDING_KEY_PREFIXES = {"COUNTS#", "KEYRING#", "HEALTH"}
 
 problems: list[str] = []
 
@@ -720,8 +727,24 @@ def on_indexes_only(statement: dict) -> bool:
                for r in as_list(statement.get("Resource", [])))
 
 
+def code_key_prefixes() -> set[str]:
+    """The partition-key kinds the DynamoDB store builds: the `X#` that start its string
+    literals, and its bare upper-case literals (such as `HEALTH`), outside tests."""
+    source = "\n".join(p.read_text().split("#[cfg(test)]", 1)[0] for p in sorted(DYNAMO_DIR.glob("*.rs")))
+    return set(re.findall(r'"([A-Z][A-Z_]*#)', source)) | set(re.findall(r'"([A-Z][A-Z_]*)"', source))
+
+
+def key_kind(pattern: str) -> str:
+    """`ORDER#*` -> `ORDER#`; `KEYRING#link` -> `KEYRING#`; `HEALTH` -> `HEALTH`."""
+    return pattern.split("#", 1)[0] + "#" if "#" in pattern else pattern
+
+
 def check_least_privilege(template: dict, functions: dict[str, dict]) -> None:
     from fnmatch import fnmatchcase
+
+    known = code_key_prefixes()
+    for kind in sorted(PENDING_KEY_PREFIXES & known):
+        problem(f"the store code builds {kind} keys now: remove it from PENDING_KEY_PREFIXES in scripts/check_infra.py")
 
     for logical_id, fn in functions.items():
         for entry in fn["Properties"].get("Policies", []):
@@ -737,6 +760,11 @@ def check_least_privilege(template: dict, functions: dict[str, dict]) -> None:
                         problem(f"{logical_id}: {sorted(item_actions)} without a dynamodb:LeadingKeys condition "
                                 "(ForAllValues:StringLike, and Null: false)")
                         continue
+                    for pattern in patterns:
+                        kind = key_kind(pattern)
+                        if kind not in known and kind not in PENDING_KEY_PREFIXES:
+                            problem(f"{logical_id}: dynamodb:LeadingKeys {pattern!r} names {kind} keys, which the store "
+                                    f"code ({display(DYNAMO_DIR)}) never builds")
                     if item_actions & WRITE_ACTIONS:
                         for key in OPERATOR_ITEMS:
                             if any(fnmatchcase(key, pattern) for pattern in patterns):
@@ -802,6 +830,38 @@ def check_throttles(template: dict) -> None:
         problem(f"HttpApi: RouteSettings names {key}, which is no route of the API (the deployment would fail)")
 
 
+# ------------------------------------------------------------------------------ 9. the edge
+
+EDGE_RS = ROOT / "lambda" / "src" / "edge.rs"
+
+
+def check_edge(template: dict) -> None:
+    """The CloudFront distribution sends the headers the Lambda glue reads (lambda/src/edge.rs):
+    the origin-verification header, from the generated secret, and the viewer's address."""
+    distributions = resources_of(template, "AWS::CloudFront::Distribution")
+    if not distributions:
+        return
+    consts = rust_consts(EDGE_RS.read_text())
+    verify, viewer = consts.get("ORIGIN_VERIFY_HEADER"), consts.get("VIEWER_ADDRESS_HEADER")
+    if not verify or not viewer:
+        sys.exit(f"{EDGE_RS}: ORIGIN_VERIFY_HEADER or VIEWER_ADDRESS_HEADER not found")
+    for logical_id, dist in distributions.items():
+        config = dist["Properties"]["DistributionConfig"]
+        for origin in config.get("Origins", []):
+            headers = {h.get("HeaderName", "").lower(): h.get("HeaderValue") for h in origin.get("OriginCustomHeaders", [])}
+            value = headers.get(verify)
+            value = value.get("Fn::Sub", "") if isinstance(value, dict) else str(value or "")
+            if "{{resolve:secretsmanager:${OriginVerifySecret}" not in value:
+                problem(f"{logical_id}: origin {origin.get('Id')} must send {verify} with the generated secret "
+                        "({{resolve:secretsmanager:${OriginVerifySecret}:SecretString}})")
+        policy_id = config.get("DefaultCacheBehavior", {}).get("OriginRequestPolicyId", {})
+        policy = template["Resources"].get(policy_id.get("Ref", "") if isinstance(policy_id, dict) else "", {})
+        headers = (policy.get("Properties", {}).get("OriginRequestPolicyConfig", {}).get("HeadersConfig", {}))
+        if viewer not in [h.lower() for h in headers.get("Headers", [])] \
+                or headers.get("HeaderBehavior") not in ("whitelist", "allViewerAndWhitelistCloudFront"):
+            problem(f"{logical_id}: its origin request policy must add {viewer} (the viewer's address)")
+
+
 # ------------------------------------------------------------------------------ the SAM transform
 
 
@@ -843,6 +903,7 @@ def run_checks(template: dict) -> tuple[dict[str, str], list[str]]:
     check_worker(template, functions, kinds)
     check_least_privilege(template, functions)
     check_throttles(template)
+    check_edge(template)
     return by_binary, list(problems)
 
 
@@ -987,6 +1048,21 @@ BROKEN_TEMPLATES = [
     ("the worker may wrap data keys",
      lambda t: _set(_sid(t, "NotifyWorkerFunction", "UnwrapWebhookDataKey"), "Action", ["kms:Decrypt", "kms:GenerateDataKey"]),
      "NotifyWorkerFunction: may ['kms:GenerateDataKey'] with the secrets key"),
+    ("LeadingKeys naming a key kind the store never builds",
+     lambda t: _sid(t, "ResendFunction", "GetItems")["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].append("ORDERS#*"),
+     "ResendFunction: dynamodb:LeadingKeys 'ORDERS#*' names ORDERS# keys"),
+    # The edge.
+    ("CloudFront without the origin-verification header",
+     lambda t: t["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"]["Origins"][0].pop("OriginCustomHeaders"),
+     "EdgeDistribution: origin api must send x-ferrypay-origin-verify"),
+    ("CloudFront's origin-verification header under another name",
+     lambda t: _set(t["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"]["Origins"][0]["OriginCustomHeaders"][0],
+                    "HeaderName", "X-Origin-Verify"),
+     "EdgeDistribution: origin api must send x-ferrypay-origin-verify"),
+    ("CloudFront not passing the viewer's address",
+     lambda t: _set(t["Resources"]["EdgeOriginRequestPolicy"]["Properties"]["OriginRequestPolicyConfig"]["HeadersConfig"],
+                    "Headers", []),
+     "EdgeDistribution: its origin request policy must add cloudfront-viewer-address"),
     # Throttles.
     ("a public route without its own throttle",
      lambda t: _route_settings(t).pop("GET /pay/gateway/status"),
@@ -1132,9 +1208,10 @@ def main() -> int:
         return 1
     print(f"check_infra: {display(TEMPLATE)} matches the code: table schema, IAM actions, "
           f"{len(by_binary)} functions, {len(code_routes() | pending_routes())} routes, queue timeouts and redrive, "
-          "the notify-worker's event, LeadingKeys and key grants, route throttles"
-          + (f" (pending on another branch: {', '.join(sorted(PENDING_FUNCTIONS))} functions, "
-             f"{', '.join(sorted(PENDING_VARIABLES))})" if PENDING_FUNCTIONS or PENDING_VARIABLES else ""))
+          "the notify-worker's event, LeadingKeys and key grants, route throttles, the edge's headers"
+          + (f" (pending on another branch: the {', '.join(sorted(PENDING_FUNCTIONS))} function; "
+             f"{', '.join(sorted(PENDING_VARIABLES))}; keys {', '.join(sorted(PENDING_KEY_PREFIXES))})"
+             if PENDING_FUNCTIONS or PENDING_VARIABLES or PENDING_KEY_PREFIXES else ""))
     return 0
 
 

@@ -6,7 +6,10 @@
 #   3. scripts/check_infra.py: the template against the code (the table mirrors
 #      DynamoStore::create_table, every DynamoDB/SQS call the code makes is granted, one function
 #      per crate, every route the code serves is routed and invocable, queue visibility >= 6x the
-#      worker timeout), and the SAM transform expanded locally to plain CloudFormation; then its
+#      worker timeout, LeadingKeys on every item grant and no function writing merchant, key or
+#      keyring items, the secrets key decryptable by the notify-worker and the gateway only, the
+#      public routes' own throttles, the CloudFront headers the Lambda glue reads), and the SAM
+#      transform expanded locally to plain CloudFormation; then its
 #      self-test (`--self-test`: broken copies of the template, each of which must be caught)
 #   4. cfn-lint on that expanded template (what CloudFormation will see: e.g. circular
 #      dependencies between the API and the functions, which step 1 cannot look for)
