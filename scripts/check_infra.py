@@ -45,7 +45,9 @@ the Rust side, which they cannot see:
    settings below the stage default (the merchant API's), and WeChat Pay's notification route
    has its own;
 9. the optional CloudFront distribution sends what the Lambda glue reads (lambda/src/edge.rs):
-   the origin-verification header with the generated secret, and the viewer's address.
+   the origin-verification header with the generated secret, and the viewer's address; and
+   infra/edge-web-acl.yaml (the web ACL for stacks outside us-east-1) has the same rules as the
+   one the template makes in us-east-1.
 
 While another branch's function, variables or partition-key kinds are not in the code yet,
 PENDING_FUNCTIONS, PENDING_VARIABLES and PENDING_KEY_PREFIXES name them: the template may already
@@ -835,6 +837,22 @@ def check_throttles(template: dict) -> None:
 EDGE_RS = ROOT / "lambda" / "src" / "edge.rs"
 
 
+EDGE_WEB_ACL_TEMPLATE = ROOT / "infra" / "edge-web-acl.yaml"
+
+
+def check_edge_web_acl_template(template: dict) -> None:
+    """infra/edge-web-acl.yaml (the web ACL for stacks outside us-east-1) has the rules the main
+    template creates in us-east-1."""
+    own = template["Resources"].get("EdgeWebAcl", {}).get("Properties", {})
+    other, matches = decode(str(EDGE_WEB_ACL_TEMPLATE))
+    if matches or other is None:
+        sys.exit(f"{EDGE_WEB_ACL_TEMPLATE}: cannot be parsed: {matches}")
+    other = json.loads(json.dumps(other, default=str))["Resources"].get("EdgeWebAcl", {}).get("Properties", {})
+    for field in ("Scope", "DefaultAction", "Rules"):
+        if own.get(field) != other.get(field):
+            problem(f"{display(EDGE_WEB_ACL_TEMPLATE)}: its EdgeWebAcl's {field} differs from template.yaml's")
+
+
 def check_edge(template: dict) -> None:
     """The CloudFront distribution sends the headers the Lambda glue reads (lambda/src/edge.rs):
     the origin-verification header, from the generated secret, and the viewer's address."""
@@ -904,6 +922,7 @@ def run_checks(template: dict) -> tuple[dict[str, str], list[str]]:
     check_least_privilege(template, functions)
     check_throttles(template)
     check_edge(template)
+    check_edge_web_acl_template(template)
     return by_binary, list(problems)
 
 
@@ -1063,6 +1082,10 @@ BROKEN_TEMPLATES = [
      lambda t: _set(t["Resources"]["EdgeOriginRequestPolicy"]["Properties"]["OriginRequestPolicyConfig"]["HeadersConfig"],
                     "Headers", []),
      "EdgeDistribution: its origin request policy must add cloudfront-viewer-address"),
+    ("the web ACL outside us-east-1 drifting from the one the stack makes",
+     lambda t: _set(t["Resources"]["EdgeWebAcl"]["Properties"]["Rules"][0]["Statement"]["RateBasedStatement"],
+                    "EvaluationWindowSec", 60),
+     "infra/edge-web-acl.yaml: its EdgeWebAcl's Rules differs"),
     # Throttles.
     ("a public route without its own throttle",
      lambda t: _route_settings(t).pop("GET /pay/gateway/status"),
