@@ -11,7 +11,8 @@ the Rust side, which they cannot see:
    function, and every SQS send in the queue code is granted somewhere;
 3. every binary crate under functions/ is one function (`CodeUri: ..`, rust-cargolambda,
    `BuildProperties.Binary` = the crate) and every function is a crate; each crate is an HTTP
-   function (its main calls `serve(Route::...)`, built by `lambda_app`), the jump-pay gateway
+   function (its main calls `serve(Route::...)`, built by `lambda_app`), a store-only one (list,
+   resend: `serve_store_only(Endpoint::...)`, built by `store_only_app`), the jump-pay gateway
    (`serve_gateway()`, built by `gateway_app`) or the notify-worker (`serve_notify_worker()`,
    built by `worker_app`); every variable its config requires is set for it (infra/variables.json:
    the variables each process reads, written from ferrypay::config by a test that fails when the
