@@ -11,18 +11,20 @@ the Rust side, which they cannot see:
    function, and every SQS send in the queue code is granted somewhere;
 3. every binary crate under functions/ is one function (`CodeUri: ..`, rust-cargolambda,
    `BuildProperties.Binary` = the crate) and every function is a crate; each crate is an HTTP
-   function (its main calls `serve(Route::...)`, built by `lambda_app`), the jump-pay gateway
+   function (its main calls `serve(Route::...)`, built by `lambda_app`), a store-only one (list,
+   resend: `serve_store_only(Endpoint::...)`, built by `store_only_app`), the jump-pay gateway
    (`serve_gateway()`, built by `gateway_app`) or the notify-worker (`serve_notify_worker()`,
    built by `worker_app`); every variable its config requires is set for it (infra/variables.json:
    the variables each process reads, written from ferrypay::config by a test that fails when the
    file is stale; for the gateway also its OAuth hosts), a function given the secret's ARN may
-   read it, the notify-worker gets neither the ARN nor the permission, no function has a secret
+   read it, the notify-worker, the store-only functions and health get neither the ARN nor the
+   permission, no function has a secret
    (WECHAT_OAUTH_SECRET, WECHATPAY_APIV3_KEY, ...) in its environment, and no function sets a
    variable its config never reads;
 4. every route the code serves (`Endpoint::path`/`methods` in shared/src/api/mod.rs,
    `WECHAT_NOTIFY_PATH`, and the gateway's paths, the constants of shared/src/api/gateway/mod.rs
-   with the methods `handle_gateway` in the same file matches them with) is in the
-   HTTP API, wired to the function of that name, with an invoke permission whose source ARN
+   with the methods `handle_gateway` in the same file matches them with, and GET
+   `HEALTH_PATH` of shared/src/api/health.rs; scripts/check_infra_routes.py) is in the HTTP API, wired to the function of that name, with an invoke permission whose source ARN
    covers it, and no route points at a missing function;
 5. the notify queue's visibility timeout is at least six times the notify-worker's timeout
    (the `Notify.Worker` mapping, and any function with an SQS event on the queue), and the queue
@@ -31,7 +33,29 @@ the Rust side, which they cannot see:
    with `FunctionResponseTypes: [ReportBatchItemFailures]` (the worker answers partial batch
    responses; without it Lambda would delete failed messages with their batch) and a batch no
    larger than the queue code's `MAX_BATCH`; the worker may read and write the table and send
-   to the queue (it queues each next attempt).
+   to the queue (it queues each next attempt);
+7. least privilege on the table and the secrets key: every item action a function is granted
+   is limited by `dynamodb:LeadingKeys` (ForAllValues:StringLike, with the key required to be
+   present: ForAllValues alone is true of a request without one), no function may Scan, delete
+   or batch, none may write a merchant, API-key or keyring item (MERCHANT#, KEY#, KEYRING#: the
+   operator's CLI does) nor query the table's merchant partitions, only the notify-worker may
+   read the webhook keyring and only the gateway the link one, and `kms:Decrypt` on the secrets
+   key is the notify-worker's (purpose webhook) and the gateway's (purpose link) alone, each
+   bound to its purpose by `kms:EncryptionContext:ferrypay:purpose`; list and resend (the
+   store-only functions) get no WeChat Pay secret, and only the gateway the OAuth secret;
+8. the HTTP API's throttles: every public route (the gateway's, health) has its own route
+   settings below the stage default (the merchant API's), and WeChat Pay's notification route
+   has its own;
+9. the optional CloudFront distribution sends what the Lambda glue reads (lambda/src/edge.rs):
+   the origin-verification header with the generated secret, and the viewer's address; and
+   infra/edge-web-acl.yaml (the web ACL for stacks outside us-east-1) has the same rules as the
+   one the template makes in us-east-1.
+
+While another branch's function, variables or partition-key kinds are not in the code yet,
+PENDING_FUNCTIONS, PENDING_VARIABLES and PENDING_KEY_PREFIXES (scripts/check_infra_base.py) name
+them: the template may already
+deploy or grant them. Each entry is reported as a problem once the code has it, so the lists
+empty themselves at merge; what is still pending is printed with every successful run.
 
 It also expands the SAM transform locally (samtranslator, no AWS account: the managed-policy
 lookup is stubbed) and writes the plain CloudFormation to --transformed-out, so cfn-lint can
@@ -42,7 +66,9 @@ generated API and the functions, which the SAM-level lint does not look for).
 (a route, a permission, a variable, an OAuth parameter, the secret's policy, ...) and fails
 unless every broken copy is caught, with the expected problem, and the template itself passes.
 
-Needs cfn-lint and aws-sam-translator (both come with the pinned tools in .venv).
+Items 7 to 9 are in scripts/check_infra_access.py; what both files share is in
+scripts/check_infra_base.py. Needs cfn-lint and aws-sam-translator (both come with the pinned
+tools in .venv).
 """
 
 from __future__ import annotations
@@ -56,17 +82,15 @@ from pathlib import Path
 
 from cfnlint.decode import decode
 
-ROOT = Path(__file__).resolve().parent.parent
+from check_infra_access import (PURPOSE_KEY, as_list, check_edge, check_edge_web_acl_template,
+                                check_least_privilege, check_throttles)
+from check_infra_base import (DYNAMO_DIR, PENDING_FUNCTIONS, PENDING_KEY_PREFIXES, PENDING_VARIABLES, ROOT, display,
+                              problem, problems, resources_of, rust_consts)
+from check_infra_routes import check_routes, code_routes, pending_routes, public_routes
+
 TEMPLATE = ROOT / "infra" / "template.yaml"
-DYNAMO_DIR = ROOT / "shared" / "src" / "store" / "dynamodb"
 DYNAMO_RS = DYNAMO_DIR / "schema.rs"  # create_table and the key names
 SQS_RS = ROOT / "shared" / "src" / "queue" / "sqs.rs"
-API_RS = ROOT / "shared" / "src" / "api" / "mod.rs"
-NOTIFY_RS = ROOT / "shared" / "src" / "api" / "notify.rs"
-# The gateway's route constants and the `handle_gateway` that matches them, in one file.
-GATEWAY_API_RS = ROOT / "shared" / "src" / "api" / "gateway" / "mod.rs"
-# The crate that serves the gateway's routes (its main calls serve_gateway()).
-GATEWAY_FUNCTION = "gateway-redirect"
 QUEUE_RS = ROOT / "shared" / "src" / "queue" / "mod.rs"
 NOTIFY_QUEUE_ARN = {"Fn::GetAtt": ["NotifyQueue", "Arn"]}
 
@@ -98,33 +122,11 @@ TRANSACT_ITEM_ACTIONS = {
 # Sends need a grant; receive/delete belong to the notify-worker's SQS event source (SAM grants them).
 SQS_CALL_ACTIONS = {"send_message": "sqs:SendMessage", "send_message_batch": "sqs:SendMessage"}
 
-problems: list[str] = []
-
-
-def problem(message: str) -> None:
-    problems.append(message)
-
-
-def display(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
-def rust_consts(source: str) -> dict[str, str]:
-    return dict(re.findall(r'const ([A-Z_]+): &str = "([^"]*)";', source))
-
-
 def load_template() -> dict:
     template, matches = decode(str(TEMPLATE))
     if matches or template is None:
         sys.exit(f"{TEMPLATE}: cannot be parsed: {matches}")
     return json.loads(json.dumps(template, default=str))
-
-
-def resources_of(template: dict, kind: str) -> dict[str, dict]:
-    return {k: v for k, v in template["Resources"].items() if v.get("Type") == kind}
 
 
 # ------------------------------------------------------------------------------ 1. the table
@@ -270,11 +272,17 @@ def check_actions(template: dict, functions: dict[str, dict]) -> None:
 
 
 def crate_kind(crate_dir: Path) -> str | None:
-    """What a function crate is: "http" (its main calls `serve(Route::...)`), "gateway"
-    (`serve_gateway()`), "worker" (`serve_notify_worker()`), or None."""
+    """What a function crate is: "http" (its main calls `serve(Route::...)`), "store" (a
+    merchant API function without a payment channel: `serve_store_only(Endpoint::...)`),
+    "gateway" (`serve_gateway()`), "worker" (`serve_notify_worker()`), "health"
+    (`serve_health()`), or None."""
     main = (crate_dir / "src" / "main.rs").read_text()
+    if re.search(r"\bserve_health\(\)", main):
+        return "health"
     if re.search(r"\bserve_notify_worker\(\)", main):
         return "worker"
+    if re.search(r"\bserve_store_only\(\s*Endpoint::", main):
+        return "store"
     if re.search(r"\bserve_gateway\(\)", main):
         return "gateway"
     if re.search(r"\bserve\(\s*Route::", main):
@@ -295,8 +303,8 @@ def check_functions(functions: dict[str, dict]) -> tuple[dict[str, str], dict[st
     for crate, directory in crates.items():
         kind = crate_kind(ROOT / "functions" / directory)
         if kind is None:
-            problem(f"functions/{directory}/src/main.rs calls none of serve(Route::...), serve_gateway() and "
-                    "serve_notify_worker(): this check does not know what it is")
+            problem(f"functions/{directory}/src/main.rs calls none of serve(Route::...), serve_store_only(Endpoint::...), "
+                    "serve_gateway() and serve_notify_worker(): this check does not know what it is")
         else:
             kinds_of_crates[crate] = kind
     by_binary: dict[str, str] = {}
@@ -309,7 +317,10 @@ def check_functions(functions: dict[str, dict]) -> tuple[dict[str, str], dict[st
             continue
         if fn["Properties"].get("CodeUri") != "..":
             problem(f"{logical_id}: CodeUri must be '..' (the workspace root; cargo-lambda's target/ is there)")
-        if binary not in crates:
+        if binary in PENDING_FUNCTIONS and binary in crates:
+            problem(f"{logical_id}: functions/ now has the crate {binary!r}: remove it from PENDING_FUNCTIONS "
+                    "in scripts/check_infra_base.py (and teach crate_kind in scripts/check_infra.py its kind)")
+        elif binary not in crates and binary not in PENDING_FUNCTIONS:
             problem(f"{logical_id}: Binary {binary!r} is not a crate under functions/")
         name = fn["Properties"].get("FunctionName")
         if name != {"Fn::Sub": f"${{AWS::StackName}}-{binary}"}:
@@ -330,7 +341,12 @@ def check_functions(functions: dict[str, dict]) -> tuple[dict[str, str], dict[st
 VARIABLES_JSON = ROOT / "infra" / "variables.json"
 SECRET_ARN_VAR = "FERRYPAY_WECHAT_SECRET_ARN"
 # The processes that are Lambda functions (crate_kind), and how a problem names their wiring.
-FUNCTION_KINDS = {"http": "HTTP functions'", "gateway": "gateway's", "worker": "notify-worker's"}
+FUNCTION_KINDS = {"http": "HTTP functions'", "store": "store-only functions'", "gateway": "gateway's",
+                  "worker": "notify-worker's", "health": "health function's"}
+# The kinds that never talk to WeChat Pay: no WeChat Pay setting is theirs, nor the secret.
+WITHOUT_WECHAT = ("store", "worker", "health")
+OAUTH_SECRET_ARN_VAR = "FERRYPAY_WECHAT_OAUTH_SECRET_ARN"
+ORIGIN_VERIFY_VAR = "FERRYPAY_ORIGIN_VERIFY_SECRET_ARN"
 # The other processes in variables.json: the operators' tools.
 TOOL_KINDS = {"dev": "ferrypay dev", "operator": "ferrypay merchant"}
 
@@ -339,15 +355,6 @@ def function_env(template: dict, fn: dict) -> dict:
     env = dict((template.get("Globals", {}).get("Function", {}).get("Environment") or {}).get("Variables") or {})
     env.update((fn["Properties"].get("Environment") or {}).get("Variables") or {})
     return env
-
-
-def rust_body(source: str, signature: str, path: Path, indent: str = "") -> str:
-    """The body of the item whose text starts with `signature` (up to its closing brace at
-    `indent`)."""
-    parts = source.split(signature, 1)
-    if len(parts) != 2:
-        sys.exit(f"{path}: no `{signature.strip()}` found")
-    return parts[1].split(f"\n{indent}}}\n", 1)[0]
 
 
 def process_variables() -> dict[str, dict[str, dict]]:
@@ -388,14 +395,18 @@ def check_environment(template: dict, functions: dict[str, dict], kinds: dict[st
     variables = process_variables()
     required = requirements(variables)
     secrets = {name for process in variables.values() for name, var in process.items() if var.get("secret")}
-    for name in sorted(variables["worker"]):
-        if name == SECRET_ARN_VAR or name.startswith("WECHAT"):
-            problem(f"{display(VARIABLES_JSON)}: the notify-worker's config reads {name}; it must not need WeChat Pay")
+    for kind in WITHOUT_WECHAT:
+        for name in sorted(variables[kind]):
+            if name == SECRET_ARN_VAR or name.startswith("WECHAT"):
+                problem(f"{display(VARIABLES_JSON)}: the {FUNCTION_KINDS[kind]} config reads {name}; it must not need WeChat Pay")
+    declared = {name for process in variables.values() for name in process}
+    for name in sorted(PENDING_VARIABLES & declared):
+        problem(f"{name} is declared in {display(VARIABLES_JSON)} now: remove it from PENDING_VARIABLES in scripts/check_infra_base.py")
     for logical_id, fn in functions.items():
         kind = kinds.get(logical_id)
         own = (fn["Properties"].get("Environment") or {}).get("Variables") or {}
         for name in sorted(set(own) - {"RUST_LOG"}):
-            if kind is None or name in variables[kind]:
+            if kind is None or name in variables[kind] or (name in PENDING_VARIABLES and name not in declared):
                 continue
             readers = [FUNCTION_KINDS[k] for k in FUNCTION_KINDS if name in variables[k]]
             tools = [TOOL_KINDS[k] for k in TOOL_KINDS if name in variables.get(k, {})]
@@ -416,90 +427,31 @@ def check_environment(template: dict, functions: dict[str, dict], kinds: dict[st
             problem(f"{logical_id}: its wiring requires {name}, the template does not set it")
         if SECRET_ARN_VAR in env and {"Ref": "WechatSecretReadPolicy"} not in policies:
             problem(f"{logical_id}: gets {SECRET_ARN_VAR} but not WechatSecretReadPolicy")
-        if kind == "worker":
+        if kind in WITHOUT_WECHAT:
+            who = {"worker": "the notify-worker", "health": "the health function"}.get(kind, "a store-only function")
             if SECRET_ARN_VAR in env:
-                problem(f"{logical_id}: the notify-worker never reads the WeChat Pay secret; do not give it {SECRET_ARN_VAR}")
+                problem(f"{logical_id}: {who} never reads the WeChat Pay secret; do not give it {SECRET_ARN_VAR}")
             if {"Ref": "WechatSecretReadPolicy"} in policies:
-                problem(f"{logical_id}: the notify-worker must not be able to read the WeChat Pay secret (WechatSecretReadPolicy)")
+                problem(f"{logical_id}: {who} must not be able to read the WeChat Pay secret (WechatSecretReadPolicy)")
+        oauth_policy = any(refs_policy(entry, "WechatOAuthSecretReadPolicy") for entry in policies)
+        if kind != "gateway" and oauth_policy:
+            problem(f"{logical_id}: only the gateway may read the OAuth secret (WechatOAuthSecretReadPolicy)")
+        if OAUTH_SECRET_ARN_VAR in env and not oauth_policy:
+            problem(f"{logical_id}: gets {OAUTH_SECRET_ARN_VAR} but not WechatOAuthSecretReadPolicy")
+        if ORIGIN_VERIFY_VAR in env and not any(refs_policy(entry, "OriginVerifySecretReadPolicy") for entry in policies):
+            problem(f"{logical_id}: gets {ORIGIN_VERIFY_VAR} but not OriginVerifySecretReadPolicy")
+        if kind in ("http", "store", "gateway", "health") and ORIGIN_VERIFY_VAR not in env:
+            problem(f"{logical_id}: behind CloudFront it would count edge addresses: give it {ORIGIN_VERIFY_VAR} "
+                    "(and OriginVerifySecretReadPolicy) under the UseEdge condition")
 
 
-# ------------------------------------------------------------------------------ 4. routes
-
-
-def code_routes() -> set[tuple[str, str, str]]:
-    """{(METHOD, path, function)} the code serves."""
-    source = API_RS.read_text()
-    paths = dict(re.findall(r'Endpoint::(\w+) => "(/[^"]+)"', source))
-    methods_fn = source.split("pub fn methods(self)", 1)[1].split("\n    }\n", 1)[0]
-    routes = set()
-    for arm, methods in re.findall(r"((?:Endpoint::\w+\s*\|?\s*)+)=> &\[([^\]]*)\]", methods_fn):
-        for endpoint in re.findall(r"Endpoint::(\w+)", arm):
-            for method in re.findall(r"Method::(\w+)", methods):
-                routes.add((method, paths[endpoint], endpoint.lower()))
-    notify = rust_consts(NOTIFY_RS.read_text()).get("WECHAT_NOTIFY_PATH")
-    if not notify:
-        sys.exit(f"{NOTIFY_RS}: WECHAT_NOTIFY_PATH not found")
-    routes.add(("POST", notify, "inbound-callback"))
-    if len(routes) < 5:
-        sys.exit(f"{API_RS}: could not read the routes (found {routes})")
-    return routes | gateway_routes()
-
-
-def gateway_routes() -> set[tuple[str, str, str]]:
-    """{(METHOD, path, "gateway-redirect")}: the paths are the constants of api/gateway/mod.rs,
-    the methods those `handle_gateway` (the same file) answers each with."""
-    source = GATEWAY_API_RS.read_text()
-    consts = rust_consts(source)
-    body = rust_body(source, "pub async fn handle_gateway<", GATEWAY_API_RS)
-    routes = set()
-    for method, const in re.findall(r"\(&Method::(\w+),\s*([A-Z_]+)\)\s*=>", body):
-        if const not in consts:
-            sys.exit(f"{GATEWAY_API_RS}: handle_gateway matches {const}, which is not a string constant of {display(GATEWAY_API_RS)}")
-        routes.add((method, consts[const], GATEWAY_FUNCTION))
-    if len({path for _, path, _ in routes}) < 3:
-        sys.exit(f"{GATEWAY_API_RS}: could not read the gateway's routes (found {routes})")
-    return routes
-
-
-def check_routes(template: dict, by_binary: dict[str, str]) -> None:
-    apis = resources_of(template, "AWS::Serverless::HttpApi")
-    if len(apis) != 1:
-        problem(f"expected one AWS::Serverless::HttpApi, found {sorted(apis)}")
-        return
-    api_id, api = next(iter(apis.items()))
-    paths = api["Properties"].get("DefinitionBody", {}).get("paths", {})
-    template_routes = set()
-    for path, operations in paths.items():
-        for method, operation in operations.items():
-            uri = operation.get("x-amazon-apigateway-integration", {}).get("uri", {})
-            uri = uri.get("Fn::Sub", "") if isinstance(uri, dict) else uri
-            target = re.search(r":function:\$\{AWS::StackName\}-([a-z0-9-]+)/invocations$", uri)
-            if not target:
-                problem(f"{method.upper()} {path}: integration uri does not name a ${{AWS::StackName}}-<fn> function")
-                continue
-            if target.group(1) not in by_binary:
-                problem(f"{method.upper()} {path}: points at {target.group(1)}, which is no function here")
-            template_routes.add((method.upper(), path, target.group(1)))
-    for route in sorted(code_routes() - template_routes):
-        problem(f"the code serves {route[0]} {route[1]} (function {route[2]}), the API does not route it there")
-    for route in sorted(template_routes - code_routes()):
-        problem(f"the API routes {route[0]} {route[1]} to {route[2]}, which the code does not serve")
-
-    permissions = resources_of(template, "AWS::Lambda::Permission")
-    for method, path, binary in sorted(template_routes):
-        logical_id = by_binary.get(binary)
-        covered = False
-        for perm in permissions.values():
-            props = perm["Properties"]
-            if props.get("FunctionName") != {"Ref": logical_id} or props.get("Principal") != "apigateway.amazonaws.com":
-                continue
-            source = props.get("SourceArn", {})
-            source = source.get("Fn::Sub", "") if isinstance(source, dict) else source
-            m = re.search(rf"\$\{{{api_id}\}}/([^/]+)/([^/]+)(/.*)$", source)
-            if m and m.group(2) in ("*", method) and re.fullmatch(re.escape(m.group(3)).replace(r"\*", ".*"), path):
-                covered = True
-        if not covered:
-            problem(f"{method} {path}: no AWS::Lambda::Permission lets {api_id} invoke {logical_id} there")
+def refs_policy(entry, policy: str) -> bool:
+    """A Policies entry is `!Ref policy`, or `!If [cond, !Ref policy, ...]`."""
+    if entry == {"Ref": policy}:
+        return True
+    if isinstance(entry, dict) and set(entry) == {"Fn::If"}:
+        return any(refs_policy(branch, policy) for branch in entry["Fn::If"][1:])
+    return False
 
 
 # ------------------------------------------------------------------------------ 5. the queue
@@ -578,7 +530,7 @@ def check_worker(template: dict, functions: dict[str, dict], kinds: dict[str, st
         granted: set[str] = set()
         for entry in fn["Properties"].get("Policies", []):
             granted |= policy_actions(template, entry)
-        for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:SendMessage"):
+        for action in ("dynamodb:GetItem", "dynamodb:PutItem", "sqs:SendMessage"):
             if action not in granted:
                 problem(f"{logical_id}: the notify-worker needs {action} (orders, attempt log, next attempt)")
     if "worker" in kinds.values() and not consumers:
@@ -624,6 +576,10 @@ def run_checks(template: dict) -> tuple[dict[str, str], list[str]]:
     check_routes(template, by_binary)
     check_queue(template, functions)
     check_worker(template, functions, kinds)
+    check_least_privilege(template, functions)
+    check_throttles(template, public_routes())
+    check_edge(template)
+    check_edge_web_acl_template(template)
     return by_binary, list(problems)
 
 
@@ -650,8 +606,42 @@ def _set(container: dict, key: str, value) -> None:
     container[key] = value
 
 
+def _table_doc(t: dict, logical_id: str) -> dict:
+    """A function's inline table policy (the first inline document of its Policies)."""
+    return next(p for p in _policies(t, logical_id) if isinstance(p, dict) and "Statement" in p)
+
+
+def _sid(t: dict, logical_id: str, sid: str) -> dict:
+    return next(st for st in _table_doc(t, logical_id)["Statement"] if st.get("Sid") == sid)
+
+
+def _drop_action_everywhere(t: dict, action: str) -> None:
+    for res in t["Resources"].values():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        for entry in res["Properties"].get("Policies", []):
+            if isinstance(entry, dict) and "Statement" in entry:
+                entry["Statement"] = [st for st in entry["Statement"] if action not in as_list(st.get("Action"))]
+
+
+def _route_settings(t: dict) -> dict:
+    return t["Resources"]["HttpApi"]["Properties"]["RouteSettings"]
+
+
 # (what is broken, how, a text the problem it causes must contain)
 BROKEN_TEMPLATES = [
+    ("the health function may read the WeChat Pay secret",
+     lambda t: _policies(t, "HealthFunction").append({"Ref": "WechatSecretReadPolicy"}),
+     "the health function must not be able to read"),
+    ("the health route without a throttle of its own",
+     lambda t: _route_settings(t).pop("GET /api/v1/health"),
+     "public route GET /api/v1/health needs RouteSettings"),
+    ("the health route sent to another function",
+     lambda t: _set(_paths(t)["/api/v1/health"]["get"]["x-amazon-apigateway-integration"], "uri",
+                    {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+                                "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+                                "${AWS::StackName}-list/invocations"}),
+     "GET /api/v1/health (function health)"),
     ("a GSI projects keys only",
      lambda t: _set(t["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"][0]["Projection"], "ProjectionType", "KEYS_ONLY"),
      "table indexes"),
@@ -662,8 +652,7 @@ BROKEN_TEMPLATES = [
      lambda t: _set(t["Resources"]["Table"]["Properties"]["PointInTimeRecoverySpecification"], "PointInTimeRecoveryEnabled", False),
      "point-in-time recovery"),
     ("dynamodb:UpdateItem granted nowhere",
-     lambda t: [_set(_statement(t, policy), "Action", ["dynamodb:PutItem"])
-                for policy in ("TableWritePolicy", "RateLimitWindowWritePolicy")],
+     lambda t: _drop_action_everywhere(t, "dynamodb:UpdateItem"),
      "dynamodb:UpdateItem"),
     ("sqs:SendMessage granted nowhere",
      lambda t: _set(_statement(t, "NotifySendPolicy"), "Action", "sqs:GetQueueUrl"),
@@ -686,6 +675,102 @@ BROKEN_TEMPLATES = [
     ("the notify-worker given the secret",
      lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_WECHAT_SECRET_ARN", {"Ref": "WechatSecretArn"}),
      "never reads the WeChat Pay secret"),
+    # The split of the WeChat secrets.
+    ("list given the WeChat Pay secret's ARN",
+     lambda t: _set(_fn_env(t, "ListFunction"), "FERRYPAY_WECHAT_SECRET_ARN", {"Ref": "WechatSecretArn"}),
+     "ListFunction: a store-only function never reads the WeChat Pay secret"),
+    ("resend allowed to read the WeChat Pay secret",
+     lambda t: _policies(t, "ResendFunction").append({"Ref": "WechatSecretReadPolicy"}),
+     "ResendFunction: a store-only function must not be able to read the WeChat Pay secret"),
+    ("create allowed to read the OAuth secret",
+     lambda t: _policies(t, "CreateFunction").append({"Fn::If": ["HasOAuthSecretArn", {"Ref": "WechatOAuthSecretReadPolicy"}, {"Ref": "AWS::NoValue"}]}),
+     "CreateFunction: only the gateway may read the OAuth secret"),
+    ("the OAuth secret's ARN given to inbound-callback",
+     lambda t: _set(_fn_env(t, "InboundCallbackFunction"), "FERRYPAY_WECHAT_OAUTH_SECRET_ARN", {"Ref": "WechatOAuthSecretArn"}),
+     "InboundCallbackFunction: sets FERRYPAY_WECHAT_OAUTH_SECRET_ARN, which only the gateway's wiring reads"),
+    ("the gateway given the OAuth secret's ARN but not the permission",
+     lambda t: _policies(t, "GatewayRedirectFunction").remove(
+         {"Fn::If": ["HasOAuthSecretArn", {"Ref": "WechatOAuthSecretReadPolicy"}, {"Ref": "AWS::NoValue"}]}),
+     "GatewayRedirectFunction: gets FERRYPAY_WECHAT_OAUTH_SECRET_ARN but not WechatOAuthSecretReadPolicy"),
+    ("an HTTP function without the origin-verification secret",
+     lambda t: _fn_env(t, "QueryFunction").pop("FERRYPAY_ORIGIN_VERIFY_SECRET_ARN"),
+     "QueryFunction: behind CloudFront it would count edge addresses"),
+    ("the origin-verification secret without the permission to read it",
+     lambda t: _policies(t, "ListFunction").remove(
+         {"Fn::If": ["UseEdge", {"Ref": "OriginVerifySecretReadPolicy"}, {"Ref": "AWS::NoValue"}]}),
+     "ListFunction: gets FERRYPAY_ORIGIN_VERIFY_SECRET_ARN but not OriginVerifySecretReadPolicy"),
+    # Least privilege on the table and the secrets key.
+    ("an item action without LeadingKeys",
+     lambda t: _sid(t, "CreateFunction", "GetItems").pop("Condition"),
+     "CreateFunction: ['dynamodb:GetItem'] without a dynamodb:LeadingKeys condition"),
+    ("LeadingKeys without requiring the key (ForAllValues alone lets a Scan through)",
+     lambda t: _sid(t, "QueryFunction", "QueryItems")["Condition"].pop("Null"),
+     "QueryFunction: ['dynamodb:Query'] without a dynamodb:LeadingKeys condition"),
+    ("a Scan granted",
+     lambda t: _set(_sid(t, "ListFunction", "GetItems"), "Action", ["dynamodb:GetItem", "dynamodb:Scan"]),
+     "ListFunction: may ['dynamodb:Scan'] on the table"),
+    ("the gateway may write key items",
+     lambda t: _sid(t, "GatewayRedirectFunction", "PutItems")["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].append("KEY#*"),
+     "GatewayRedirectFunction: may write KEY# items"),
+    ("the worker may write merchant items (through a wildcard)",
+     lambda t: _set(_sid(t, "NotifyWorkerFunction", "PutItems")["Condition"]["ForAllValues:StringLike"], "dynamodb:LeadingKeys", ["*"]),
+     "NotifyWorkerFunction: may write MERCHANT# items"),
+    ("inbound-callback may write keyring items",
+     lambda t: _sid(t, "InboundCallbackFunction", "UpdateItems")["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].append("KEYRING#*"),
+     "InboundCallbackFunction: may write KEYRING# items"),
+    ("list may query the table's merchant partitions",
+     lambda t: _sid(t, "ListFunction", "QueryOrderLists").__setitem__("Resource", [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Sub": "${Table.Arn}/index/*"}]),
+     "ListFunction: may query the table's MERCHANT# partitions"),
+    ("the gateway may read the webhook keyring",
+     lambda t: _sid(t, "GatewayRedirectFunction", "GetItems")["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].append("KEYRING#*"),
+     "GatewayRedirectFunction: may read KEYRING#webhook"),
+    ("resend may decrypt",
+     lambda t: _table_doc(t, "ResendFunction")["Statement"].append(copy.deepcopy(_sid(t, "NotifyWorkerFunction", "UnwrapWebhookDataKey"))),
+     "ResendFunction: may decrypt with the secrets key"),
+    ("the worker's decryption not bound to its purpose",
+     lambda t: _sid(t, "NotifyWorkerFunction", "UnwrapWebhookDataKey").pop("Condition"),
+     "NotifyWorkerFunction: decrypts with the secrets key for purpose None"),
+    ("the gateway decrypting webhook secrets",
+     lambda t: _set(_sid(t, "GatewayRedirectFunction", "UnwrapLinkDataKey")["Condition"]["StringEquals"], PURPOSE_KEY, "webhook"),
+     "GatewayRedirectFunction: decrypts with the secrets key for purpose 'webhook'"),
+    ("the worker may wrap data keys",
+     lambda t: _set(_sid(t, "NotifyWorkerFunction", "UnwrapWebhookDataKey"), "Action", ["kms:Decrypt", "kms:GenerateDataKey"]),
+     "NotifyWorkerFunction: may ['kms:GenerateDataKey'] with the secrets key"),
+    ("LeadingKeys naming a key kind the store never builds",
+     lambda t: _sid(t, "ResendFunction", "GetItems")["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].append("ORDERS#*"),
+     "ResendFunction: dynamodb:LeadingKeys 'ORDERS#*' names ORDERS# keys"),
+    # The edge.
+    ("CloudFront without the origin-verification header",
+     lambda t: t["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"]["Origins"][0].pop("OriginCustomHeaders"),
+     "EdgeDistribution: origin api must send x-ferrypay-origin-verify"),
+    ("CloudFront's origin-verification header under another name",
+     lambda t: _set(t["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"]["Origins"][0]["OriginCustomHeaders"][0],
+                    "HeaderName", "X-Origin-Verify"),
+     "EdgeDistribution: origin api must send x-ferrypay-origin-verify"),
+    ("CloudFront not passing the viewer's address",
+     lambda t: _set(t["Resources"]["EdgeOriginRequestPolicy"]["Properties"]["OriginRequestPolicyConfig"]["HeadersConfig"],
+                    "Headers", []),
+     "EdgeDistribution: its origin request policy must add cloudfront-viewer-address"),
+    ("the web ACL outside us-east-1 drifting from the one the stack makes",
+     lambda t: _set(t["Resources"]["EdgeWebAcl"]["Properties"]["Rules"][0]["Statement"]["RateBasedStatement"],
+                    "EvaluationWindowSec", 60),
+     "infra/edge-web-acl.yaml: its EdgeWebAcl's Rules differs"),
+    # Throttles.
+    ("a public route without its own throttle",
+     lambda t: _route_settings(t).pop("GET /pay/gateway/status"),
+     "the public route GET /pay/gateway/status needs RouteSettings of its own"),
+    ("a public route throttled like the merchant API",
+     lambda t: _set(_route_settings(t)["POST /pay/gateway"], "ThrottlingRateLimit", 100),
+     "the public route POST /pay/gateway is throttled at 100/s"),
+    ("the notification route without its own throttle",
+     lambda t: _route_settings(t).pop("POST /api/v1/notify/wechat"),
+     "POST /api/v1/notify/wechat (WeChat Pay's notifications) needs RouteSettings of its own"),
+    ("route settings for a route that does not exist",
+     lambda t: _set(_route_settings(t), "GET /pay/gateway/nowhere", {"ThrottlingRateLimit": 1, "ThrottlingBurstLimit": 1}),
+     "RouteSettings names GET /pay/gateway/nowhere"),
+    ("the health route missing",
+     lambda t: _paths(t).pop("/api/v1/health"),
+     "the code serves GET /api/v1/health (function health)"),
     ("a secret in a function's environment",
      lambda t: _set(_fn_env(t, "CreateFunction"), "WECHATPAY_APIV3_KEY", "hunter2hunter2hunter2hunter2hunt"),
      "CreateFunction: sets WECHATPAY_APIV3_KEY, a secret"),
@@ -694,7 +779,7 @@ BROKEN_TEMPLATES = [
      "ListFunction: sets FERRYPAY_DEMO_NOTIFY_URL, which only ferrypay dev reads, no function"),
     ("a service setting given to the notify-worker, which does not read it",
      lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_DEFAULT_EXPIRE_MINUTES", "30"),
-     "NotifyWorkerFunction: sets FERRYPAY_DEFAULT_EXPIRE_MINUTES, which only the HTTP functions' and gateway's wiring reads"),
+     "NotifyWorkerFunction: sets FERRYPAY_DEFAULT_EXPIRE_MINUTES, which only the HTTP functions' and store-only functions' and gateway's wiring reads"),
     ("a misspelt variable",
      lambda t: _set(_fn_env(t, "NotifyWorkerFunction"), "FERRYPAY_WEBHOOK_RETRY_SCHEDUL", "1s"),
      "which the code never reads"),
@@ -791,6 +876,14 @@ def self_test() -> int:
     return 0
 
 
+def pending_note() -> str:
+    """What the template has ahead of the code (check_infra_base's PENDING_*), if anything."""
+    parts = [f"the {name} function" for name in sorted(PENDING_FUNCTIONS)] + sorted(PENDING_VARIABLES)
+    if PENDING_KEY_PREFIXES:
+        parts.append(f"keys {', '.join(sorted(PENDING_KEY_PREFIXES))}")
+    return f" (pending on another branch: {'; '.join(parts)})" if parts else ""
+
+
 def main() -> int:
     global TEMPLATE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -814,7 +907,9 @@ def main() -> int:
         print(f"check_infra: {len(found)} problem(s) in {display(TEMPLATE)}", file=sys.stderr)
         return 1
     print(f"check_infra: {display(TEMPLATE)} matches the code: table schema, IAM actions, "
-          f"{len(by_binary)} functions, {len(code_routes())} routes, queue timeouts and redrive, the notify-worker's event")
+          f"{len(by_binary)} functions, {len(code_routes() | pending_routes())} routes, queue timeouts and redrive, "
+          "the notify-worker's event, LeadingKeys and key grants, route throttles, the edge's headers"
+          + pending_note())
     return 0
 
 

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Lints the SAM template, offline (no AWS account, no network but PyPI for the first install):
 #
-#   1. cfn-lint infra/template.yaml
+#   1. cfn-lint infra/template.yaml (and infra/edge-web-acl.yaml, the web ACL for stacks outside
+#      us-east-1)
 #   2. sam validate --lint (SAM's own translation of the template, then cfn-lint)
 #   3. scripts/check_infra.py: the template against the code (the table mirrors
 #      DynamoStore::create_table, every DynamoDB/SQS call the code makes is granted, one function
 #      per crate, every route the code serves is routed and invocable, queue visibility >= 6x the
-#      worker timeout), and the SAM transform expanded locally to plain CloudFormation; then its
+#      worker timeout, LeadingKeys on every item grant and no function writing merchant, key or
+#      keyring items, the secrets key decryptable by the notify-worker and the gateway only, the
+#      public routes' own throttles, the CloudFront headers the Lambda glue reads), and the SAM
+#      transform expanded locally to plain CloudFormation; then its
 #      self-test (`--self-test`: broken copies of the template, each of which must be caught)
 #   4. cfn-lint on that expanded template (what CloudFormation will see: e.g. circular
 #      dependencies between the API and the functions, which step 1 cannot look for)
@@ -46,8 +50,8 @@ export PATH
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ferrypay-infra.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-echo "== cfn-lint $(cfn-lint --version | awk '{print $2}') infra/template.yaml"
-cfn-lint infra/template.yaml
+echo "== cfn-lint $(cfn-lint --version | awk '{print $2}') infra/template.yaml infra/edge-web-acl.yaml"
+cfn-lint infra/template.yaml infra/edge-web-acl.yaml
 
 echo "== sam validate --lint ($(sam --version | awk '{print $NF}'))"
 sam validate --lint --template infra/template.yaml

@@ -1,22 +1,26 @@
 //! What every HTTP Lambda of ferrypay does around `ferrypay::api`: build the services once per
 //! cold start, then turn each `lambda_http` request into an `http::Request<Bytes>` (the exact
 //! body bytes: notifications are verified over them) and the answer back; the same for the
-//! jump-pay gateway (gateway-redirect), which also builds its `Gateway` once. And what the
-//! notify-worker does around `ferrypay`'s webhook worker: an SQS batch in, the ids of the
-//! failed messages out as a partial batch response; and what the health function does around
-//! `ferrypay::api::health` (the table only). Kept out of `ferrypay` so that crate stays
-//! free of the Lambda runtime. What only tests use (running an event from `events/` through a
-//! function) is behind the `test-util` feature, which only dev-dependencies enable.
+//! jump-pay gateway (gateway-redirect), which also builds its `Gateway` once, and for the
+//! functions that never talk to WeChat Pay (list, resend: [`serve_store_only`], without the
+//! WeChat Pay secret). And what the notify-worker does around `ferrypay`'s webhook worker: an
+//! SQS batch in, the ids of the failed messages out as a partial batch response; and what the
+//! health function does around `ferrypay::api::health` (the table only). Kept out of
+//! `ferrypay` so that crate stays free of the Lambda runtime. What only tests use (running an
+//! event from `events/` through a function) is behind the `test-util` feature, which only
+//! dev-dependencies enable.
 
-use std::net::IpAddr;
+mod edge;
 
 pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
+pub use edge::{EdgeTrust, ORIGIN_VERIFY_HEADER, VIEWER_ADDRESS_HEADER};
 use ferrypay::{
     api::{
         self, gateway::handle_gateway, health::handle_health, notify::handle_wechat_notify,
         ApiRequest, ApiResponse, ClientAddr, Endpoint,
     },
+    config::Env,
     model::Clock,
     queue::Queue,
     service::{
@@ -44,20 +48,35 @@ pub enum Route {
     WechatNotify,
 }
 
-/// The whole `main` of a function: logging, services from the environment, the runtime loop.
+/// The whole `main` of a function that talks to WeChat Pay: logging, services from the
+/// environment (the WeChat Pay secret read once), the runtime loop.
 pub async fn serve(route: Route) -> Result<(), Error> {
     ferrypay::telemetry::init_lambda();
-    let app = ferrypay::runtime::lambda_app_from_env().await?;
-    run(service_fn(|req| handle(&app, route, req))).await
+    let sdk = ferrypay::aws::sdk_config(None).await;
+    let app = ferrypay::runtime::lambda_app(Env::process(), &sdk).await?;
+    let edge = EdgeTrust::from_env(&Env::process(), &sdk).await?;
+    run(service_fn(|req| handle(&app, route, &edge, req))).await
+}
+
+/// The whole `main` of list and resend, which never talk to WeChat Pay: their services have no
+/// payment channel, so they need neither the WeChat Pay settings nor the secret.
+pub async fn serve_store_only(endpoint: Endpoint) -> Result<(), Error> {
+    ferrypay::telemetry::init_lambda();
+    let sdk = ferrypay::aws::sdk_config(None).await;
+    let app = ferrypay::runtime::store_only_app(Env::process(), &sdk).await?;
+    let edge = EdgeTrust::from_env(&Env::process(), &sdk).await?;
+    let route = Route::Merchant(endpoint);
+    run(service_fn(|req| handle(&app, route, &edge, req))).await
 }
 
 /// One invocation: every expected failure is an HTTP answer, never an invocation error.
 pub async fn handle<B: Backends>(
     app: &Ferrypay<B>,
     route: Route,
+    edge: &EdgeTrust,
     req: Request,
 ) -> Result<Response<Body>, Error> {
-    let req = into_api_request(req);
+    let req = into_api_request(req, edge);
     let response: ApiResponse = match route {
         Route::Merchant(endpoint) => api::handle_endpoint(app, endpoint, req).await,
         Route::WechatNotify => handle_wechat_notify(app, req).await,
@@ -65,22 +84,26 @@ pub async fn handle<B: Backends>(
     Ok(response.map(Body::from))
 }
 
-/// The request `ferrypay::api` takes: the exact body bytes, and the client's address from API
-/// Gateway's request context (`requestContext.http.sourceIp`, which API Gateway sets from the
-/// connection; client headers never count).
-fn into_api_request(req: Request) -> ApiRequest {
+/// The request `ferrypay::api` takes: the exact body bytes, and the client's address. That is
+/// API Gateway's `requestContext.http.sourceIp` (set from the connection; client headers never
+/// count), except behind CloudFront, where `edge` may take CloudFront's viewer address
+/// instead, and only from a request that proves it came through CloudFront (see
+/// [`EdgeTrust`]). The edge headers never reach `ferrypay::api`.
+fn into_api_request(req: Request, edge: &EdgeTrust) -> ApiRequest {
     let source_ip = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(context)) => context
             .http
             .source_ip
             .as_deref()
-            .and_then(|ip| ip.parse::<IpAddr>().ok()),
+            .and_then(|ip| ip.parse().ok()),
         _ => None,
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let client = edge.client_addr(&parts.headers, source_ip);
+    edge::strip(&mut parts.headers);
     let mut req =
         lambda_http::http::Request::from_parts(parts, Bytes::copy_from_slice(body.as_ref()));
-    if let Some(ip) = source_ip {
+    if let Some(ip) = client {
         ClientAddr::attach(&mut req, ip);
     }
     req
@@ -90,9 +113,11 @@ fn into_api_request(req: Request) -> ApiRequest {
 /// gateway from the environment (the OAuth secret is required), the runtime loop.
 pub async fn serve_gateway() -> Result<(), Error> {
     ferrypay::telemetry::init_lambda();
-    let (app, gateway) = ferrypay::runtime::gateway_app_from_env().await?;
+    let sdk = ferrypay::aws::sdk_config(None).await;
+    let (app, gateway) = ferrypay::runtime::gateway_app(Env::process(), &sdk).await?;
+    let edge = EdgeTrust::from_env(&Env::process(), &sdk).await?;
     run(service_fn(|req| {
-        handle_gateway_request(&app, &gateway, req)
+        handle_gateway_request(&app, &gateway, &edge, req)
     }))
     .await
 }
@@ -102,9 +127,10 @@ pub async fn serve_gateway() -> Result<(), Error> {
 pub async fn handle_gateway_request<B: Backends>(
     app: &Ferrypay<B>,
     gateway: &Gateway,
+    edge: &EdgeTrust,
     req: Request,
 ) -> Result<Response<Body>, Error> {
-    let response = handle_gateway(app, gateway, into_api_request(req)).await;
+    let response = handle_gateway(app, gateway, into_api_request(req, edge)).await;
     Ok(response.map(Body::from))
 }
 
@@ -112,9 +138,11 @@ pub async fn handle_gateway_request<B: Backends>(
 /// health check from the environment (no WeChat Pay secret), the runtime loop.
 pub async fn serve_health() -> Result<(), Error> {
     ferrypay::telemetry::init_lambda();
-    let app = ferrypay::runtime::health_app_from_env().await?;
+    let sdk = ferrypay::aws::sdk_config(None).await;
+    let app = ferrypay::runtime::health_app(Env::process(), &sdk).await?;
+    let edge = EdgeTrust::from_env(&Env::process(), &sdk).await?;
     run(service_fn(|req| {
-        handle_health_request(&app.store, app.clock.as_ref(), &app.check, req)
+        handle_health_request(&app.store, app.clock.as_ref(), &app.check, &edge, req)
     }))
     .await
 }
@@ -124,9 +152,10 @@ pub async fn handle_health_request<S: RateLimitStore + HealthStore>(
     store: &S,
     clock: &dyn Clock,
     check: &HealthCheck,
+    edge: &EdgeTrust,
     req: Request,
 ) -> Result<Response<Body>, Error> {
-    let response = handle_health(store, clock, check, into_api_request(req)).await;
+    let response = handle_health(store, clock, check, into_api_request(req, edge)).await;
     Ok(response.map(Body::from))
 }
 
@@ -197,7 +226,7 @@ mod tests {
         request
             .headers_mut()
             .insert("x-forwarded-for", "198.51.100.7".parse().unwrap());
-        let req = into_api_request(request);
+        let req = into_api_request(request, &EdgeTrust::default());
         assert_eq!(ClientAddr::of(&req), Some("203.0.113.10".parse().unwrap()));
 
         let without: serde_json::Value = serde_json::from_str(event).unwrap();
@@ -207,6 +236,39 @@ mod tests {
             .unwrap()
             .remove("sourceIp");
         let request = lambda_http::request::from_str(&without.to_string()).unwrap();
-        assert_eq!(ClientAddr::of(&into_api_request(request)), None);
+        assert_eq!(
+            ClientAddr::of(&into_api_request(request, &EdgeTrust::default())),
+            None
+        );
+    }
+
+    #[test]
+    fn behind_cloudfront_the_viewer_address_counts_only_with_the_secret_and_is_stripped() {
+        let secret = "0123456789abcdefghijABCDEFGHIJ0123456789xyzXYZ";
+        let edge = EdgeTrust::cloudfront(ferrypay::model::Secret::new(secret.to_string()));
+        let event = include_str!("../../events/create.json");
+        let request = |verify: Option<&str>| {
+            let mut request = lambda_http::request::from_str(event).unwrap();
+            let headers = request.headers_mut();
+            headers.insert(VIEWER_ADDRESS_HEADER, "198.51.100.7:40000".parse().unwrap());
+            if let Some(verify) = verify {
+                headers.insert(ORIGIN_VERIFY_HEADER, verify.parse().unwrap());
+            }
+            request
+        };
+
+        let req = into_api_request(request(Some(secret)), &edge);
+        assert_eq!(ClientAddr::of(&req), Some("198.51.100.7".parse().unwrap()));
+        assert!(req.headers().get(ORIGIN_VERIFY_HEADER).is_none());
+        assert!(req.headers().get(VIEWER_ADDRESS_HEADER).is_none());
+
+        // Forged: the viewer header without the secret, or with a wrong one, straight to the
+        // API's own URL. sourceIp stands, and the forged headers are gone too.
+        for verify in [None, Some("not-the-secret")] {
+            let req = into_api_request(request(verify), &edge);
+            assert_eq!(ClientAddr::of(&req), Some("203.0.113.10".parse().unwrap()));
+            assert!(req.headers().get(ORIGIN_VERIFY_HEADER).is_none());
+            assert!(req.headers().get(VIEWER_ADDRESS_HEADER).is_none());
+        }
     }
 }

@@ -10,7 +10,7 @@ use ferrypay::{
 use lambda_http::{http::HeaderMap, Body, Error, Response};
 
 use crate::{
-    handle, handle_gateway_request, handle_health_request, handle_sqs_event, Route,
+    handle, handle_gateway_request, handle_health_request, handle_sqs_event, EdgeTrust, Route,
     SqsBatchResponse, SqsEvent,
 };
 
@@ -22,7 +22,7 @@ pub async fn run_event<B: Backends>(
     event: &str,
 ) -> Result<(u16, String), Error> {
     let request = lambda_http::request::from_str(event)?;
-    let response = handle(app, route, request).await?;
+    let response = handle(app, route, &EdgeTrust::default(), request).await?;
     let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
     Ok((response.status().as_u16(), body))
 }
@@ -83,7 +83,7 @@ pub async fn run_gateway_event<B: Backends>(
     event: &str,
 ) -> Result<EventAnswer, Error> {
     let request = lambda_http::request::from_str(event)?;
-    let response = handle_gateway_request(app, gateway, request).await?;
+    let response = handle_gateway_request(app, gateway, &EdgeTrust::default(), request).await?;
     Ok(EventAnswer::from_response(response))
 }
 
@@ -96,7 +96,8 @@ pub async fn run_health_event<S: RateLimitStore + HealthStore>(
     event: &str,
 ) -> Result<EventAnswer, Error> {
     let request = lambda_http::request::from_str(event)?;
-    let response = handle_health_request(store, clock, check, request).await?;
+    let response =
+        handle_health_request(store, clock, check, &EdgeTrust::default(), request).await?;
     Ok(EventAnswer::from_response(response))
 }
 

@@ -1,24 +1,35 @@
 //! How a Lambda function builds its services, once per cold start: its config read and checked
-//! once (every problem reported at once: see [`crate::config`]), SDK clients built once, the
-//! WeChat Pay secret read once from Secrets Manager, and the DynamoDB connection opened before
-//! the first request. The gateway function ([`gateway_app`]) builds the same services and the
-//! jump-pay gateway, whose OAuth secret comes from the same secret (still one read). The
-//! notify-worker ([`worker_app`]) builds less: it never talks to WeChat Pay, so it neither
-//! reads nor may read the WeChat Pay secret. The health function ([`health_app`]) builds the
-//! least: the table and its health check.
+//! once (every problem reported at once: see [`crate::config`]), SDK clients built once, its
+//! secrets read once from Secrets Manager, and the DynamoDB connection opened before the first
+//! request. Each function reads only the secrets it uses:
+//!
+//! - create, query, close and inbound-callback ([`lambda_app`]): the WeChat Pay secret (keys);
+//! - list and resend ([`store_only_app`]): none: they never talk to WeChat Pay, so their
+//!   services have a channel that refuses ([`NoChannel`]) and need no WeChat Pay setting;
+//! - gateway-redirect ([`gateway_app`]): the WeChat Pay secret and the official account's
+//!   OAuth secret, from its own secret (`FERRYPAY_WECHAT_OAUTH_SECRET_ARN`) or, in the older
+//!   single-secret form, from the WeChat Pay secret's `oauth_secret`;
+//! - the notify-worker ([`worker_app`]): none;
+//! - the health function ([`health_app`]): none; it builds the least, the table and its
+//!   health check.
+//!
+//! Behind CloudFront, the HTTP functions also read the origin-verification secret
+//! ([`origin_verify_secret`]), which lets them trust CloudFront's viewer address.
 //!
 //! Each `*_app(env, ..)` reads its config from `env` and builds from it; `build_*` builds from
 //! a config already read.
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
+pub use aws_config::SdkConfig;
 
 use crate::{
+    channel::NoChannel,
     config::{
-        wechat_secret_arn, ConfigError, Env, GatewayConfig, HealthConfig, HttpConfig, WorkerConfig,
+        oauth_secret_arn, origin_verify_secret_arn, wechat_secret_arn, ConfigError, Env,
+        GatewayConfig, HealthConfig, HttpConfig, StoreConfig, WorkerConfig,
     },
-    model::{Clock, SystemClock},
+    model::{Clock, Secret, SystemClock},
     outbound::{OutboundError, OutboundPolicy},
     queue::SqsQueue,
     service::{
@@ -26,7 +37,11 @@ use crate::{
         WebhookWorker,
     },
     store::DynamoStore,
-    wechat::{oauth::OAuthError, settings::WechatSecrets, WechatPayClient},
+    wechat::{
+        oauth::OAuthError,
+        settings::{oauth_secret_from_secret_string, WechatSecrets},
+        WechatPayClient,
+    },
 };
 
 /// The production backends.
@@ -40,11 +55,28 @@ impl Backends for LambdaBackends {
 
 pub type LambdaApp = Ferrypay<LambdaBackends>;
 
+/// The backends of the functions that never talk to WeChat Pay (list, resend): the table and
+/// the queue, and a channel that refuses every call.
+pub struct StoreOnlyBackends;
+
+impl Backends for StoreOnlyBackends {
+    type Store = DynamoStore;
+    type Channel = NoChannel;
+    type Queue = SqsQueue;
+}
+
+pub type StoreOnlyApp = Ferrypay<StoreOnlyBackends>;
+
+/// The shortest origin-verification secret accepted (the template generates 48 characters).
+pub const ORIGIN_VERIFY_MIN_LEN: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("reading the WeChat Pay secret: {0}")]
+    /// A secret could not be read or is not of its form; the text names the secret, never
+    /// shows its value.
+    #[error("reading a secret: {0}")]
     Secret(String),
     #[error("WeChat Pay client: {0}")]
     Channel(#[from] crate::wechat::client::ClientError),
@@ -83,9 +115,60 @@ pub async fn gateway_app(
     env: Env<'_>,
     sdk: &SdkConfig,
 ) -> Result<(LambdaApp, Gateway), StartError> {
-    let secret = read_wechat_secret(&env, sdk).await?;
-    let config = GatewayConfig::from_vars(&env, secret.as_ref())?;
+    let (secret, oauth_secret) =
+        tokio::try_join!(read_wechat_secret(&env, sdk), read_oauth_secret(&env, sdk))?;
+    let config = GatewayConfig::from_vars(&env, secret.as_ref(), oauth_secret.as_deref())?;
     build_gateway_app(config, sdk).await
+}
+
+/// [`store_only_app`] with the process environment and the SDK's own configuration.
+pub async fn store_only_app_from_env() -> Result<StoreOnlyApp, StartError> {
+    let sdk = crate::aws::sdk_config(None).await;
+    store_only_app(Env::process(), &sdk).await
+}
+
+/// The services of a function that never talks to WeChat Pay (list, resend), from `env`
+/// ([`StoreConfig`]): no WeChat Pay setting, no secret read.
+pub async fn store_only_app(env: Env<'_>, sdk: &SdkConfig) -> Result<StoreOnlyApp, StartError> {
+    build_store_only_app(StoreConfig::from_vars(&env)?, sdk).await
+}
+
+/// The store-only services from their config; the DynamoDB connection opens now.
+pub async fn build_store_only_app(
+    config: StoreConfig,
+    sdk: &SdkConfig,
+) -> Result<StoreOnlyApp, StartError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url);
+    store.warm_up().await;
+    Ok(Ferrypay::with_clock(
+        store,
+        NoChannel,
+        queue,
+        config.service,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// The origin-verification secret `FERRYPAY_ORIGIN_VERIFY_SECRET_ARN` names (read once), which
+/// CloudFront sends as a header to the origin: `None` when the variable is not set (no
+/// CloudFront in front, or not trusted). Blank or shorter than [`ORIGIN_VERIFY_MIN_LEN`] is a
+/// start error: a guessable value would let anyone choose their own address.
+pub async fn origin_verify_secret(
+    env: &Env<'_>,
+    sdk: &SdkConfig,
+) -> Result<Option<Secret<String>>, StartError> {
+    let Some(arn) = origin_verify_secret_arn(env) else {
+        return Ok(None);
+    };
+    let value = read_secret_string(sdk, &arn).await?.trim().to_string();
+    if value.chars().count() < ORIGIN_VERIFY_MIN_LEN {
+        return Err(StartError::Secret(format!(
+            "{arn}: the origin-verification secret has fewer than {ORIGIN_VERIFY_MIN_LEN} \
+             characters"
+        )));
+    }
+    Ok(Some(Secret::new(value)))
 }
 
 /// An HTTP function's services from its config: the table, the queue and the WeChat Pay
@@ -219,10 +302,28 @@ async fn read_wechat_secret(
     let Some(arn) = wechat_secret_arn(env) else {
         return Ok(None);
     };
+    let text = read_secret_string(sdk, &arn).await?;
+    WechatSecrets::from_json(&text)
+        .map(Some)
+        .map_err(|e| StartError::Secret(format!("{arn}: {e}")))
+}
+
+/// The OAuth secret's value from the secret `FERRYPAY_WECHAT_OAUTH_SECRET_ARN` names, read
+/// once; `None` when it names none (or holds a blank value, which the config reports).
+async fn read_oauth_secret(env: &Env<'_>, sdk: &SdkConfig) -> Result<Option<String>, StartError> {
+    let Some(arn) = oauth_secret_arn(env) else {
+        return Ok(None);
+    };
+    let text = read_secret_string(sdk, &arn).await?;
+    oauth_secret_from_secret_string(&text).map_err(|e| StartError::Secret(format!("{arn}: {e}")))
+}
+
+/// A Secrets Manager secret's string value. Errors name the secret, never its value.
+async fn read_secret_string(sdk: &SdkConfig, arn: &str) -> Result<String, StartError> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
     let out = client
         .get_secret_value()
-        .secret_id(&arn)
+        .secret_id(arn)
         .send()
         .await
         .map_err(|e| {
@@ -231,10 +332,7 @@ async fn read_wechat_secret(
                 aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
             ))
         })?;
-    let text = out
-        .secret_string()
-        .ok_or_else(|| StartError::Secret(format!("{arn} has no string value")))?;
-    WechatSecrets::from_json(text)
-        .map(Some)
-        .map_err(StartError::Secret)
+    out.secret_string()
+        .map(str::to_string)
+        .ok_or_else(|| StartError::Secret(format!("{arn} has no string value")))
 }

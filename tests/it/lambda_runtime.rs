@@ -1,5 +1,6 @@
-//! The Lambda functions' production wiring (`ferrypay::runtime::lambda_app`, `gateway_app` for
-//! gateway-redirect and `worker_app` for the notify-worker) against moto: DynamoDB, SQS and the
+//! The Lambda functions' production wiring (`ferrypay::runtime::lambda_app`, `store_only_app`
+//! for list and resend, `gateway_app` for gateway-redirect and `worker_app` for the
+//! notify-worker) against moto: DynamoDB, SQS and the
 //! WeChat Pay secret in Secrets Manager, with the WeChat Pay mock as the APIv3 endpoint and a merchant's webhook
 //! receiver on 127.0.0.1. Needs `FERRYPAY_TEST_AWS_ENDPOINT` (`make test` starts moto).
 
@@ -12,8 +13,11 @@ use ferrypay::{
     config::Env,
     model::{Clock, OrderNo, OrderStatus, SystemClock, WebhookStatus},
     outbound::OutboundPolicy,
-    runtime::{gateway_app, lambda_app, worker_app, LambdaApp, StartError},
-    service::{MerchantAdmin, NewMerchant, OrderRef, WebhookJob},
+    runtime::{
+        gateway_app, lambda_app, origin_verify_secret, store_only_app, worker_app, LambdaApp,
+        StartError,
+    },
+    service::{IssuedKeys, MerchantAdmin, NewMerchant, OrderRef, WebhookJob},
     sign::webhook,
     store::{prelude::*, DynamoStore},
     testing::{unique_name, TestReceiver, TEST_WEBHOOK_SECRET},
@@ -183,6 +187,15 @@ async fn paid_order_with_queued_webhook(
     mock: &MockServer,
     notify_url: &str,
 ) -> OrderNo {
+    paid_order_and_keys(app, mock, notify_url).await.0
+}
+
+/// [`paid_order_with_queued_webhook`], and the merchant's keys.
+async fn paid_order_and_keys(
+    app: &LambdaApp,
+    mock: &MockServer,
+    notify_url: &str,
+) -> (OrderNo, IssuedKeys) {
     let (merchant, keys) = app
         .onboard_merchant(NewMerchant {
             name: "Webhook Shop".into(),
@@ -224,7 +237,7 @@ async fn paid_order_with_queued_webhook(
         .await
         .unwrap();
     assert_eq!(order.status, OrderStatus::Paid);
-    no
+    (no, keys)
 }
 
 /// Receives the queue's visible messages (a bounded number of tries) and builds the event
@@ -584,4 +597,169 @@ async fn the_gateway_refuses_to_start_without_the_oauth_secret() {
     ] {
         assert!(text.contains(name), "{name} missing from: {text}");
     }
+}
+
+/// A secret holding `value` as its string: its ARN.
+async fn plain_secret(sdk: &aws_config::SdkConfig, prefix: &str, value: &str) -> String {
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(unique_name(prefix))
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap()
+}
+
+/// What list and resend get: the table and the queue, nothing of WeChat Pay's.
+fn store_only_vars(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    worker_vars(vars)
+}
+
+#[tokio::test]
+async fn list_and_resend_run_without_any_wechat_pay_setting_or_secret() {
+    let (sdk, mock, vars, app) = provisioned_with_mock().await;
+    let receiver = TestReceiver::start(200).await;
+    let (no, keys) = paid_order_and_keys(&app, &mock, &receiver.url()).await;
+
+    // No FERRYPAY_WECHAT_SECRET_ARN, no WECHATPAY_*: the store-only services start.
+    let store_app = store_only_app(Env::from_map(&store_only_vars(&vars)), &sdk)
+        .await
+        .unwrap();
+    let request = |method: &str, uri: &str, body: &'static [u8]| {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-api-key", keys.secret_key.expose())
+            .body(Bytes::from_static(body))
+            .unwrap()
+    };
+    let response = api::handle(&store_app, request("GET", "/api/v1/pay/list", b"")).await;
+    assert_eq!(response.status(), 200, "{}", response.body());
+    let listed: Value = serde_json::from_str(response.body()).unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["orders"][0]["order_no"], no.as_str());
+    assert_eq!(listed["orders"][0]["status"], "paid");
+
+    let response = api::handle(
+        &store_app,
+        request(
+            "POST",
+            "/api/v1/pay/notify/resend",
+            br#"{"out_trade_no": "rt-webhook-1"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{}", response.body());
+    let stored = app.store.get_order(&no).await.unwrap().unwrap();
+    assert_eq!(stored.webhook.generation, 1, "a new generation was queued");
+
+    // A path that reached for the channel there is refused, never a call to WeChat Pay.
+    let response = api::handle(
+        &store_app,
+        request("POST", "/api/v1/pay/create", br#"{"amount": 100}"#),
+    )
+    .await;
+    assert!(response.status().is_server_error(), "{}", response.body());
+    assert!(
+        !response.body().contains("payment channel"),
+        "{}",
+        response.body()
+    );
+}
+
+#[tokio::test]
+async fn the_store_only_wiring_asks_for_its_own_variables_only() {
+    let sdk = harness::emulator().await;
+    let err = match store_only_app(Env::from_map(&BTreeMap::new()), &sdk).await {
+        Err(StartError::Config(e)) => e,
+        other => panic!("expected a configuration error, got {:?}", other.err()),
+    };
+    assert_eq!(
+        err.variables(),
+        ["FERRYPAY_TABLE", "FERRYPAY_NOTIFY_QUEUE_URL"],
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_reads_the_oauth_secret_from_a_secret_of_its_own() {
+    let sdk = harness::emulator().await;
+    let mut vars = provision(&sdk, "http://127.0.0.1:9").await;
+    // The payment functions' secret without oauth_secret; the AppSecret in its own secret.
+    vars.insert(
+        "FERRYPAY_WECHAT_SECRET_ARN".into(),
+        secret_with_oauth(&sdk, None).await,
+    );
+    for form in [
+        "own-oauth-secret",
+        r#"{"oauth_secret": "own-oauth-secret"}"#,
+    ] {
+        let arn = plain_secret(&sdk, "ferrypay-oauth", form).await;
+        vars.insert("FERRYPAY_WECHAT_OAUTH_SECRET_ARN".into(), arn);
+        gateway_app(Env::from_map(&vars), &sdk).await.unwrap();
+    }
+    // The other functions neither need nor read it.
+    let mut payment_vars = vars.clone();
+    payment_vars.remove("FERRYPAY_WECHAT_OAUTH_SECRET_ARN");
+    lambda_app(Env::from_map(&payment_vars), &sdk)
+        .await
+        .unwrap();
+
+    // Moving from the single secret: the old field with another value is refused, unshown.
+    vars.insert(
+        "FERRYPAY_WECHAT_SECRET_ARN".into(),
+        secret_with_oauth(&sdk, Some("hunter2-old")).await,
+    );
+    let err = match gateway_app(Env::from_map(&vars), &sdk).await {
+        Err(StartError::Config(e)) => e,
+        other => panic!("expected a configuration error, got {:?}", other.err()),
+    };
+    assert_eq!(
+        err.variables(),
+        ["FERRYPAY_WECHAT_OAUTH_SECRET_ARN"],
+        "{err}"
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+
+    // A secret that is neither form: a start error that does not echo it.
+    let arn = plain_secret(&sdk, "ferrypay-oauth", r#"{"app_secret": "hunter2"}"#).await;
+    vars.insert("FERRYPAY_WECHAT_OAUTH_SECRET_ARN".into(), arn);
+    match gateway_app(Env::from_map(&vars), &sdk).await {
+        Err(StartError::Secret(message)) => assert!(!message.contains("hunter2"), "{message}"),
+        other => panic!("expected a secret error, got {:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn the_origin_verification_secret_is_read_once_and_must_be_long() {
+    let sdk = harness::emulator().await;
+    assert!(origin_verify_secret(&Env::from_map(&BTreeMap::new()), &sdk)
+        .await
+        .unwrap()
+        .is_none());
+    let value = "a".repeat(24) + &"B".repeat(24);
+    let mut vars = BTreeMap::new();
+    vars.insert(
+        "FERRYPAY_ORIGIN_VERIFY_SECRET_ARN".to_string(),
+        plain_secret(&sdk, "ferrypay-origin", &value).await,
+    );
+    let secret = origin_verify_secret(&Env::from_map(&vars), &sdk)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secret.expose(), &value);
+
+    vars.insert(
+        "FERRYPAY_ORIGIN_VERIFY_SECRET_ARN".to_string(),
+        plain_secret(&sdk, "ferrypay-origin", "hunter2").await,
+    );
+    match origin_verify_secret(&Env::from_map(&vars), &sdk).await {
+        Err(StartError::Secret(message)) => {
+            assert!(message.contains("fewer than"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        other => panic!("expected a secret error, got {other:?}"),
+    };
 }

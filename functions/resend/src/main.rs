@@ -1,13 +1,14 @@
-//! Lambda `resend`: the merchant API's webhook resend endpoint behind API Gateway (HTTP API,
-//! payload v2). Wiring only: the services are built once per cold start; all logic is in
-//! `ferrypay`.
+//! Lambda `resend`: the merchant API's webhook resend endpoint behind API Gateway (HTTP API, payload v2).
+//! Wiring only: the services are built once per cold start; all logic is in `ferrypay`. It
+//! never talks to WeChat Pay, so it runs without a payment channel: no WeChat Pay settings, no
+//! WeChat Pay secret (nor the permission to read it).
 
 use ferrypay::api::Endpoint;
-use ferrypay_lambda::{serve, Route};
+use ferrypay_lambda::serve_store_only;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    serve(Route::Merchant(Endpoint::Resend)).await
+    serve_store_only(Endpoint::Resend).await
 }
 
 #[cfg(test)]
@@ -88,5 +89,69 @@ mod tests {
         let (status, body) = run_event(&app, include_str!("../../../events/resend.json")).await;
         assert_eq!(status, 404, "{body}");
         assert_eq!(body["code"], "order_not_found");
+    }
+
+    /// What the function runs with in Lambda: no payment channel (here in memory).
+    struct WithoutChannel;
+
+    impl ferrypay::service::Backends for WithoutChannel {
+        type Store = ferrypay::store::MemoryStore;
+        type Channel = ferrypay::channel::NoChannel;
+        type Queue = ferrypay::queue::MemoryQueue;
+    }
+
+    #[tokio::test]
+    async fn resend_event_runs_without_a_payment_channel() {
+        use ferrypay::{
+            channel::Payment,
+            model::{Clock, Fen, OrderNo, OutTradeNo, Secret},
+            service::{Ferrypay, NewMerchant, ServiceConfig},
+        };
+        let app: Ferrypay<WithoutChannel> = Ferrypay::new(
+            Default::default(),
+            ferrypay::channel::NoChannel,
+            Default::default(),
+            ServiceConfig::default(),
+        );
+        let (merchant, _) = app
+            .onboard_merchant(NewMerchant {
+                name: "Event Shop".into(),
+                secret_key: Some(Secret::new(TEST_SECRET_KEY.into())),
+                publishable_key: Some(TEST_PUBLISHABLE_KEY.into()),
+                ..NewMerchant::default()
+            })
+            .await
+            .unwrap();
+        // A paid order, settled as a notification would (no channel needed for that).
+        let mut order = pending_order(
+            OrderNo::parse("FP20251221103000ABC123").unwrap(),
+            merchant.id.clone(),
+            100,
+            SystemClock.now(),
+        );
+        order.out_trade_no = Some(OutTradeNo::parse("evt-1001").unwrap());
+        app.store.insert_order(&order).await.unwrap();
+        app.settle_payment(
+            order,
+            Payment {
+                transaction_id: "4200000000000000000000000001".into(),
+                paid_at: SystemClock.now(),
+                amount: Fen::new(100),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(app.queue.bodies().len(), 1, "the first webhook");
+
+        let (status, body) = run_json_event(
+            &app,
+            Route::Merchant(Endpoint::Resend),
+            include_str!("../../../events/resend.json"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["webhook"]["resends"], 1);
+        assert_eq!(app.queue.bodies().len(), 2, "the new generation's job");
     }
 }

@@ -3,6 +3,7 @@
 //! interchangeable.
 
 mod fake;
+mod none;
 mod wechat;
 
 use std::future::Future;
@@ -10,6 +11,7 @@ use std::future::Future;
 /// The parameters a WeChat page hands to `WeixinJSBridge.invoke('getBrandWCPayRequest', ...)`.
 pub use crate::wechat::JsapiPayParams;
 pub use fake::FakeChannel;
+pub use none::{NoChannel, NO_CHANNEL};
 
 use crate::model::{Cause, Fen, OrderNo, PayCredential, PayType, Timestamp};
 

@@ -35,6 +35,21 @@ pub const IP_RATE_LIMIT_PER_MINUTE: Var = Var::default(
      minute (0 turns it off)",
 );
 
+/// Behind the optional CloudFront distribution: the secret CloudFront sends in its
+/// origin-verification header. Only a request carrying it may name the viewer's address
+/// (`CloudFront-Viewer-Address`); without this variable, the address is always API Gateway's
+/// `sourceIp`.
+pub const ORIGIN_VERIFY_SECRET_ARN: Var = Var::optional(
+    "FERRYPAY_ORIGIN_VERIFY_SECRET_ARN",
+    "behind CloudFront: the Secrets Manager secret CloudFront sends as its origin-verification \
+     header, read once per cold start; without it, the client address is API Gateway's sourceIp",
+);
+
+/// The secret `FERRYPAY_ORIGIN_VERIFY_SECRET_ARN` names, if any (the runtime reads it once).
+pub fn origin_verify_secret_arn(env: &super::Env<'_>) -> Option<String> {
+    env.get(ORIGIN_VERIFY_SECRET_ARN.name)
+}
+
 /// A per-minute limit: `0` is off.
 pub(super) fn limit(r: &mut Reader<'_>, var: &Var) -> Option<Option<u32>> {
     r.number(var, 0..=1_000_000)

@@ -125,7 +125,7 @@ impl DevConfig {
         };
         let public_url = r.optional(&DEV_PUBLIC_URL);
         let webhook_schedule = retry_schedule(&mut r, &DEV_SCHEDULE);
-        let oauth = match wechat::oauth(&mut r, None) {
+        let oauth = match wechat::oauth(&mut r, None, None) {
             OAuth::On(oauth) => Some(Some(oauth)),
             OAuth::Off => Some(None),
             OAuth::Invalid => None,

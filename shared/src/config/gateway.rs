@@ -4,7 +4,7 @@
 use super::{
     concat,
     http::{self, HttpConfig, HTTP_VARIABLES},
-    wechat::{self, OAuth, API_BASE_URL, OAUTH_SECRET, OPEN_BASE_URL},
+    wechat::{self, OAuth, API_BASE_URL, OAUTH_SECRET, OAUTH_SECRET_ARN, OPEN_BASE_URL},
     ConfigError, Env, Reader, Var,
 };
 use crate::{
@@ -14,8 +14,9 @@ use crate::{
 
 /// The problem reported when the gateway has no OAuth secret.
 pub const OAUTH_SECRET_MISSING: &str = "the WeChat OAuth secret is not set: jump-pay needs the \
-     official account's AppSecret in WECHAT_OAUTH_SECRET or in the oauth_secret field of the \
-     secret FERRYPAY_WECHAT_SECRET_ARN names";
+     official account's AppSecret in the secret FERRYPAY_WECHAT_OAUTH_SECRET_ARN names (or, in \
+     the older single-secret form, in the oauth_secret field of the secret \
+     FERRYPAY_WECHAT_SECRET_ARN names; locally, in WECHAT_OAUTH_SECRET)";
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -24,22 +25,30 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    pub const VARIABLES: &'static [Var] =
-        &concat::<16, 3, 19>(HTTP_VARIABLES, [OAUTH_SECRET, OPEN_BASE_URL, API_BASE_URL]);
+    pub const VARIABLES: &'static [Var] = &concat::<17, 4, 21>(
+        HTTP_VARIABLES,
+        [OAUTH_SECRET, OAUTH_SECRET_ARN, OPEN_BASE_URL, API_BASE_URL],
+    );
 
-    /// From the process environment and the secret `FERRYPAY_WECHAT_SECRET_ARN` names, already
-    /// read (its `oauth_secret` is the OAuth secret; `None`: `WECHAT_OAUTH_SECRET`).
-    pub fn from_env(secret: Option<&WechatSecrets>) -> Result<GatewayConfig, ConfigError> {
-        GatewayConfig::from_vars(&Env::process(), secret)
+    /// From the process environment and the secrets already read: `secret`, the one
+    /// `FERRYPAY_WECHAT_SECRET_ARN` names (`None`: the key files), and `oauth_secret`, the value
+    /// of the one `FERRYPAY_WECHAT_OAUTH_SECRET_ARN` names (`None`: the WeChat Pay secret's
+    /// `oauth_secret`, or `WECHAT_OAUTH_SECRET`).
+    pub fn from_env(
+        secret: Option<&WechatSecrets>,
+        oauth_secret: Option<&str>,
+    ) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_vars(&Env::process(), secret, oauth_secret)
     }
 
     pub fn from_vars(
         env: &Env<'_>,
         secret: Option<&WechatSecrets>,
+        oauth_secret: Option<&str>,
     ) -> Result<GatewayConfig, ConfigError> {
         let mut r = Reader::new(env);
         let http = http::read(&mut r, secret);
-        let oauth = match wechat::oauth(&mut r, secret) {
+        let oauth = match wechat::oauth(&mut r, secret, oauth_secret) {
             OAuth::On(oauth) => Some(oauth),
             OAuth::Invalid => None,
             OAuth::Off => {
@@ -79,7 +88,7 @@ mod tests {
     #[test]
     fn the_oauth_secret_comes_from_the_wechat_pay_secret() {
         let config =
-            GatewayConfig::from_vars(&Env::from_map(&vars()), Some(&secret(Some("s3cr3t"))))
+            GatewayConfig::from_vars(&Env::from_map(&vars()), Some(&secret(Some("s3cr3t"))), None)
                 .unwrap();
         let settings = config.gateway_settings();
         assert_eq!(settings.public_url, "https://pay.example.com");
@@ -89,12 +98,27 @@ mod tests {
     }
 
     #[test]
+    fn the_oauth_secret_from_its_own_secret() {
+        let config = GatewayConfig::from_vars(
+            &Env::from_map(&vars()),
+            Some(&secret(None)),
+            Some("from-its-own-secret"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.gateway_settings().oauth.secret.expose(),
+            "from-its-own-secret"
+        );
+    }
+
+    #[test]
     fn without_the_oauth_secret_it_is_a_problem_reported_with_the_others() {
         let mut map = vars();
         map.remove("FERRYPAY_TABLE");
         for oauth_secret in [None, Some(""), Some("  ")] {
-            let err = GatewayConfig::from_vars(&Env::from_map(&map), Some(&secret(oauth_secret)))
-                .unwrap_err();
+            let err =
+                GatewayConfig::from_vars(&Env::from_map(&map), Some(&secret(oauth_secret)), None)
+                    .unwrap_err();
             assert_eq!(
                 err.variables(),
                 ["FERRYPAY_TABLE", "WECHAT_OAUTH_SECRET"],
@@ -109,9 +133,11 @@ mod tests {
         let secret = secret(Some("s3cr3t"));
         for secret in [None, Some(&secret)] {
             for map in [env_of(&[]), vars()] {
-                assert_reads_only_declared(GatewayConfig::VARIABLES, &map, |env| {
-                    GatewayConfig::from_vars(env, secret)
-                });
+                for oauth_secret in [None, Some("own")] {
+                    assert_reads_only_declared(GatewayConfig::VARIABLES, &map, |env| {
+                        GatewayConfig::from_vars(env, secret, oauth_secret)
+                    });
+                }
             }
         }
     }

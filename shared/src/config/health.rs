@@ -2,7 +2,7 @@
 //! no secret, no queue.
 
 use super::{
-    common::{limit, IP_RATE_LIMIT_PER_MINUTE, TABLE},
+    common::{limit, IP_RATE_LIMIT_PER_MINUTE, ORIGIN_VERIFY_SECRET_ARN, TABLE},
     ConfigError, Env, Reader, Var,
 };
 
@@ -15,7 +15,9 @@ pub struct HealthConfig {
 }
 
 impl HealthConfig {
-    pub const VARIABLES: &'static [Var] = &[TABLE, IP_RATE_LIMIT_PER_MINUTE];
+    /// `FERRYPAY_ORIGIN_VERIFY_SECRET_ARN` is read by the Lambda glue (behind CloudFront).
+    pub const VARIABLES: &'static [Var] =
+        &[TABLE, IP_RATE_LIMIT_PER_MINUTE, ORIGIN_VERIFY_SECRET_ARN];
 
     pub fn from_env() -> Result<HealthConfig, ConfigError> {
         HealthConfig::from_vars(&Env::process())

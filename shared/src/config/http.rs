@@ -1,9 +1,10 @@
-//! The merchant API functions' config (create, query, close, list, resend, inbound-callback).
+//! The config of the merchant API functions that talk to WeChat Pay (create, query, close) and
+//! inbound-callback; list and resend read [`super::StoreConfig`].
 
 use super::{
     common::{
         self, DEFAULT_EXPIRE_MINUTES, IP_RATE_LIMIT_PER_MINUTE, LINK_RATE_LIMIT_PER_MINUTE,
-        NOTIFY_QUEUE_URL, PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
+        NOTIFY_QUEUE_URL, ORIGIN_VERIFY_SECRET_ARN, PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
     },
     concat,
     wechat::{self, WECHATPAY, WECHAT_SECRET_ARN},
@@ -14,7 +15,7 @@ use crate::{
     wechat::WechatPayConfig,
 };
 
-pub(super) const HTTP_VARIABLES: [Var; 16] = concat(
+pub(super) const HTTP_VARIABLES: [Var; 17] = concat(
     [
         TABLE,
         NOTIFY_QUEUE_URL,
@@ -23,6 +24,7 @@ pub(super) const HTTP_VARIABLES: [Var; 16] = concat(
         RATE_LIMIT_PER_MINUTE,
         LINK_RATE_LIMIT_PER_MINUTE,
         IP_RATE_LIMIT_PER_MINUTE,
+        ORIGIN_VERIFY_SECRET_ARN,
         WECHAT_SECRET_ARN,
     ],
     WECHATPAY,

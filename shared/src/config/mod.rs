@@ -1,6 +1,7 @@
 //! Typed configuration, read once at start: one config per process ([`HttpConfig`] for the
-//! merchant API functions, [`GatewayConfig`] for gateway-redirect, [`WorkerConfig`] for the
-//! notify-worker, [`HealthConfig`] for the health function, [`DevConfig`] for `ferrypay dev`,
+//! merchant API functions that talk to WeChat Pay, [`StoreConfig`] for those that do not (list,
+//! resend), [`GatewayConfig`] for gateway-redirect, [`WorkerConfig`] for the notify-worker,
+//! [`HealthConfig`] for the health function, [`DevConfig`] for `ferrypay dev`,
 //! [`OperatorConfig`] for `ferrypay merchant`). Each reads its variables in one call that either returns the whole config or
 //! lists every problem at once (missing, malformed, out of range; by variable name, never with
 //! a secret's value), and declares the variables it reads in `VARIABLES`, so the infra check
@@ -16,14 +17,16 @@ mod health;
 mod http;
 mod operator;
 mod reader;
+mod store;
 mod wechat;
 mod worker;
 
 use std::collections::BTreeMap;
 
 pub use common::{
-    DEFAULT_EXPIRE_MINUTES, IP_RATE_LIMIT_PER_MINUTE, LINK_RATE_LIMIT_PER_MINUTE, NOTIFY_QUEUE_URL,
-    PUBLIC_URL, RATE_LIMIT_PER_MINUTE, TABLE,
+    origin_verify_secret_arn, DEFAULT_EXPIRE_MINUTES, IP_RATE_LIMIT_PER_MINUTE,
+    LINK_RATE_LIMIT_PER_MINUTE, NOTIFY_QUEUE_URL, ORIGIN_VERIFY_SECRET_ARN, PUBLIC_URL,
+    RATE_LIMIT_PER_MINUTE, TABLE,
 };
 pub use dev::{DevConfig, DEV_IP_RATE_LIMIT_PER_MINUTE, DEV_WEBHOOK_RETRY_SCHEDULE};
 pub use gateway::{GatewayConfig, OAUTH_SECRET_MISSING};
@@ -31,7 +34,11 @@ pub use health::HealthConfig;
 pub use http::HttpConfig;
 pub use operator::OperatorConfig;
 use reader::Reader;
-pub use wechat::{wechat_secret_arn, OAUTH_SECRET, WECHATPAY, WECHAT_SECRET_ARN};
+pub use store::StoreConfig;
+pub use wechat::{
+    oauth_secret_arn, wechat_secret_arn, OAUTH_SECRET, OAUTH_SECRET_ARN, WECHATPAY,
+    WECHAT_SECRET_ARN,
+};
 pub use worker::{WorkerConfig, WEBHOOK_RETRY_SCHEDULE};
 
 type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
@@ -206,7 +213,8 @@ pub fn variables_json() -> serde_json::Value {
                   Generated: do not edit; refresh with `FERRYPAY_WRITE_VARIABLES=1 cargo test \
                   -p ferrypay --lib config::tests::variables_json`.",
         "processes": {
-            "http": process("the merchant API functions and inbound-callback", HttpConfig::VARIABLES),
+            "http": process("the merchant API functions that call WeChat Pay (create, query, close) and inbound-callback", HttpConfig::VARIABLES),
+            "store": process("the merchant API functions that never call WeChat Pay (list, resend)", StoreConfig::VARIABLES),
             "gateway": process("gateway-redirect (jump-pay)", GatewayConfig::VARIABLES),
             "worker": process("the notify-worker", WorkerConfig::VARIABLES),
             "health": process("the health function", HealthConfig::VARIABLES),
@@ -306,6 +314,7 @@ pub(crate) mod tests {
     fn every_list_names_a_variable_once_and_its_unless_is_in_the_list() {
         for list in [
             HttpConfig::VARIABLES,
+            StoreConfig::VARIABLES,
             GatewayConfig::VARIABLES,
             WorkerConfig::VARIABLES,
             HealthConfig::VARIABLES,

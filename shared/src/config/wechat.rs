@@ -15,7 +15,15 @@ use crate::{
 pub const WECHAT_SECRET_ARN: Var = Var::optional(
     "FERRYPAY_WECHAT_SECRET_ARN",
     "the Secrets Manager secret with the WeChat Pay keys ({private_key_pem, apiv3_key, \
-     public_key_pem?, oauth_secret?}), read once per cold start; without it, the key files",
+     public_key_pem?}; oauth_secret? only in the older single-secret form), read once per cold \
+     start; without it, the key files",
+);
+/// The official account's AppSecret in a secret of its own, which only the jump-pay gateway
+/// reads (and may read): the payment functions' secret then holds no OAuth secret.
+pub const OAUTH_SECRET_ARN: Var = Var::optional(
+    "FERRYPAY_WECHAT_OAUTH_SECRET_ARN",
+    "jump-pay: the Secrets Manager secret holding the official account's AppSecret (bare, or \
+     {oauth_secret}), read once per cold start; without it, the WeChat Pay secret's oauth_secret",
 );
 pub const BASE_URL: Var = Var::default(
     "WECHATPAY_BASE_URL",
@@ -67,7 +75,7 @@ pub const WECHATPAY: [Var; 8] = [
 pub const OAUTH_SECRET: Var = Var::unless(
     "WECHAT_OAUTH_SECRET",
     WECHAT_SECRET_ARN.name,
-    "jump-pay: the official account's AppSecret (in AWS: the secret's oauth_secret, never here)",
+    "jump-pay: the official account's AppSecret (in AWS: in a Secrets Manager secret, never here)",
 )
 .secret();
 pub const OPEN_BASE_URL: Var = Var::default(
@@ -85,6 +93,12 @@ pub const API_BASE_URL: Var = Var::default(
 /// (once) and hands its contents to the config.
 pub fn wechat_secret_arn(env: &Env<'_>) -> Option<String> {
     env.get(WECHAT_SECRET_ARN.name)
+}
+
+/// The Secrets Manager secret `FERRYPAY_WECHAT_OAUTH_SECRET_ARN` names, if any (the gateway's
+/// runtime reads it, once).
+pub fn oauth_secret_arn(env: &Env<'_>) -> Option<String> {
+    env.get(OAUTH_SECRET_ARN.name)
 }
 
 /// The WeChat Pay client's settings: the public ones from the environment, the keys from
@@ -217,19 +231,42 @@ pub(super) enum OAuth {
     On(OAuthConfig),
 }
 
-/// The OAuth settings: the secret from `WECHAT_OAUTH_SECRET` or from the Secrets Manager
-/// secret's `oauth_secret` (one of them: both set is a problem), the appid from
-/// `WECHATPAY_APPID`, the hosts from `WECHAT_OPEN_BASE_URL` and `WECHAT_API_BASE_URL`.
-pub(super) fn oauth(r: &mut Reader<'_>, secret: Option<&WechatSecrets>) -> OAuth {
+/// The OAuth settings: the secret from `WECHAT_OAUTH_SECRET`, from its own Secrets Manager
+/// secret (`dedicated`, `FERRYPAY_WECHAT_OAUTH_SECRET_ARN`'s, already read) or from the WeChat
+/// Pay secret's `oauth_secret` (the older single-secret form), the appid from
+/// `WECHATPAY_APPID`, the hosts from `WECHAT_OPEN_BASE_URL` and `WECHAT_API_BASE_URL`. The
+/// environment and a secret together are a problem; the dedicated secret and the older field
+/// together only if they differ (while moving to the dedicated secret both may hold it).
+pub(super) fn oauth(
+    r: &mut Reader<'_>,
+    secret: Option<&WechatSecrets>,
+    dedicated: Option<&str>,
+) -> OAuth {
     let from_env = r.optional(&OAUTH_SECRET);
     let from_json = secret.and_then(WechatSecrets::oauth_secret);
-    let secret = match (from_env.as_deref(), from_json) {
+    let from_secrets = match (dedicated, from_json) {
+        (Some(own), Some(old)) if own.trim() != old.trim() => {
+            r.problem(
+                &OAUTH_SECRET_ARN,
+                format!(
+                    "the WeChat OAuth secret differs between {} and the WeChat Pay secret's \
+                     oauth_secret: remove oauth_secret from the WeChat Pay secret (every \
+                     payment function can read that one)",
+                    OAUTH_SECRET_ARN.name
+                ),
+            );
+            return OAuth::Invalid;
+        }
+        (Some(own), _) => Some(own),
+        (None, old) => old,
+    };
+    let secret = match (from_env.as_deref(), from_secrets) {
         (None, None) => return OAuth::Off,
         (Some(_), Some(_)) => {
             r.problem(
                 &OAUTH_SECRET,
                 format!(
-                    "the WeChat OAuth secret is set twice ({} and the secret's oauth_secret): \
+                    "the WeChat OAuth secret is set twice ({} and a Secrets Manager secret): \
                      keep one",
                     OAUTH_SECRET.name
                 ),
@@ -336,9 +373,17 @@ mod tests {
         map: &BTreeMap<String, String>,
         secret: Option<&WechatSecrets>,
     ) -> Result<Option<OAuthConfig>, ConfigError> {
+        oauth_with(map, secret, None)
+    }
+
+    fn oauth_with(
+        map: &BTreeMap<String, String>,
+        secret: Option<&WechatSecrets>,
+        dedicated: Option<&str>,
+    ) -> Result<Option<OAuthConfig>, ConfigError> {
         let env = Env::from_map(map);
         let mut r = Reader::new(&env);
-        let config = match oauth(&mut r, secret) {
+        let config = match oauth(&mut r, secret, dedicated) {
             OAuth::Off => Some(None),
             OAuth::Invalid => None,
             OAuth::On(config) => Some(Some(config)),
@@ -463,6 +508,47 @@ mod tests {
         with_oauth.oauth_secret = Some("from-secrets-manager".into());
         let config = oauth_of(&map, Some(&with_oauth)).unwrap();
         assert_eq!(config.unwrap().secret.expose(), "from-secrets-manager");
+    }
+
+    #[test]
+    fn oauth_from_its_own_secret_which_the_older_field_may_only_repeat() {
+        let map = env_of(&[("WECHATPAY_APPID", "wxd678efh567hg6787")]);
+        let without_field = secrets(PUBLIC);
+        let config = oauth_with(&map, Some(&without_field), Some("own-secret")).unwrap();
+        assert_eq!(config.unwrap().secret.expose(), "own-secret");
+
+        // Moving from the single secret: the same value in both places is fine.
+        let mut with_field = secrets(PUBLIC);
+        with_field.oauth_secret = Some("own-secret".into());
+        let config = oauth_with(&map, Some(&with_field), Some("own-secret")).unwrap();
+        assert_eq!(config.unwrap().secret.expose(), "own-secret");
+
+        // Two different values: which one is meant is unclear, and neither is shown.
+        with_field.oauth_secret = Some("hunter4".into());
+        let err = oauth_with(&map, Some(&with_field), Some("hunter5")).unwrap_err();
+        assert_eq!(
+            err.variables(),
+            ["FERRYPAY_WECHAT_OAUTH_SECRET_ARN"],
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("remove oauth_secret") && !text.contains("hunter"),
+            "{text}"
+        );
+
+        // The environment and the dedicated secret: set twice.
+        let map = env_of(&[
+            ("WECHATPAY_APPID", "wxd678efh567hg6787"),
+            ("WECHAT_OAUTH_SECRET", "hunter2"),
+        ]);
+        let text = oauth_with(&map, Some(&without_field), Some("hunter3"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("set twice") && !text.contains("hunter"),
+            "{text}"
+        );
     }
 
     #[test]

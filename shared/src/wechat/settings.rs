@@ -48,6 +48,30 @@ impl WechatSecrets {
     }
 }
 
+/// The official account's AppSecret from its own Secrets Manager secret
+/// (`FERRYPAY_WECHAT_OAUTH_SECRET_ARN`, read by the jump-pay gateway alone): either the bare
+/// value, or a JSON object with an `oauth_secret` string (what the console's key/value editor
+/// writes). Blank is `None`.
+pub fn oauth_secret_from_secret_string(text: &str) -> Result<Option<String>, String> {
+    let trimmed = text.trim();
+    if !trimmed.starts_with('{') {
+        return Ok((!trimmed.is_empty()).then(|| trimmed.to_string()));
+    }
+    #[derive(serde::Deserialize)]
+    struct OAuthSecretJson {
+        oauth_secret: String,
+    }
+    let parsed: OAuthSecretJson = serde_json::from_str(trimmed).map_err(|e| {
+        // Never echo the text: it is the secret.
+        format!(
+            "the WeChat OAuth secret is neither a bare value nor JSON {{\"oauth_secret\": ...}} ({})",
+            e.classify_name()
+        )
+    })?;
+    let secret = parsed.oauth_secret.trim();
+    Ok((!secret.is_empty()).then(|| secret.to_string()))
+}
+
 trait ClassifyName {
     fn classify_name(&self) -> &'static str;
 }
@@ -91,6 +115,34 @@ mod tests {
         assert_eq!(format!("{secrets:?}"), "WechatSecrets([redacted])");
         let err = WechatSecrets::from_json("{\"private_key_pem\": \"hunter2\"").unwrap_err();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_oauth_secret_alone_bare_or_as_json_never_echoed() {
+        assert_eq!(
+            oauth_secret_from_secret_string(" abc123\n")
+                .unwrap()
+                .as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(
+            oauth_secret_from_secret_string(r#"{"oauth_secret": " abc123 "}"#)
+                .unwrap()
+                .as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(oauth_secret_from_secret_string("  ").unwrap(), None);
+        assert_eq!(
+            oauth_secret_from_secret_string(r#"{"oauth_secret": ""}"#).unwrap(),
+            None
+        );
+        for bad in [
+            r#"{"oauth_secret": "hunter2""#,
+            r#"{"app_secret": "hunter2"}"#,
+        ] {
+            let err = oauth_secret_from_secret_string(bad).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]
