@@ -6,6 +6,10 @@
 //! notify-worker ([`worker_app`]) builds less: it never talks to WeChat Pay, so it neither
 //! reads nor may read the WeChat Pay secret.
 //!
+//! Merchants' secrets: each function's store opens only the purposes it uses
+//! ([`FUNCTION_SECRET_PURPOSES`]), unwrapping their data keys with KMS once, at cold start.
+//! Every other function reads merchants with those secrets sealed.
+//!
 //! Each `*_app(env, ..)` reads its config from `env` and builds from it; `build_*` builds from
 //! a config already read.
 
@@ -14,14 +18,50 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 
 use crate::{
+    aws::KmsDataKeys,
     config::{wechat_secret_arn, ConfigError, Env, GatewayConfig, HttpConfig, WorkerConfig},
-    model::{Clock, SystemClock},
+    model::{Clock, SecretPurpose, SystemClock},
     outbound::{OutboundError, OutboundPolicy},
     queue::SqsQueue,
     service::{gateway::Gateway, Backends, BatchMessage, Ferrypay, WebhookSender, WebhookWorker},
-    store::DynamoStore,
+    store::{DynamoStore, SecretKeys, StoreError},
     wechat::{oauth::OAuthError, settings::WechatSecrets, WechatPayClient},
 };
+
+/// Which merchant secrets each Lambda function may open (and so which `kms:Decrypt` its role
+/// needs, conditioned on `kms:EncryptionContext:ferrypay:purpose`): the notify-worker signs
+/// webhooks, gateway-redirect checks signed links; create, query, close, list, resend and
+/// inbound-callback open none.
+pub const FUNCTION_SECRET_PURPOSES: &[(&str, &[SecretPurpose])] = &[
+    ("notify-worker", WORKER_OPENS),
+    ("gateway-redirect", GATEWAY_OPENS),
+    ("create", &[]),
+    ("query", &[]),
+    ("close", &[]),
+    ("list", &[]),
+    ("resend", &[]),
+    ("inbound-callback", &[]),
+];
+
+const WORKER_OPENS: &[SecretPurpose] = &[SecretPurpose::Webhook];
+const GATEWAY_OPENS: &[SecretPurpose] = &[SecretPurpose::Link];
+
+/// A function's table: it opens `purposes`, their data keys unwrapped by KMS now (where the
+/// operator has created their keyrings) rather than on the first request.
+async fn function_store(
+    sdk: &SdkConfig,
+    table: String,
+    purposes: &[SecretPurpose],
+) -> Result<DynamoStore, StartError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
+    if purposes.is_empty() {
+        return Ok(store);
+    }
+    let keys = SecretKeys::opening(purposes, Arc::new(KmsDataKeys::new(sdk, None)));
+    let store = store.with_secret_keys(keys);
+    store.load_secret_keys().await?;
+    Ok(store)
+}
 
 /// The production backends.
 pub struct LambdaBackends;
@@ -46,6 +86,8 @@ pub enum StartError {
     Outbound(#[from] OutboundError),
     #[error("WeChat OAuth client: {0}")]
     OAuth(#[from] OAuthError),
+    #[error("data keys: {0}")]
+    DataKeys(#[from] StoreError),
 }
 
 /// [`lambda_app`] with the process environment and the SDK's own configuration (the function
@@ -89,7 +131,15 @@ pub async fn build_lambda_app(
     config: HttpConfig,
     sdk: &SdkConfig,
 ) -> Result<LambdaApp, StartError> {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    build_app_opening(config, sdk, &[]).await
+}
+
+async fn build_app_opening(
+    config: HttpConfig,
+    sdk: &SdkConfig,
+    purposes: &[SecretPurpose],
+) -> Result<LambdaApp, StartError> {
+    let store = function_store(sdk, config.table, purposes).await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url);
     let clock = Arc::new(SystemClock);
     let (channel, ()) = tokio::join!(
@@ -111,7 +161,7 @@ pub async fn build_gateway_app(
     sdk: &SdkConfig,
 ) -> Result<(LambdaApp, Gateway), StartError> {
     let gateway = Gateway::new(config.gateway_settings())?;
-    let app = build_lambda_app(config.http, sdk).await?;
+    let app = build_app_opening(config.http, sdk, GATEWAY_OPENS).await?;
     Ok((app, gateway))
 }
 
@@ -163,7 +213,7 @@ pub async fn build_worker_app(
     policy: OutboundPolicy,
 ) -> Result<WorkerApp, StartError> {
     let sender = WebhookSender::new(policy, config.retry_schedule)?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    let store = function_store(sdk, config.table, WORKER_OPENS).await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url);
     store.warm_up().await;
     Ok(WorkerApp {

@@ -10,14 +10,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use ferrypay::{
     model::{
-        AttemptResult, Fen, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo,
-        OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType, PaymentLinkSettings,
-        RetiringSecret, Secret, Timestamp, UpdateRefused, WebhookAttempt, WebhookStatus,
+        AttemptResult, Cidr, Fen, KeyKind, Merchant, MerchantId, MerchantSecret, MerchantStatus,
+        Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType,
+        PaymentLinkSettings, RetiringSecret, Timestamp, UpdateRefused, WebhookAttempt,
+        WebhookStatus,
     },
     sign::hash_api_key,
     store::{
-        prelude::*, DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage,
-        PageStart, UpdateMerchantError, UpdateOrderError,
+        prelude::*, DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, LocalDevKeys,
+        OrderPage, PageStart, SecretKeys, UpdateMerchantError, UpdateOrderError,
     },
     testing::{pending_order, unique_name, START},
 };
@@ -50,6 +51,8 @@ contract!(
     merchant_updates_are_atomic_and_replaced_keys_stop_working,
     merchants_are_listed_by_id,
     payment_link_settings_are_stored_with_the_merchant_and_its_keys,
+    two_updates_from_one_read_leave_no_orphan_key,
+    ip_allowlists_are_stored_with_the_merchant_and_its_keys,
     orders_are_found_by_number_and_by_out_trade_no,
     a_replay_right_after_create_sees_the_order,
     order_conflicts_are_refused_and_change_nothing,
@@ -75,12 +78,17 @@ contract!(
 /// Every test finishes within this, whatever the backend does.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A fresh table, and a store on it that opens and seals every secret (as the operator's
+/// does), with the local dev key; `secrets.rs` runs KMS.
 async fn dynamo_store() -> DynamoStore {
     let config = crate::harness::emulator().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         unique_name("ferrypay-store"),
-    );
+    )
+    .with_secret_keys(SecretKeys::operator(std::sync::Arc::new(
+        LocalDevKeys::new().unwrap(),
+    )));
     store.create_table().await.expect("create the test table");
     store
 }
@@ -93,12 +101,14 @@ fn merchant(tag: &str) -> Merchant {
         name: format!("Shop {tag}"),
         secret_key_hash: hash_api_key(&format!("sk_{tag}")),
         publishable_key_hash: hash_api_key(&format!("pk_{tag}")),
-        webhook_secret: Secret::new(format!("whsec_{tag}")),
+        webhook_secret: MerchantSecret::new(format!("whsec_{tag}")),
         previous_webhook_secret: None,
         notify_url: Some(format!("https://{tag}.example/notify")),
         status: MerchantStatus::Active,
         created_at: Timestamp::from_unix(START),
         payment_links: PaymentLinkSettings::default(),
+        ip_allowlist: Vec::new(),
+        version: 0,
     }
 }
 
@@ -850,14 +860,15 @@ async fn a_rotated_webhook_secret_is_kept_with_its_overlap<S: Store>(store: S) {
     let a = merchant("rot");
     store.insert_merchant(&a).await.unwrap();
     let rotated = Merchant {
-        webhook_secret: Secret::new("whsec_new".into()),
+        webhook_secret: MerchantSecret::new("whsec_new"),
         previous_webhook_secret: Some(RetiringSecret {
             secret: a.webhook_secret.clone(),
             until: Timestamp::from_unix(START + 86_400),
         }),
         ..a.clone()
     };
-    store.update_merchant(&rotated).await.unwrap();
+    let rotated = store.update_merchant(&rotated).await.unwrap();
+    assert_eq!(rotated.version, 1);
     assert_eq!(
         store.get_merchant(&a.id).await.unwrap(),
         Some(rotated.clone())
@@ -1108,7 +1119,7 @@ async fn merchant_updates_are_atomic_and_replaced_keys_stop_working<S: Store>(st
         notify_url: None,
         ..a.clone()
     };
-    store.update_merchant(&rotated).await.unwrap();
+    let rotated = store.update_merchant(&rotated).await.unwrap();
     assert!(store
         .merchant_by_key(&a.secret_key_hash)
         .await
@@ -1205,7 +1216,7 @@ async fn payment_link_settings_are_stored_with_the_merchant_and_its_keys<S: Stor
     let plain = merchant("links_plain");
     let a = Merchant {
         payment_links: PaymentLinkSettings {
-            signing_secret: Some(Secret::new("lsk_links_a".into())),
+            signing_secret: Some(MerchantSecret::new("lsk_links_a")),
             require_signed: true,
             allowed_return_hosts: vec!["shop.example".into(), "*.pay.example".into()],
         },
@@ -1219,31 +1230,112 @@ async fn payment_link_settings_are_stored_with_the_merchant_and_its_keys<S: Stor
     // Each change reaches the record and both key copies.
     let changed = Merchant {
         payment_links: PaymentLinkSettings {
-            signing_secret: Some(Secret::new("lsk_links_a_rotated".into())),
+            signing_secret: Some(MerchantSecret::new("lsk_links_a_rotated")),
             require_signed: false,
             allowed_return_hosts: vec!["203.0.113.7".into()],
         },
         ..a.clone()
     };
-    store.update_merchant(&changed).await.unwrap();
+    let changed = store.update_merchant(&changed).await.unwrap();
     assert_merchant_stored(&store, &changed).await;
     let cleared = Merchant {
         payment_links: PaymentLinkSettings::default(),
-        ..a.clone()
+        ..changed.clone()
     };
-    store.update_merchant(&cleared).await.unwrap();
+    let cleared = store.update_merchant(&cleared).await.unwrap();
     assert_merchant_stored(&store, &cleared).await;
     // A setting alone, the others at their defaults.
     let signed_only = Merchant {
         payment_links: PaymentLinkSettings {
-            signing_secret: Some(Secret::new("lsk_links_plain".into())),
+            signing_secret: Some(MerchantSecret::new("lsk_links_plain")),
             require_signed: true,
             ..PaymentLinkSettings::default()
         },
         ..plain.clone()
     };
-    store.update_merchant(&signed_only).await.unwrap();
+    let signed_only = store.update_merchant(&signed_only).await.unwrap();
     assert_merchant_stored(&store, &signed_only).await;
+}
+
+/// Two operators' updates from the same read (two `rotate-key` runs, or a rotation and a
+/// disable): one lands, the other is refused whole, and no key item of the loser's exists.
+async fn two_updates_from_one_read_leave_no_orphan_key<S: Store>(store: S) {
+    let a = merchant("race");
+    store.insert_merchant(&a).await.unwrap();
+    let read = store.get_merchant(&a.id).await.unwrap().unwrap();
+    let first = Merchant {
+        secret_key_hash: hash_api_key("sk_race_first"),
+        ..read.clone()
+    };
+    let second = Merchant {
+        secret_key_hash: hash_api_key("sk_race_second"),
+        publishable_key_hash: hash_api_key("pk_race_second"),
+        ..read.clone()
+    };
+    let disable = Merchant {
+        status: MerchantStatus::Disabled,
+        ..read.clone()
+    };
+    let (one, two) = tokio::join!(
+        store.update_merchant(&first),
+        store.update_merchant(&second)
+    );
+    let (winner, loser) = match (one, two) {
+        (Ok(w), Err(UpdateMerchantError::Conflict)) => (w, second),
+        (Err(UpdateMerchantError::Conflict), Ok(w)) => (w, first),
+        other => panic!("exactly one must land: {other:?}"),
+    };
+    assert_eq!(winner.version, read.version + 1);
+    assert!(matches!(
+        store.update_merchant(&disable).await,
+        Err(UpdateMerchantError::Conflict)
+    ));
+    assert_merchant_stored(&store, &winner).await;
+    for hash in [&loser.secret_key_hash, &loser.publishable_key_hash] {
+        if *hash != winner.secret_key_hash && *hash != winner.publishable_key_hash {
+            assert!(
+                store.merchant_by_key(hash).await.unwrap().is_none(),
+                "orphan key"
+            );
+        }
+    }
+    assert!(store
+        .merchant_by_key(&a.secret_key_hash)
+        .await
+        .unwrap()
+        .is_none());
+    // Read again, the update goes through.
+    let disabled = store
+        .update_merchant(&Merchant {
+            status: MerchantStatus::Disabled,
+            ..winner.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(disabled.version, winner.version + 1);
+    assert_merchant_stored(&store, &disabled).await;
+}
+
+async fn ip_allowlists_are_stored_with_the_merchant_and_its_keys<S: Store>(store: S) {
+    let a = merchant("ips");
+    store.insert_merchant(&a).await.unwrap();
+    let listed = Merchant {
+        ip_allowlist: ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]
+            .iter()
+            .map(|c| Cidr::parse(c).unwrap())
+            .collect(),
+        ..a.clone()
+    };
+    let listed = store.update_merchant(&listed).await.unwrap();
+    assert_merchant_stored(&store, &listed).await;
+    let cleared = store
+        .update_merchant(&Merchant {
+            ip_allowlist: Vec::new(),
+            ..listed
+        })
+        .await
+        .unwrap();
+    assert_merchant_stored(&store, &cleared).await;
 }
 
 // ---------------------------------------------------------------- DynamoDB items
@@ -1288,7 +1380,10 @@ fn old_shaped_items(m: &Merchant) -> Vec<HashMap<String, AttributeValue>> {
             "publishable_key_hash".to_string(),
             s(m.publishable_key_hash.as_str()),
         ),
-        ("webhook_secret".to_string(), s(m.webhook_secret.expose())),
+        (
+            "webhook_secret".to_string(),
+            s(m.webhook_secret.expose().unwrap()),
+        ),
         (
             "notify_url".to_string(),
             s(m.notify_url.as_deref().unwrap()),
@@ -1350,25 +1445,28 @@ async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults()
         // An update writes the settings into all three items, with the documented types...
         let updated = Merchant {
             payment_links: PaymentLinkSettings {
-                signing_secret: Some(Secret::new("lsk_old_shape".into())),
+                signing_secret: Some(MerchantSecret::new("lsk_old_shape")),
                 require_signed: true,
                 allowed_return_hosts: vec!["shop.example".into(), "*.pay.example".into()],
             },
             ..old.clone()
         };
-        store.update_merchant(&updated).await.unwrap();
+        let updated = store.update_merchant(&updated).await.unwrap();
         assert_merchant_stored(&store, &updated).await;
         let keys = [
             (format!("MERCHANT#{}", old.id), "MERCHANT"),
             (format!("KEY#{}", old.secret_key_hash.as_str()), "KEY"),
             (format!("KEY#{}", old.publishable_key_hash.as_str()), "KEY"),
         ];
+        let record = raw_item(&client, &store, keys[0].0.clone(), "MERCHANT").await;
+        let sealed = record.get("link_signing_secret").unwrap().as_s().unwrap();
+        assert!(sealed.starts_with("fps1:"), "sealed, never plain: {sealed}");
         for (pk, sk) in &keys {
             let item = raw_item(&client, &store, pk.clone(), sk).await;
             assert_eq!(
                 item.get("link_signing_secret"),
-                Some(&AttributeValue::S("lsk_old_shape".into())),
-                "{pk}"
+                Some(&AttributeValue::S(sealed.clone())),
+                "{pk}: the same sealed value in all three items"
             );
             assert_eq!(
                 item.get("link_require_signed"),
@@ -1386,7 +1484,13 @@ async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults()
         }
 
         // ...and back at the defaults the attributes are gone, not empty or false.
-        store.update_merchant(&old).await.unwrap();
+        let old = store
+            .update_merchant(&Merchant {
+                version: updated.version,
+                ..old.clone()
+            })
+            .await
+            .unwrap();
         assert_merchant_stored(&store, &old).await;
         for (pk, sk) in &keys {
             let item = raw_item(&client, &store, pk.clone(), sk).await;

@@ -37,6 +37,9 @@ pub enum ApiError {
     ProductDisabled,
     #[error("Permission denied")]
     PermissionDenied,
+    /// The request's address is outside the merchant's IP allowlist; says nothing of the key.
+    #[error("Request address not allowed")]
+    IpNotAllowed,
     #[error("Order not found")]
     OrderNotFound,
     #[error("Order already paid")]
@@ -83,7 +86,7 @@ impl ApiError {
             | MissingField(_) | UnknownField(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MissingApiKey | InvalidApiKey => StatusCode::UNAUTHORIZED,
-            ProductDisabled | PermissionDenied => StatusCode::FORBIDDEN,
+            ProductDisabled | PermissionDenied | IpNotAllowed => StatusCode::FORBIDDEN,
             OrderNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed => {
@@ -112,6 +115,7 @@ impl ApiError {
             InvalidApiKey => ErrorCode::InvalidApiKey,
             ProductDisabled => ErrorCode::ProductDisabled,
             PermissionDenied => ErrorCode::PermissionDenied,
+            IpNotAllowed => ErrorCode::IpNotAllowed,
             OrderNotFound => ErrorCode::OrderNotFound,
             OrderPaid => ErrorCode::OrderPaid,
             OrderClosed => ErrorCode::OrderClosed,
@@ -160,6 +164,7 @@ impl From<service::Error> for ApiError {
             E::InvalidApiKey => ApiError::InvalidApiKey,
             E::PermissionDenied => ApiError::PermissionDenied,
             E::ProductDisabled => ApiError::ProductDisabled,
+            E::IpNotAllowed => ApiError::IpNotAllowed,
             E::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
             E::OrderNotFound => ApiError::OrderNotFound,
             E::OrderPaid => ApiError::OrderPaid,
@@ -185,6 +190,7 @@ mod tests {
             service::Error::InvalidApiKey,
             service::Error::PermissionDenied,
             service::Error::ProductDisabled,
+            service::Error::IpNotAllowed,
             service::Error::RateLimited {
                 retry_after_secs: 7,
             },

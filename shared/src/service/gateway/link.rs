@@ -226,7 +226,13 @@ fn check_link_signature(merchant: &Merchant, query: &LinkQuery) -> Result<bool, 
         (None, _) if settings.require_signed => Err(LinkError::SignatureRequired),
         (None, _) => Ok(false),
         (Some(sign), Some(secret)) => {
-            if link_signature_valid(secret.expose(), &query.pairs(), sign) {
+            // Sealed here (a process without the link data key) is a deployment error, never
+            // a pass: the link is refused and the cause logged.
+            let secret = secret.expose().map_err(|e| {
+                tracing::error!(merchant_id = %merchant.id, error = %e, "cannot check a signed link");
+                LinkError::SignatureInvalid
+            })?;
+            if link_signature_valid(secret, &query.pairs(), sign) {
                 Ok(true)
             } else {
                 Err(LinkError::SignatureInvalid)

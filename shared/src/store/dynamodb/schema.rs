@@ -65,7 +65,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::{build_error, sdk_error, DynamoStore};
 use crate::{
-    model::{KeyHash, MerchantId, OrderNo, OrderStatus, OutTradeNo},
+    model::{KeyHash, MerchantId, OrderNo, OrderStatus, OutTradeNo, SecretPurpose},
     store::StoreError,
 };
 
@@ -106,6 +106,16 @@ pub(super) fn status_list_pk(merchant_id: &MerchantId, status: OrderStatus) -> S
     format!("MERCHANT#{merchant_id}#{}", status.as_str())
 }
 
+/// Order counts live in a partition of their own (not the merchant's), so a function that
+/// creates orders writes no `MERCHANT#` item (IAM's `dynamodb:LeadingKeys`).
+pub(super) fn counts_pk(merchant_id: &MerchantId) -> String {
+    format!("COUNTS#{merchant_id}")
+}
+
+pub(super) fn keyring_pk(purpose: SecretPurpose) -> String {
+    format!("KEYRING#{}", purpose.as_str())
+}
+
 pub(super) fn window_pk(bucket: &str) -> String {
     format!("WINDOW#{bucket}")
 }
@@ -116,6 +126,7 @@ pub(super) const ORDER_SK: &str = "ORDER";
 pub(super) const GUARD_SK: &str = "OTN";
 pub(super) const COUNTS_SK: &str = "COUNTS";
 pub(super) const WINDOW_SK: &str = "WINDOW";
+pub(super) const KEYRING_SK: &str = "KEYRING";
 pub(super) const ATTEMPT_SK_PREFIX: &str = "ATTEMPT#";
 
 /// Zero-padded, so that the attempts of an order sort by generation, then attempt number.
