@@ -80,8 +80,11 @@ async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeM
 /// writer of merchants, opening and sealing every secret with the KMS key.
 fn operator_store(sdk: &aws_config::SdkConfig, vars: &BTreeMap<String, String>) -> DynamoStore {
     let keys = KmsDataKeys::new(sdk, Some(vars["FERRYPAY_KMS_KEY_ID"].clone()));
-    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), vars["FERRYPAY_TABLE"].clone())
-        .with_secret_keys(SecretKeys::operator(Arc::new(keys)))
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        vars["FERRYPAY_TABLE"].clone(),
+    )
+    .with_secret_keys(SecretKeys::operator(Arc::new(keys)))
 }
 
 /// Onboards a merchant as the operator does (functions cannot write merchants).

@@ -148,6 +148,12 @@ impl SecretKeys {
         self.may_create_keyrings
     }
 
+    /// Only the operator writes merchants and their key items (so a function's store refuses
+    /// to, as its IAM role does): the same permission as creating keyrings.
+    pub fn may_write_merchants(&self) -> bool {
+        self.may_create_keyrings
+    }
+
     pub(super) fn source(&self) -> Result<&dyn DataKeySource, StoreError> {
         self.source
             .as_deref()

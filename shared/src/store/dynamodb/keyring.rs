@@ -151,6 +151,12 @@ impl DynamoStore {
     /// keyring if this store may). A secret sealed here cannot be written (`sealed_secrets`
     /// refuses it).
     pub(super) async fn keys_for_write(&self, merchant: &Merchant) -> Result<Keys<'_>, StoreError> {
+        if !self.secrets.may_write_merchants() {
+            return Err(StoreError::new(format!(
+                "cannot write merchant {}: only the operator's store writes merchants",
+                merchant.id
+            )));
+        }
         let purposes = super::item::secret_purposes(merchant);
         let access = |purpose| {
             let needed = purposes.contains(&purpose);
