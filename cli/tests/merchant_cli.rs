@@ -422,3 +422,87 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
     }
     assert_eq!(links(&id).await, before);
 }
+
+#[tokio::test]
+async fn operators_upgrade_a_table_written_before_sealing_and_the_counts_move() {
+    let (store, cli) = operator_table("upgrade", false).await;
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    // A merchant as an earlier ferrypay wrote it: the secrets in plain text, the order counts
+    // in the merchant's partition.
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let (sk_hash, pk_hash) = (hash_api_key("sk_upgrade"), hash_api_key("pk_upgrade"));
+    for (pk, sk, kind) in [
+        ("MERCHANT#mch_upgrade".to_string(), "MERCHANT", None),
+        (format!("KEY#{}", sk_hash.as_str()), "KEY", Some("secret")),
+        (
+            format!("KEY#{}", pk_hash.as_str()),
+            "KEY",
+            Some("publishable"),
+        ),
+    ] {
+        let mut put = client
+            .put_item()
+            .table_name(&cli.table)
+            .item("pk", s(&pk))
+            .item("sk", s(sk))
+            .item("merchant_id", s("mch_upgrade"))
+            .item("name", s("Old Shop"))
+            .item("secret_key_hash", s(sk_hash.as_str()))
+            .item("publishable_key_hash", s(pk_hash.as_str()))
+            .item("webhook_secret", s("whsec_b2xkLXNlY3JldA=="))
+            .item("link_signing_secret", s("lsk_oldlinksecret"))
+            .item("status", s("active"))
+            .item("created_at", AttributeValue::N("1766284200".into()));
+        if let Some(kind) = kind {
+            put = put.item("key_kind", s(kind));
+        }
+        put.send().await.unwrap();
+    }
+    client
+        .put_item()
+        .table_name(&cli.table)
+        .item("pk", s("MERCHANT#mch_upgrade"))
+        .item("sk", s("COUNTS"))
+        .item("count_all", AttributeValue::N("3".into()))
+        .item("count_pending", AttributeValue::N("3".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(table_text(&cli.table).await.contains("whsec_b2xk"));
+    // Still readable as it is.
+    let shown = cli.ok(&["show", "mch_upgrade"]);
+    assert!(shown.contains("whsec_b2xk..."), "{shown}");
+
+    let (ok, _, err) = cli.run(&["reseal"]);
+    assert!(!ok && err.contains("--all"), "{err}");
+    let out = cli.ok(&["reseal", "--all"]);
+    assert!(out.contains("1 merchant(s) rewritten"), "{out}");
+    let text = table_text(&cli.table).await;
+    assert!(!text.contains("whsec_") && !text.contains("lsk_"), "{text}");
+    let m = store
+        .get_merchant(&MerchantId::new("mch_upgrade"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.webhook_secret.expose(), Ok("whsec_b2xkLXNlY3JldA=="));
+    let link = m.payment_links.signing_secret.unwrap();
+    assert_eq!(link.expose(), Ok("lsk_oldlinksecret"));
+    // Idempotent.
+    assert!(cli.ok(&["reseal", "--all"]).contains("1 merchant(s)"));
+
+    let out = cli.ok(&["migrate-counts"]);
+    assert!(out.contains("1 old counts item(s) moved"), "{out}");
+    assert!(cli.ok(&["migrate-counts"]).contains("0 old counts"));
+    let moved = client
+        .get_item()
+        .table_name(&cli.table)
+        .key("pk", s("COUNTS#mch_upgrade"))
+        .key("sk", s("COUNTS"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(moved["count_all"], AttributeValue::N("3".into()));
+}

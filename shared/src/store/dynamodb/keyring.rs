@@ -9,7 +9,8 @@ use aws_sdk_dynamodb::{primitives::Blob, types::AttributeValue};
 
 use super::{
     condition::Condition,
-    item::{corrupt, has_sealed, s, Access, Item, Keys, Reader},
+    item::{corrupt, s, Item, Reader},
+    merchant_item::{has_sealed, secret_purposes, Access, Keys},
     schema::{keyring_pk, ITEM_TYPE, KEYRING_SK, PK, SK},
     DynamoStore,
 };
@@ -157,7 +158,7 @@ impl DynamoStore {
                 merchant.id
             )));
         }
-        let purposes = super::item::secret_purposes(merchant);
+        let purposes = secret_purposes(merchant);
         let access = |purpose| {
             let needed = purposes.contains(&purpose);
             async move {

@@ -6,7 +6,8 @@ use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 use super::{
     build_error,
     condition::Condition,
-    item::{corrupt, merchant_from_item, merchant_item, n, s, sealed_secrets, Reader},
+    item::{corrupt, n, s, Reader},
+    merchant_item::{merchant_from_item, merchant_item, sealed_secrets},
     schema::{key_pk, merchant_pk, KEY_SK, MERCHANT_SK, PK, SK, VERSION},
     sdk_error, DynamoStore,
 };

@@ -12,6 +12,7 @@
 mod condition;
 mod item;
 mod keyring;
+mod merchant_item;
 mod merchants;
 mod migrate;
 mod orders;
