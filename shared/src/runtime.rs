@@ -251,3 +251,36 @@ async fn read_wechat_secret(
         .map(Some)
         .map_err(StartError::Secret)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_says_which_secrets_it_may_open() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+        let mut crates: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        crates.sort();
+        let mut listed: Vec<String> = FUNCTION_SECRET_PURPOSES
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, crates);
+        let opening: Vec<(&str, &[SecretPurpose])> = FUNCTION_SECRET_PURPOSES
+            .iter()
+            .filter(|(_, purposes)| !purposes.is_empty())
+            .copied()
+            .collect();
+        assert_eq!(
+            opening,
+            [
+                ("notify-worker", &[SecretPurpose::Webhook][..]),
+                ("gateway-redirect", &[SecretPurpose::Link][..]),
+            ]
+        );
+    }
+}
