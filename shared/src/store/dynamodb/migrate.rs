@@ -14,40 +14,26 @@ use super::{
     build_error,
     condition::Condition,
     item::{n, s},
-    schema::{COUNTS_SK, PK, SK},
-    sdk_error, DynamoStore,
+    schema::{merchant_pk, COUNTS_SK, PK, SK},
+    DynamoStore,
 };
-use crate::{model::MerchantId, store::StoreError};
+use crate::{
+    model::MerchantId,
+    store::{MerchantStore, StoreError},
+};
 
 impl DynamoStore {
-    /// Folds every old counts item into its merchant's new one; returns how many were folded.
+    /// Folds every merchant's old counts item into its new one; returns how many were folded.
+    /// (Merchant by merchant, from the operator's merchant list: no scan of the orders.)
     pub async fn migrate_legacy_counts(&self) -> Result<usize, StoreError> {
         let mut folded = 0;
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("#sk = :counts AND begins_with(#pk, :merchant)")
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":counts", s(COUNTS_SK))
-                .expression_attribute_values(":merchant", s("MERCHANT#"))
-                .set_exclusive_start_key(start)
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk_error("scan for old counts items", e))?;
-            for item in page.items() {
-                self.fold_legacy_counts(item).await?;
+        for merchant in self.list_merchants().await? {
+            if let Some(item) = self.get(merchant_pk(&merchant.id), COUNTS_SK).await? {
+                self.fold_legacy_counts(&item).await?;
                 folded += 1;
             }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(folded);
-            }
         }
+        Ok(folded)
     }
 
     async fn fold_legacy_counts(
