@@ -14,11 +14,11 @@ NOTIFY_RS = ROOT / "shared" / "src" / "api" / "notify.rs"
 # function whose crate does not exist yet, with the routes it will serve, and variables no
 # config declares yet. Each is a problem once the code has it: then delete the entry.
 PENDING_FUNCTIONS: dict[str, set[tuple[str, str]]] = {}
-PENDING_VARIABLES = {"FERRYPAY_KMS_KEY_ID"}
+PENDING_VARIABLES: set[str] = set()
 # Partition-key kinds the template's LeadingKeys name before the store code builds them (the
 # order counts move from MERCHANT#{id}/COUNTS to COUNTS#{id}; the keyring and HEALTH items are
 # new). Until the code has them, the grants naming them match nothing.
-PENDING_KEY_PREFIXES = {"COUNTS#", "KEYRING#"}
+PENDING_KEY_PREFIXES: set[str] = set()
 
 problems: list[str] = []
 

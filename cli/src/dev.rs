@@ -27,7 +27,7 @@ use ferrypay::{
         WebhookSender, WebhookWorker,
     },
     sign::hash_api_key,
-    store::{DynamoStore, EitherStore, MemoryStore, MerchantStore},
+    store::{DynamoStore, EitherStore, LocalDevKeys, MemoryStore, MerchantStore, SecretKeys},
     wechat::{
         OAuthConfig, PrivateKey, RetryPolicy, VerifyingKey, WechatPayClient, WechatPayConfig,
     },
@@ -270,7 +270,12 @@ impl DevStack {
                     Some(url) => ferrypay::aws::emulator_config(url).await,
                     None => ferrypay::aws::sdk_config(None).await,
                 };
-                let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+                // Every function of the dev stack runs in this one process, with the operator's
+                // part: it opens and seals every secret, with the public local dev key (a
+                // dev table's keyrings protect nothing; the sealed format is production's).
+                let dev_keys = LocalDevKeys::new().map_err(|e| e.to_string())?;
+                let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table)
+                    .with_secret_keys(SecretKeys::operator(Arc::new(dev_keys)));
                 store.ensure_table().await.map_err(|e| e.to_string())?;
                 EitherStore::Dynamo(store)
             }
@@ -411,7 +416,11 @@ async fn demo_merchant(app: &DevApp, demo: NewMerchant) -> Result<(Merchant, Iss
             let keys = IssuedKeys {
                 secret_key: sk,
                 publishable_key: demo.publishable_key.unwrap_or_else(|| "(unchanged)".into()),
-                webhook_secret: merchant.webhook_secret.clone(),
+                webhook_secret: merchant
+                    .webhook_secret
+                    .open()
+                    .map_err(|e| format!("demo merchant: {e}"))?
+                    .clone(),
             };
             Ok((merchant, keys))
         }

@@ -42,16 +42,22 @@ impl DevInbox {
         let timestamp = header("webhook-timestamp");
         let signature = header("webhook-signature");
         let verified = match (merchant, timestamp.parse::<i64>()) {
-            (Some(merchant), Ok(ts)) => verify(
-                merchant.webhook_secret.expose(),
-                &signature,
-                &id,
-                ts,
-                req.body(),
-                now.unix(),
-                DEFAULT_TOLERANCE_SECS,
-            )
-            .map_err(|e| e.to_string()),
+            (Some(merchant), Ok(ts)) => merchant
+                .webhook_secret
+                .expose()
+                .map_err(|e| e.to_string())
+                .and_then(|secret| {
+                    verify(
+                        secret,
+                        &signature,
+                        &id,
+                        ts,
+                        req.body(),
+                        now.unix(),
+                        DEFAULT_TOLERANCE_SECS,
+                    )
+                    .map_err(|e| e.to_string())
+                }),
             (None, _) => Err("no demo merchant".to_string()),
             (_, Err(_)) => Err("webhook-timestamp is not a number".to_string()),
         };

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use ferrypay::{
+    aws::KmsDataKeys,
     config::OperatorConfig,
-    model::{Clock, KeyKind, Merchant, MerchantId, MerchantStatus, SystemClock},
-    service::{retry::RetrySchedule, MerchantAdmin, NewMerchant},
-    store::DynamoStore,
+    model::{Cidr, Clock, KeyKind, Merchant, MerchantId, MerchantStatus, SystemClock},
+    service::{retry::RetrySchedule, AllowlistChange, MerchantAdmin, NewMerchant},
+    store::{DynamoStore, SecretKeys},
 };
 
 use crate::args::Args;
@@ -27,15 +28,27 @@ pub const USAGE: &str = "\
   ferrypay merchant rotate-link-secret ID
       a new payment-link signing secret (lsk_...); links signed with the old one stop working
   ferrypay merchant link-policy ID [--require-signed | --allow-unsigned]
-                                   [--return-hosts HOST,HOST... | --any-return-host]
+                                   [--return-hosts HOST,HOST... | --default-return-hosts]
       which jump-pay links are honoured: --require-signed refuses unsigned links (needs a link
       secret first); --return-hosts limits return_url to these hosts (*.example.com: any
-      subdomain, not example.com itself), at most 20; --any-return-host clears them, leaving
+      subdomain, not example.com itself), at most 20; --default-return-hosts clears them, leaving
       the default: the notify URL's host and its subdomains (no notify URL: no return_url)
+  ferrypay merchant ip-allowlist ID (--add CIDR,CIDR... | --remove CIDR,CIDR... | --clear)
+      where the secret key may be used from (IPv4 or IPv6, 203.0.113.0/24, 2001:db8::/32, or
+      one address); other addresses get 403 ip_not_allowed; an empty list allows all
+  ferrypay merchant reseal --all
+      rewrite every merchant so its webhook and link secrets are stored sealed (tables from
+      before sealing hold them in plain text); creates the keyrings first if needed
+  ferrypay merchant migrate-counts
+      move order counts written by an older ferrypay to their own partition (totals are
+      right before and after; the IAM policies need the move)
       manage merchants in the DynamoDB table: --table NAME (or FERRYPAY_TABLE);
       --endpoint URL (or FERRYPAY_DYNAMODB_ENDPOINT) for a local emulator (dummy credentials);
-      otherwise AWS with the usual AWS_* credentials and region. --allow-http accepts http://
-      notify URLs (dev tables only). New keys are printed once and never again.";
+      otherwise AWS with the usual AWS_* credentials and region. --kms-key-id KEY (or
+      FERRYPAY_KMS_KEY_ID): the KMS key that wraps the data keys sealing secrets, needed when
+      the table has no keyring yet (on an emulator without it: the public local dev key).
+      --allow-http accepts http:// notify URLs (dev tables only). New keys are printed once and
+      never again. An update that meets another one made meanwhile writes nothing: run it again.";
 
 /// Runs one merchant command; returns what to print.
 pub async fn run(args: &[String]) -> Result<String, String> {
@@ -48,6 +61,9 @@ pub async fn run(args: &[String]) -> Result<String, String> {
             "--notify-url",
             "--overlap",
             "--return-hosts",
+            "--kms-key-id",
+            "--add",
+            "--remove",
         ],
         &[
             "--publishable",
@@ -55,18 +71,29 @@ pub async fn run(args: &[String]) -> Result<String, String> {
             "--allow-http",
             "--require-signed",
             "--allow-unsigned",
+            "--default-return-hosts",
             "--any-return-host",
+            "--all",
         ],
     )?;
     let vars = OperatorConfig::from_env().map_err(|e| e.to_string())?;
     let table = args
         .option_or("--table", vars.table)
         .ok_or("the table: --table NAME or FERRYPAY_TABLE")?;
-    let config = match args.option_or("--endpoint", vars.dynamodb_endpoint) {
-        Some(url) => ferrypay::aws::emulator_config(&url).await,
+    let endpoint = args.option_or("--endpoint", vars.dynamodb_endpoint);
+    let config = match &endpoint {
+        Some(url) => ferrypay::aws::emulator_config(url).await,
         None => ferrypay::aws::sdk_config(None).await,
     };
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    // The operator opens and seals every secret; keyrings wrapped by the public dev key are
+    // accepted only on a local emulator.
+    let data_keys = KmsDataKeys::new(&config, args.option_or("--kms-key-id", vars.kms_key_id));
+    let data_keys = match endpoint {
+        Some(_) => data_keys.with_local_dev_key().map_err(|e| e.to_string())?,
+        None => data_keys,
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table)
+        .with_secret_keys(SecretKeys::operator(Arc::new(data_keys)));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let admin = MerchantAdmin::new(&store, &*clock, args.switch("--allow-http"));
     let positional: Vec<&str> = args.positional.iter().map(String::as_str).collect();
@@ -98,10 +125,22 @@ pub async fn run(args: &[String]) -> Result<String, String> {
         }
         Some("list") => {
             let merchants = admin.list().await.map_err(text)?;
-            let mut out = format!("{:<22} {:<9} {:<30} notify url\n", "id", "status", "name");
+            let mut out = format!(
+                "{:<22} {:<9} {:<30} {:<40} ip allowlist\n",
+                "id", "status", "name", "notify url"
+            );
             for m in &merchants {
+                let allowlist = if m.ip_allowlist.is_empty() {
+                    "any".to_string()
+                } else {
+                    m.ip_allowlist
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
                 out.push_str(&format!(
-                    "{:<22} {:<9} {:<30} {}\n",
+                    "{:<22} {:<9} {:<30} {:<40} {allowlist}\n",
                     m.id.as_str(),
                     status(m.status),
                     m.name,
@@ -191,12 +230,14 @@ pub async fn run(args: &[String]) -> Result<String, String> {
                 (false, true) => Some(false),
                 (false, false) => None,
             };
+            // --any-return-host is the older name of --default-return-hosts (it never meant
+            // "any host": without registered hosts, links return only to the notify URL's).
             let hosts = match (
                 args.option("--return-hosts"),
-                args.switch("--any-return-host"),
+                args.switch("--default-return-hosts") || args.switch("--any-return-host"),
             ) {
                 (Some(_), true) => {
-                    return Err("--return-hosts or --any-return-host, not both".into())
+                    return Err("--return-hosts or --default-return-hosts, not both".into())
                 }
                 (Some(list), false) => {
                     Some(list.split(',').map(|h| h.trim().to_string()).collect())
@@ -206,7 +247,7 @@ pub async fn run(args: &[String]) -> Result<String, String> {
             };
             if require_signed.is_none() && hosts.is_none() {
                 return Err("what to set? --require-signed | --allow-unsigned, \
-                     --return-hosts HOST,HOST... | --any-return-host"
+                     --return-hosts HOST,HOST... | --default-return-hosts"
                     .into());
             }
             let m = admin
@@ -214,6 +255,43 @@ pub async fn run(args: &[String]) -> Result<String, String> {
                 .await
                 .map_err(text)?;
             Ok(describe(&m))
+        }
+        Some("ip-allowlist") => {
+            let ranges = |list: &str| -> Result<Vec<Cidr>, String> {
+                list.split(',').map(Cidr::parse).collect()
+            };
+            let change = match (
+                args.option("--add"),
+                args.option("--remove"),
+                args.switch("--clear"),
+            ) {
+                (Some(list), None, false) => AllowlistChange::Add(ranges(list)?),
+                (None, Some(list), false) => AllowlistChange::Remove(ranges(list)?),
+                (None, None, true) => AllowlistChange::Clear,
+                _ => return Err("one of --add CIDR,..., --remove CIDR,..., --clear".into()),
+            };
+            let m = admin
+                .change_ip_allowlist(&id(1)?, change)
+                .await
+                .map_err(text)?;
+            Ok(describe(&m))
+        }
+        Some("reseal") => {
+            if !args.switch("--all") {
+                return Err("reseal --all: every merchant is rewritten".into());
+            }
+            store.ensure_keyrings().await.map_err(|e| e.to_string())?;
+            let count = admin.reseal_all().await.map_err(text)?;
+            Ok(format!(
+                "{count} merchant(s) rewritten with sealed secrets\n"
+            ))
+        }
+        Some("migrate-counts") => {
+            let count = store
+                .migrate_legacy_counts()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("{count} old counts item(s) moved\n"))
         }
         _ => Err(format!("usage:\n{USAGE}")),
     }
@@ -229,8 +307,10 @@ fn status(status: MerchantStatus) -> &'static str {
 /// A merchant for people: no key, only the start of the webhook secret, and of the link
 /// signing secret only whether there is one.
 fn describe(m: &Merchant) -> String {
-    let secret = m.webhook_secret.expose();
-    let shown: String = secret.chars().take(10).collect();
+    let shown: String = match m.webhook_secret.expose() {
+        Ok(secret) => secret.chars().take(10).collect(),
+        Err(_) => "(sealed)".into(),
+    };
     let previous = match &m.previous_webhook_secret {
         Some(previous) => format!(
             "; the previous one also signs until {}",
@@ -253,6 +333,15 @@ fn describe(m: &Merchant) -> String {
     } else {
         links.allowed_return_hosts.join(", ")
     };
+    let allowlist = if m.ip_allowlist.is_empty() {
+        "any address".to_string()
+    } else {
+        m.ip_allowlist
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
         "merchant        {}\n\
          name            {}\n\
@@ -262,6 +351,7 @@ fn describe(m: &Merchant) -> String {
          link secret     {link_secret}\n\
          signed links    {signed_links}\n\
          return hosts    {return_hosts}\n\
+         ip allowlist    {allowlist}\n\
          created         {}\n",
         m.id,
         m.name,

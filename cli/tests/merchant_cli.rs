@@ -4,17 +4,22 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+use std::{process::Command, sync::Arc};
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::{engine::general_purpose::STANDARD, Engine as _};
 use ferrypay::{
+    aws::KmsDataKeys,
     model::{KeyKind, MerchantId, MerchantStatus},
     sign::hash_api_key,
-    store::{prelude::*, DynamoStore},
+    store::{prelude::*, DynamoStore, LocalDevKeys, SecretKeys},
     testing::aws_test_endpoint,
 };
 
 struct Cli {
     table: String,
+    /// `FERRYPAY_KMS_KEY_ID` for the CLI; without it, the local dev key wraps data keys.
+    kms_key: Option<String>,
 }
 
 impl Cli {
@@ -25,6 +30,7 @@ impl Cli {
             .args(args)
             .env("FERRYPAY_TABLE", &self.table)
             .env("FERRYPAY_DYNAMODB_ENDPOINT", aws_test_endpoint())
+            .env("FERRYPAY_KMS_KEY_ID", self.kms_key.as_deref().unwrap_or(""))
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
@@ -50,13 +56,72 @@ fn field<'a>(output: &'a str, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {label} in:\n{output}"))
 }
 
+/// A fresh table, and a store on it that opens every secret as the operator does: with the
+/// dev key, or with KMS (which needs no key id to unwrap).
+async fn operator_table(tag: &str, kms: bool) -> (DynamoStore, Cli) {
+    let table = format!("ferrypay-cli-{tag}-{}", std::process::id());
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let (source, kms_key): (Arc<dyn ferrypay::store::DataKeySource>, _) = if kms {
+        let key = aws_sdk_kms::Client::new(&config)
+            .create_key()
+            .description("ferrypay CLI test")
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        (Arc::new(KmsDataKeys::new(&config, None)), Some(key))
+    } else {
+        (Arc::new(LocalDevKeys::new().unwrap()), None)
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone())
+        .with_secret_keys(SecretKeys::operator(source));
+    store.ensure_table().await.unwrap();
+    (store, Cli { table, kms_key })
+}
+
+/// Every string in the table, and every base64 string decoded, as text: where a secret would
+/// show if it were stored in plain text.
+async fn table_text(table: &str) -> String {
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let page = aws_sdk_dynamodb::Client::new(&config)
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    assert!(page.last_evaluated_key.is_none(), "one page is enough here");
+    let mut text = String::new();
+    fn walk(value: &AttributeValue, text: &mut String) {
+        match value {
+            AttributeValue::S(s) => {
+                text.push_str(s);
+                text.push('\n');
+                let body = s.split_once(':').map_or(s.as_str(), |(_, b)| b);
+                if let Ok(bytes) = STANDARD.decode(body) {
+                    text.push_str(&String::from_utf8_lossy(&bytes));
+                    text.push('\n');
+                }
+            }
+            AttributeValue::B(b) => {
+                text.push_str(&String::from_utf8_lossy(b.as_ref()));
+                text.push('\n');
+            }
+            AttributeValue::L(values) => values.iter().for_each(|v| walk(v, text)),
+            AttributeValue::M(map) => map.values().for_each(|v| walk(v, text)),
+            _ => {}
+        }
+    }
+    for item in page.items() {
+        item.values().for_each(|v| walk(v, &mut text));
+    }
+    text
+}
+
 #[tokio::test]
 async fn operators_manage_merchants_from_the_command_line() {
-    let table = format!("ferrypay-cli-{}", std::process::id());
-    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
-    store.ensure_table().await.unwrap();
-    let cli = Cli { table };
+    let (store, cli) = operator_table("kms", true).await;
 
     let created = cli.ok(&[
         "create",
@@ -83,7 +148,7 @@ async fn operators_manage_merchants_from_the_command_line() {
     );
     assert!(!shown.contains(&sk), "show never prints a key");
     assert!(
-        !shown.contains(m.webhook_secret.expose()),
+        !shown.contains(m.webhook_secret.expose().unwrap()),
         "nor the whole webhook secret"
     );
     assert!(cli.ok(&["list"]).contains(id.as_str()));
@@ -135,7 +200,7 @@ async fn operators_manage_merchants_from_the_command_line() {
         "{rotated}"
     );
     let m = store.get_merchant(&id).await.unwrap().unwrap();
-    assert_eq!(m.webhook_secret.expose(), new_secret);
+    assert_eq!(m.webhook_secret.expose(), Ok(new_secret));
     let previous = m.previous_webhook_secret.unwrap();
     assert_eq!(previous.secret, old_secret);
     let overlap = previous.until.unix() - m.created_at.unix();
@@ -147,15 +212,97 @@ async fn operators_manage_merchants_from_the_command_line() {
     assert!(!ok && err.contains("no merchant"), "{err}");
     let (ok, _, err) = cli.run(&["create"]);
     assert!(!ok && err.contains("--name"), "{err}");
+
+    // After onboarding and rotating with KMS: no secret anywhere in the table.
+    cli.ok(&["rotate-link-secret", id.as_str()]);
+    let m = store.get_merchant(&id).await.unwrap().unwrap();
+    let text = table_text(&cli.table).await;
+    for secret in [
+        m.webhook_secret.expose().unwrap(),
+        m.previous_webhook_secret
+            .as_ref()
+            .unwrap()
+            .secret
+            .expose()
+            .unwrap(),
+        m.payment_links
+            .signing_secret
+            .as_ref()
+            .unwrap()
+            .expose()
+            .unwrap(),
+    ] {
+        assert!(!text.contains(secret), "a secret is stored in plain text");
+    }
+    assert!(!text.contains("whsec_") && !text.contains("lsk_"), "{text}");
+    assert!(text.contains("aws-kms"), "the keyrings are KMS's");
+}
+
+#[tokio::test]
+async fn operators_set_ip_allowlists_from_the_command_line() {
+    let (store, cli) = operator_table("ip", false).await;
+    let created = cli.ok(&["create", "--name", "Locked Shop"]);
+    let id = MerchantId::new(field(&created, "merchant"));
+    assert_eq!(field(&created, "ip allowlist"), "any", "{created}");
+
+    let set = cli.ok(&[
+        "ip-allowlist",
+        id.as_str(),
+        "--add",
+        "203.0.113.0/24,2001:db8::/32",
+    ]);
+    assert!(
+        set.contains("ip allowlist    203.0.113.0/24, 2001:db8::/32\n"),
+        "{set}"
+    );
+    let m = store.get_merchant(&id).await.unwrap().unwrap();
+    let shown: Vec<String> = m.ip_allowlist.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["203.0.113.0/24", "2001:db8::/32"]);
+    assert!(cli.ok(&["list"]).contains("203.0.113.0/24,2001:db8::/32"));
+    assert!(cli.ok(&["show", id.as_str()]).contains("2001:db8::/32"));
+
+    let removed = cli.ok(&["ip-allowlist", id.as_str(), "--remove", "203.0.113.0/24"]);
+    assert_eq!(
+        field(&removed, "ip allowlist"),
+        "2001:db8::/32",
+        "{removed}"
+    );
+    for (args, why) in [
+        (
+            vec!["ip-allowlist", id.as_str(), "--add", "203.0.113.0/33"],
+            "not an IPv4",
+        ),
+        (
+            vec!["ip-allowlist", id.as_str(), "--remove", "192.0.2.1"],
+            "not in",
+        ),
+        (vec!["ip-allowlist", id.as_str()], "one of --add"),
+        (
+            vec!["ip-allowlist", id.as_str(), "--clear", "--add", "192.0.2.1"],
+            "one of --add",
+        ),
+        (
+            vec!["ip-allowlist", "mch_nosuchmerchant00", "--clear"],
+            "no merchant",
+        ),
+    ] {
+        let (ok, _, err) = cli.run(&args);
+        assert!(!ok && err.contains(why), "{args:?}: {err}");
+    }
+    let cleared = cli.ok(&["ip-allowlist", id.as_str(), "--clear"]);
+    assert_eq!(field(&cleared, "ip allowlist"), "any", "{cleared}");
+    assert!(store
+        .get_merchant(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .ip_allowlist
+        .is_empty());
 }
 
 #[tokio::test]
 async fn operators_manage_payment_link_settings_from_the_command_line() {
-    let table = format!("ferrypay-cli-links-{}", std::process::id());
-    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table.clone());
-    store.ensure_table().await.unwrap();
-    let cli = Cli { table };
+    let (store, cli) = operator_table("links", false).await;
     let links = |id: &MerchantId| {
         let store = &store;
         let id = id.clone();
@@ -188,7 +335,7 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
     assert!(first.starts_with("lsk_") && first.len() == 44, "{rotated}");
     assert!(rotated.contains("shown once"), "{rotated}");
     assert_eq!(
-        links(&id).await.signing_secret.unwrap().expose().as_str(),
+        links(&id).await.signing_secret.unwrap().expose().unwrap(),
         first
     );
     let shown = cli.ok(&["show", id.as_str()]);
@@ -199,7 +346,7 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
     let second = field(&rotated, "new link signing secret").to_string();
     assert_ne!(second, first);
     assert_eq!(
-        links(&id).await.signing_secret.unwrap().expose().as_str(),
+        links(&id).await.signing_secret.unwrap().expose().unwrap(),
         second
     );
 
@@ -220,14 +367,18 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
     assert_eq!(now.allowed_return_hosts, ["tea.example", "*.tea.example"]);
 
     // Each option changes its own setting only.
-    let any = cli.ok(&["link-policy", id.as_str(), "--any-return-host"]);
-    assert_eq!(field(&any, "return hosts"), "default", "{any}");
+    let default = cli.ok(&["link-policy", id.as_str(), "--default-return-hosts"]);
+    assert_eq!(field(&default, "return hosts"), "default", "{default}");
     let now = links(&id).await;
     assert!(now.require_signed && now.allowed_return_hosts.is_empty());
+    // The older name of the same switch still works.
+    cli.ok(&["link-policy", id.as_str(), "--return-hosts", "tea.example"]);
+    let old = cli.ok(&["link-policy", id.as_str(), "--any-return-host"]);
+    assert_eq!(field(&old, "return hosts"), "default", "{old}");
     cli.ok(&["link-policy", id.as_str(), "--allow-unsigned"]);
     let now = links(&id).await;
     assert!(!now.require_signed);
-    assert_eq!(now.signing_secret.unwrap().expose().as_str(), second);
+    assert_eq!(now.signing_secret.unwrap().expose().unwrap(), second);
 
     // Refusals say why and change nothing.
     let before = links(&id).await;
@@ -248,7 +399,7 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
                 id.as_str(),
                 "--return-hosts",
                 "tea.example",
-                "--any-return-host",
+                "--default-return-hosts",
             ],
             "not both",
         ),
@@ -274,4 +425,88 @@ async fn operators_manage_payment_link_settings_from_the_command_line() {
         assert!(!ok && err.contains(why), "{args:?}: {err}");
     }
     assert_eq!(links(&id).await, before);
+}
+
+#[tokio::test]
+async fn operators_upgrade_a_table_written_before_sealing_and_the_counts_move() {
+    let (store, cli) = operator_table("upgrade", false).await;
+    let config = ferrypay::aws::emulator_config(&aws_test_endpoint()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    // A merchant as an earlier ferrypay wrote it: the secrets in plain text, the order counts
+    // in the merchant's partition.
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let (sk_hash, pk_hash) = (hash_api_key("sk_upgrade"), hash_api_key("pk_upgrade"));
+    for (pk, sk, kind) in [
+        ("MERCHANT#mch_upgrade".to_string(), "MERCHANT", None),
+        (format!("KEY#{}", sk_hash.as_str()), "KEY", Some("secret")),
+        (
+            format!("KEY#{}", pk_hash.as_str()),
+            "KEY",
+            Some("publishable"),
+        ),
+    ] {
+        let mut put = client
+            .put_item()
+            .table_name(&cli.table)
+            .item("pk", s(&pk))
+            .item("sk", s(sk))
+            .item("merchant_id", s("mch_upgrade"))
+            .item("name", s("Old Shop"))
+            .item("secret_key_hash", s(sk_hash.as_str()))
+            .item("publishable_key_hash", s(pk_hash.as_str()))
+            .item("webhook_secret", s("whsec_b2xkLXNlY3JldA=="))
+            .item("link_signing_secret", s("lsk_oldlinksecret"))
+            .item("status", s("active"))
+            .item("created_at", AttributeValue::N("1766284200".into()));
+        if let Some(kind) = kind {
+            put = put.item("key_kind", s(kind));
+        }
+        put.send().await.unwrap();
+    }
+    client
+        .put_item()
+        .table_name(&cli.table)
+        .item("pk", s("MERCHANT#mch_upgrade"))
+        .item("sk", s("COUNTS"))
+        .item("count_all", AttributeValue::N("3".into()))
+        .item("count_pending", AttributeValue::N("3".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(table_text(&cli.table).await.contains("whsec_b2xk"));
+    // Still readable as it is.
+    let shown = cli.ok(&["show", "mch_upgrade"]);
+    assert!(shown.contains("whsec_b2xk..."), "{shown}");
+
+    let (ok, _, err) = cli.run(&["reseal"]);
+    assert!(!ok && err.contains("--all"), "{err}");
+    let out = cli.ok(&["reseal", "--all"]);
+    assert!(out.contains("1 merchant(s) rewritten"), "{out}");
+    let text = table_text(&cli.table).await;
+    assert!(!text.contains("whsec_") && !text.contains("lsk_"), "{text}");
+    let m = store
+        .get_merchant(&MerchantId::new("mch_upgrade"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.webhook_secret.expose(), Ok("whsec_b2xkLXNlY3JldA=="));
+    let link = m.payment_links.signing_secret.unwrap();
+    assert_eq!(link.expose(), Ok("lsk_oldlinksecret"));
+    // Idempotent.
+    assert!(cli.ok(&["reseal", "--all"]).contains("1 merchant(s)"));
+
+    let out = cli.ok(&["migrate-counts"]);
+    assert!(out.contains("1 old counts item(s) moved"), "{out}");
+    assert!(cli.ok(&["migrate-counts"]).contains("0 old counts"));
+    let moved = client
+        .get_item()
+        .table_name(&cli.table)
+        .key("pk", s("COUNTS#mch_upgrade"))
+        .key("sk", s("COUNTS"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(moved["count_all"], AttributeValue::N("3".into()));
 }

@@ -12,7 +12,7 @@ use std::{
 /// Lowest first; the README's "Architecture" section states the same table.
 const LAYERS: &[(u8, &[&str])] = &[
     (0, &["model"]),
-    (1, &["sign", "wechat", "qr", "telemetry"]),
+    (1, &["sign", "seal", "wechat", "qr", "telemetry"]),
     (2, &["store", "queue", "channel", "outbound"]),
     (3, &["service"]),
     (4, &["api", "pages"]),

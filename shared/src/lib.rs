@@ -13,6 +13,7 @@ pub mod pages;
 pub mod qr;
 pub mod queue;
 pub mod runtime;
+pub mod seal;
 pub mod service;
 pub mod sign;
 pub mod store;

@@ -16,6 +16,10 @@
 //! Behind CloudFront, the HTTP functions also read the origin-verification secret
 //! ([`origin_verify_secret`]), which lets them trust CloudFront's viewer address.
 //!
+//! Merchants' secrets: each function's store opens only the purposes it uses
+//! ([`FUNCTION_SECRET_PURPOSES`]), unwrapping their data keys with KMS once, at cold start.
+//! Every other function reads merchants with those secrets sealed.
+//!
 //! Each `*_app(env, ..)` reads its config from `env` and builds from it; `build_*` builds from
 //! a config already read.
 
@@ -24,25 +28,62 @@ use std::sync::Arc;
 pub use aws_config::SdkConfig;
 
 use crate::{
+    aws::KmsDataKeys,
     channel::NoChannel,
     config::{
         oauth_secret_arn, origin_verify_secret_arn, wechat_secret_arn, ConfigError, Env,
         GatewayConfig, HealthConfig, HttpConfig, StoreConfig, WorkerConfig,
     },
-    model::{Clock, Secret, SystemClock},
+    model::{Clock, Secret, SecretPurpose, SystemClock},
     outbound::{OutboundError, OutboundPolicy},
     queue::SqsQueue,
     service::{
         gateway::Gateway, health::HealthCheck, Backends, BatchMessage, Ferrypay, WebhookSender,
         WebhookWorker,
     },
-    store::DynamoStore,
+    store::{DynamoStore, SecretKeys, StoreError},
     wechat::{
         oauth::OAuthError,
         settings::{oauth_secret_from_secret_string, WechatSecrets},
         WechatPayClient,
     },
 };
+
+/// Which merchant secrets each Lambda function may open (and so which `kms:Decrypt` its role
+/// needs, conditioned on `kms:EncryptionContext:ferrypay:purpose`): the notify-worker signs
+/// webhooks, gateway-redirect checks signed links; create, query, close, list, resend,
+/// inbound-callback and health open none.
+pub const FUNCTION_SECRET_PURPOSES: &[(&str, &[SecretPurpose])] = &[
+    ("notify-worker", WORKER_OPENS),
+    ("gateway-redirect", GATEWAY_OPENS),
+    ("create", &[]),
+    ("query", &[]),
+    ("close", &[]),
+    ("list", &[]),
+    ("resend", &[]),
+    ("inbound-callback", &[]),
+    ("health", &[]),
+];
+
+const WORKER_OPENS: &[SecretPurpose] = &[SecretPurpose::Webhook];
+const GATEWAY_OPENS: &[SecretPurpose] = &[SecretPurpose::Link];
+
+/// A function's table: it opens `purposes`, their data keys unwrapped by KMS now (where the
+/// operator has created their keyrings) rather than on the first request.
+async fn function_store(
+    sdk: &SdkConfig,
+    table: String,
+    purposes: &[SecretPurpose],
+) -> Result<DynamoStore, StartError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table);
+    if purposes.is_empty() {
+        return Ok(store);
+    }
+    let keys = SecretKeys::opening(purposes, Arc::new(KmsDataKeys::new(sdk, None)));
+    let store = store.with_secret_keys(keys);
+    store.load_secret_keys().await?;
+    Ok(store)
+}
 
 /// The production backends.
 pub struct LambdaBackends;
@@ -84,13 +125,8 @@ pub enum StartError {
     Outbound(#[from] OutboundError),
     #[error("WeChat OAuth client: {0}")]
     OAuth(#[from] OAuthError),
-}
-
-/// [`lambda_app`] with the process environment and the SDK's own configuration (the function
-/// role in Lambda; `AWS_ENDPOINT_URL` is honoured).
-pub async fn lambda_app_from_env() -> Result<LambdaApp, StartError> {
-    let sdk = crate::aws::sdk_config(None).await;
-    lambda_app(Env::process(), &sdk).await
+    #[error("data keys: {0}")]
+    DataKeys(#[from] StoreError),
 }
 
 /// An HTTP function's services, from `env` ([`HttpConfig`]) and the secret
@@ -99,12 +135,6 @@ pub async fn lambda_app(env: Env<'_>, sdk: &SdkConfig) -> Result<LambdaApp, Star
     let secret = read_wechat_secret(&env, sdk).await?;
     let config = HttpConfig::from_vars(&env, secret.as_ref())?;
     build_lambda_app(config, sdk).await
-}
-
-/// [`gateway_app`] with the process environment and the SDK's own configuration.
-pub async fn gateway_app_from_env() -> Result<(LambdaApp, Gateway), StartError> {
-    let sdk = crate::aws::sdk_config(None).await;
-    gateway_app(Env::process(), &sdk).await
 }
 
 /// The jump-pay gateway's services, from `env` ([`GatewayConfig`]) and the same secret, whose
@@ -119,12 +149,6 @@ pub async fn gateway_app(
         tokio::try_join!(read_wechat_secret(&env, sdk), read_oauth_secret(&env, sdk))?;
     let config = GatewayConfig::from_vars(&env, secret.as_ref(), oauth_secret.as_deref())?;
     build_gateway_app(config, sdk).await
-}
-
-/// [`store_only_app`] with the process environment and the SDK's own configuration.
-pub async fn store_only_app_from_env() -> Result<StoreOnlyApp, StartError> {
-    let sdk = crate::aws::sdk_config(None).await;
-    store_only_app(Env::process(), &sdk).await
 }
 
 /// The services of a function that never talks to WeChat Pay (list, resend), from `env`
@@ -178,7 +202,15 @@ pub async fn build_lambda_app(
     config: HttpConfig,
     sdk: &SdkConfig,
 ) -> Result<LambdaApp, StartError> {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    build_app_opening(config, sdk, &[]).await
+}
+
+async fn build_app_opening(
+    config: HttpConfig,
+    sdk: &SdkConfig,
+    purposes: &[SecretPurpose],
+) -> Result<LambdaApp, StartError> {
+    let store = function_store(sdk, config.table, purposes).await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url);
     let clock = Arc::new(SystemClock);
     let (channel, ()) = tokio::join!(
@@ -200,7 +232,7 @@ pub async fn build_gateway_app(
     sdk: &SdkConfig,
 ) -> Result<(LambdaApp, Gateway), StartError> {
     let gateway = Gateway::new(config.gateway_settings())?;
-    let app = build_lambda_app(config.http, sdk).await?;
+    let app = build_app_opening(config.http, sdk, GATEWAY_OPENS).await?;
     Ok((app, gateway))
 }
 
@@ -252,7 +284,7 @@ pub async fn build_worker_app(
     policy: OutboundPolicy,
 ) -> Result<WorkerApp, StartError> {
     let sender = WebhookSender::new(policy, config.retry_schedule)?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.table);
+    let store = function_store(sdk, config.table, WORKER_OPENS).await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_url);
     store.warm_up().await;
     Ok(WorkerApp {
@@ -269,12 +301,6 @@ pub struct HealthApp {
     pub store: DynamoStore,
     pub clock: Arc<dyn Clock>,
     pub check: HealthCheck,
-}
-
-/// [`health_app`] with the process environment and the SDK's own configuration.
-pub async fn health_app_from_env() -> Result<HealthApp, StartError> {
-    let sdk = crate::aws::sdk_config(None).await;
-    health_app(Env::process(), &sdk).await
 }
 
 /// The health function's services from `env` ([`HealthConfig`]: the table and the client
@@ -335,4 +361,37 @@ async fn read_secret_string(sdk: &SdkConfig, arn: &str) -> Result<String, StartE
     out.secret_string()
         .map(str::to_string)
         .ok_or_else(|| StartError::Secret(format!("{arn} has no string value")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_says_which_secrets_it_may_open() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+        let mut crates: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        crates.sort();
+        let mut listed: Vec<String> = FUNCTION_SECRET_PURPOSES
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, crates);
+        let opening: Vec<(&str, &[SecretPurpose])> = FUNCTION_SECRET_PURPOSES
+            .iter()
+            .filter(|(_, purposes)| !purposes.is_empty())
+            .copied()
+            .collect();
+        assert_eq!(
+            opening,
+            [
+                ("notify-worker", &[SecretPurpose::Webhook][..]),
+                ("gateway-redirect", &[SecretPurpose::Link][..]),
+            ]
+        );
+    }
 }

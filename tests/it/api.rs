@@ -3,11 +3,14 @@
 
 use crate::harness::{self, assert_error, decode_qr_data_uri, Harness, START};
 use ferrypay::{
+    api::{self, ClientAddr, Endpoint},
     channel::TradeState,
-    model::{Clock, MerchantStatus, OrderNo},
-    service::{ServiceConfig, WebhookJob},
+    model::{Cidr, Clock, MerchantStatus, OrderNo},
+    service::{AllowlistChange, MerchantAdmin, ServiceConfig, WebhookJob},
+    store::prelude::*,
     testing,
 };
+use ferrypay_lambda::{run_json_event, Route};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -250,6 +253,117 @@ async fn a_disabled_merchant_gets_product_disabled() {
         StatusCode::FORBIDDEN,
         "product_disabled",
     );
+}
+
+// ---------------------------------------------------------------- IP allowlists
+
+/// Sets the test merchant's allowlist (the operator's command does the same).
+async fn allow_only(h: &Harness, ranges: &[&str]) {
+    let ranges = ranges.iter().map(|c| Cidr::parse(c).unwrap()).collect();
+    MerchantAdmin::new(&h.app.store, &*h.clock, false)
+        .change_ip_allowlist(&h.merchant.id, AllowlistChange::Add(ranges))
+        .await
+        .unwrap();
+}
+
+/// A create request with this key, from `from` (as the runtime records it; `None`: unknown).
+async fn create_from(h: &Harness, key: &str, from: Option<&str>) -> (StatusCode, Value) {
+    let mut req = http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/pay/create")
+        .header("x-api-key", key)
+        // Client headers never count.
+        .header("x-forwarded-for", "203.0.113.10")
+        .body(bytes::Bytes::from_static(br#"{"amount": 1}"#))
+        .unwrap();
+    if let Some(ip) = from {
+        ClientAddr::attach(&mut req, ip.parse().unwrap());
+    }
+    let res = api::handle(&h.app, req).await;
+    (res.status(), serde_json::from_str(res.body()).unwrap())
+}
+
+#[tokio::test]
+async fn a_key_from_outside_the_ip_allowlist_is_403_before_anything_else() {
+    let h = Harness::with_app(|mut app| {
+        app.config.rate_limit_per_minute = Some(2);
+        app
+    })
+    .await;
+    let sk = h.sk();
+    // No list: any address, or none known.
+    assert_eq!(
+        create_from(&h, &sk, Some("198.51.100.1")).await.0,
+        StatusCode::OK
+    );
+    allow_only(&h, &["203.0.113.0/24", "2001:db8::/32"]).await;
+
+    for from in [Some("198.51.100.1"), Some("2001:db9::1"), Some("::1"), None] {
+        let got = create_from(&h, &sk, from).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "ip_not_allowed");
+        assert_eq!(got.1["error"], "Request address not allowed", "{from:?}");
+        let text = got.1.to_string().to_lowercase();
+        assert!(!text.contains("key") && !text.contains("sk_"), "{text}");
+    }
+    // Not even a publishable key's kind, nor a disabled merchant, shows from outside.
+    let got = create_from(&h, testing::TEST_PUBLISHABLE_KEY, Some("198.51.100.1")).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "ip_not_allowed");
+    // None of that spent the limit of 2 a minute (one used above): one more passes, from
+    // inside, over IPv4 or IPv6 (and an IPv4-mapped IPv6 peer counts as its IPv4 address).
+    assert_eq!(
+        create_from(&h, &sk, Some("::ffff:203.0.113.77")).await.0,
+        StatusCode::OK
+    );
+    let got = create_from(&h, &sk, Some("2001:db8:1::5")).await;
+    assert_error(&got, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+
+    let mut merchant = h
+        .app
+        .store
+        .get_merchant(&h.merchant.id)
+        .await
+        .unwrap()
+        .unwrap();
+    merchant.status = MerchantStatus::Disabled;
+    h.app.store.save_merchant(&merchant).unwrap();
+    let got = create_from(&h, &sk, Some("198.51.100.1")).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "ip_not_allowed");
+    let got = create_from(&h, &sk, Some("203.0.113.1")).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "product_disabled");
+}
+
+#[tokio::test]
+async fn a_lambda_event_from_another_source_ip_is_refused_whatever_its_headers_say() {
+    let h = Harness::new().await;
+    let event = include_str!("../../events/create.json");
+    let route = Route::Merchant(Endpoint::Create);
+    allow_only(&h, &["203.0.113.0/24"]).await;
+    // The sample event comes from 203.0.113.10 with the test merchant's key.
+    let (status, body) = run_json_event(&h.app, route, event).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let mut other: Value = serde_json::from_str(event).unwrap();
+    other["requestContext"]["http"]["sourceIp"] = json!("198.51.100.9");
+    other["headers"]["x-forwarded-for"] = json!("203.0.113.10");
+    let (status, body) = run_json_event(&h.app, route, &other.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("ip_not_allowed")),
+        "{body}"
+    );
+
+    other["requestContext"]["http"]["sourceIp"] = json!("2001:db8::10");
+    let (status, _) = run_json_event(&h.app, route, &other.to_string())
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    allow_only(&h, &["2001:db8::/64"]).await;
+    let (status, body) = run_json_event(&h.app, route, &other.to_string())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
 }
 
 // ---------------------------------------------------------------- validation

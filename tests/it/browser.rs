@@ -215,7 +215,8 @@ async fn payers_pay_links_in_headless_chromium() {
         })
         .await
         .unwrap();
-    signed_shop.payment_links.signing_secret = Some(Secret::new(LINK_SECRET.into()));
+    signed_shop.payment_links.signing_secret =
+        Some(ferrypay::model::MerchantSecret::new(LINK_SECRET));
     signed_shop.payment_links.require_signed = true;
     signed_shop.payment_links.allowed_return_hosts = vec![site_host];
     stack.app.store.update_merchant(&signed_shop).await.unwrap();

@@ -196,7 +196,7 @@ async fn set_link_settings(
     hosts: &[&str],
 ) {
     let mut merchant = demo_merchant(stack).await;
-    merchant.payment_links.signing_secret = secret.map(|s| Secret::new(s.to_string()));
+    merchant.payment_links.signing_secret = secret.map(ferrypay::model::MerchantSecret::new);
     merchant.payment_links.require_signed = require_signed;
     merchant.payment_links.allowed_return_hosts = hosts.iter().map(|h| h.to_string()).collect();
     stack.app.store.update_merchant(&merchant).await.unwrap();

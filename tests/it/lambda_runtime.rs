@@ -10,6 +10,7 @@ use crate::harness;
 use bytes::Bytes;
 use ferrypay::{
     api,
+    aws::KmsDataKeys,
     config::Env,
     model::{Clock, OrderNo, OrderStatus, SystemClock, WebhookStatus},
     outbound::OutboundPolicy,
@@ -19,7 +20,7 @@ use ferrypay::{
     },
     service::{IssuedKeys, MerchantAdmin, NewMerchant, OrderRef, WebhookJob},
     sign::webhook,
-    store::{prelude::*, DynamoStore},
+    store::{prelude::*, DynamoStore, SecretKeys},
     testing::{unique_name, TestReceiver, TEST_WEBHOOK_SECRET},
 };
 use ferrypay_cli::{
@@ -46,7 +47,18 @@ async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeM
         .queue_url
         .unwrap();
     let arn = secret_with_oauth(sdk, Some("test-oauth-secret")).await;
+    // The operator's KMS key: the CLI wraps the data keys with it; the functions unwrap them
+    // (moto's KMS checks the encryption context as KMS does).
+    let kms_key = aws_sdk_kms::Client::new(sdk)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
     [
+        ("FERRYPAY_KMS_KEY_ID", kms_key),
         ("FERRYPAY_TABLE", table),
         ("FERRYPAY_NOTIFY_QUEUE_URL", queue_url),
         ("FERRYPAY_PUBLIC_URL", "https://pay.example.com".into()),
@@ -66,6 +78,30 @@ async fn provision(sdk: &aws_config::SdkConfig, wechat_base_url: &str) -> BTreeM
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// The operator's store on the provisioned table (what `ferrypay merchant` uses): the only
+/// writer of merchants, opening and sealing every secret with the KMS key.
+fn operator_store(sdk: &aws_config::SdkConfig, vars: &BTreeMap<String, String>) -> DynamoStore {
+    let keys = KmsDataKeys::new(sdk, Some(vars["FERRYPAY_KMS_KEY_ID"].clone()));
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        vars["FERRYPAY_TABLE"].clone(),
+    )
+    .with_secret_keys(SecretKeys::operator(Arc::new(keys)))
+}
+
+/// Onboards a merchant as the operator does (functions cannot write merchants).
+async fn onboard(
+    sdk: &aws_config::SdkConfig,
+    vars: &BTreeMap<String, String>,
+    new: NewMerchant,
+) -> (ferrypay::model::Merchant, ferrypay::service::IssuedKeys) {
+    let store = operator_store(sdk, vars);
+    MerchantAdmin::new(&store, &SystemClock, true)
+        .onboard(new)
+        .await
+        .unwrap()
 }
 
 /// The emulator's SDK config, the WeChat Pay mock, a provisioned environment pointing at it,
@@ -91,16 +127,18 @@ async fn provisioned_with_mock() -> (
 
 #[tokio::test]
 async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
-    let (_, mock, _, app) = provisioned_with_mock().await;
+    let (sdk, mock, vars, app) = provisioned_with_mock().await;
     assert_eq!(app.channel.mchid(), dev_keys::MCHID);
 
-    let (_, keys) = app
-        .onboard_merchant(NewMerchant {
+    let (_, keys) = onboard(
+        &sdk,
+        &vars,
+        NewMerchant {
             name: "Lambda Shop".into(),
             ..NewMerchant::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let request = http::Request::builder()
         .method("POST")
         .uri("/api/v1/pay/create")
@@ -123,7 +161,7 @@ async fn the_lambda_wiring_runs_on_dynamodb_sqs_and_secrets_manager() {
         .await
         .unwrap();
     let merchant = app
-        .authenticate(Some(keys.secret_key.expose()))
+        .authenticate(Some(keys.secret_key.expose()), None)
         .await
         .unwrap();
     let by = ferrypay::service::OrderRef::OrderNo(OrderNo::parse(&no).unwrap());
@@ -183,28 +221,34 @@ async fn a_malformed_secret_is_refused_without_echoing_it() {
 /// the receiver on 127.0.0.1), and a paid order of it whose webhook job is on the real queue.
 /// Returns the order number.
 async fn paid_order_with_queued_webhook(
+    (sdk, vars): (&aws_config::SdkConfig, &BTreeMap<String, String>),
     app: &LambdaApp,
     mock: &MockServer,
     notify_url: &str,
 ) -> OrderNo {
-    paid_order_and_keys(app, mock, notify_url).await.0
+    paid_order_and_keys((sdk, vars), app, mock, notify_url)
+        .await
+        .0
 }
 
 /// [`paid_order_with_queued_webhook`], and the merchant's keys.
 async fn paid_order_and_keys(
+    (sdk, vars): (&aws_config::SdkConfig, &BTreeMap<String, String>),
     app: &LambdaApp,
     mock: &MockServer,
     notify_url: &str,
 ) -> (OrderNo, IssuedKeys) {
-    let (merchant, keys) = app
-        .onboard_merchant(NewMerchant {
+    let (merchant, keys) = onboard(
+        sdk,
+        vars,
+        NewMerchant {
             name: "Webhook Shop".into(),
             webhook_secret: Some(ferrypay::model::Secret::new(TEST_WEBHOOK_SECRET.into())),
             ..NewMerchant::default()
-        })
-        .await
-        .unwrap();
-    MerchantAdmin::new(&app.store, &*app.clock, true)
+        },
+    )
+    .await;
+    MerchantAdmin::new(&operator_store(sdk, vars), &*app.clock, true)
         .set_notify_url(&merchant.id, Some(notify_url.to_string()))
         .await
         .unwrap();
@@ -229,7 +273,7 @@ async fn paid_order_and_keys(
         .await
         .unwrap();
     let merchant = app
-        .authenticate(Some(keys.secret_key.expose()))
+        .authenticate(Some(keys.secret_key.expose()), None)
         .await
         .unwrap();
     let order = app
@@ -310,7 +354,7 @@ fn worker_vars(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 async fn the_notify_worker_delivers_a_paid_orders_webhook_from_sqs() {
     let (sdk, mock, vars, app) = provisioned_with_mock().await;
     let receiver = TestReceiver::start(200).await;
-    let no = paid_order_with_queued_webhook(&app, &mock, &receiver.url()).await;
+    let no = paid_order_with_queued_webhook((&sdk, &vars), &app, &mock, &receiver.url()).await;
 
     // The webhook job is on the real queue; hand it to the worker as Lambda would.
     let event = sqs_event_from_queue(&sdk, &vars["FERRYPAY_NOTIFY_QUEUE_URL"], 1).await;
@@ -403,7 +447,7 @@ async fn the_notify_worker_delivers_a_paid_orders_webhook_from_sqs() {
 async fn the_production_worker_refuses_a_loopback_notify_url_and_retries() {
     let (sdk, mock, vars, app) = provisioned_with_mock().await;
     let receiver = TestReceiver::start(200).await;
-    let no = paid_order_with_queued_webhook(&app, &mock, &receiver.url()).await;
+    let no = paid_order_with_queued_webhook((&sdk, &vars), &app, &mock, &receiver.url()).await;
 
     let event = sqs_event_from_queue(&sdk, &vars["FERRYPAY_NOTIFY_QUEUE_URL"], 1).await;
     let worker_app = worker_app(
@@ -523,13 +567,15 @@ async fn the_gateway_starts_with_the_oauth_secret_from_the_wechat_pay_secret() {
     // A link opened inside WeChat: the merchant comes from DynamoDB by its publishable key,
     // and the payer goes to the configured OAuth host with the account's appid and a
     // redirect_uri on FERRYPAY_PUBLIC_URL.
-    let (_, keys) = app
-        .onboard_merchant(NewMerchant {
+    let (_, keys) = onboard(
+        &sdk,
+        &vars,
+        NewMerchant {
             name: "Gateway Shop".into(),
             ..NewMerchant::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let request = http::Request::builder()
         .method("GET")
         .uri(format!(
@@ -621,7 +667,7 @@ fn store_only_vars(vars: &BTreeMap<String, String>) -> BTreeMap<String, String> 
 async fn list_and_resend_run_without_any_wechat_pay_setting_or_secret() {
     let (sdk, mock, vars, app) = provisioned_with_mock().await;
     let receiver = TestReceiver::start(200).await;
-    let (no, keys) = paid_order_and_keys(&app, &mock, &receiver.url()).await;
+    let (no, keys) = paid_order_and_keys((&sdk, &vars), &app, &mock, &receiver.url()).await;
 
     // No FERRYPAY_WECHAT_SECRET_ARN, no WECHATPAY_*: the store-only services start.
     let store_app = store_only_app(Env::from_map(&store_only_vars(&vars)), &sdk)

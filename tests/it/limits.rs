@@ -21,7 +21,7 @@ use ferrypay::{
         health::{HealthCheck, VERSION},
         Backends, Ferrypay, NewMerchant, ServiceConfig,
     },
-    store::DynamoStore,
+    store::{DynamoStore, LocalDevKeys, SecretKeys},
     testing::{clock_at_start, unique_name, START, TEST_PUBLISHABLE_KEY, TEST_SECRET_KEY},
     wechat::OAuthConfig,
 };
@@ -243,12 +243,16 @@ impl Backends for OnMoto {
     type Queue = MemoryQueue;
 }
 
+/// A new table, through the operator's store (the one that may write merchants, with the dev
+/// keys), so the test can onboard its merchant through the same app: these tests are about
+/// limits, not about which store may write what (store_contract.rs tests that).
 async fn table() -> DynamoStore {
     let sdk = harness::emulator().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         unique_name("ferrypay-limits"),
-    );
+    )
+    .with_secret_keys(SecretKeys::operator(Arc::new(LocalDevKeys::new().unwrap())));
     store.ensure_table().await.unwrap();
     store
 }

@@ -13,7 +13,9 @@ use std::{
 };
 
 use crate::harness;
-use ferrypay::{model::Secret, service::NewMerchant, sign::link::sign_link, store::prelude::*};
+use ferrypay::{
+    model::MerchantSecret, service::NewMerchant, sign::link::sign_link, store::prelude::*,
+};
 
 const PK: &str = "pk_test_link_signers";
 const LINK_SECRET: &str = "lsk_test_link_signers_0123456789abcdefgh";
@@ -99,7 +101,7 @@ async fn links_signed_by_the_examples_open_and_tampered_ones_do_not() {
         .await
         .unwrap()
         .unwrap();
-    merchant.payment_links.signing_secret = Some(Secret::new(LINK_SECRET.into()));
+    merchant.payment_links.signing_secret = Some(MerchantSecret::new(LINK_SECRET));
     merchant.payment_links.require_signed = true;
     // The demo's notify URL is the dev inbox: the return URL's host is registered instead.
     merchant.payment_links.allowed_return_hosts = vec!["shop.example".into()];

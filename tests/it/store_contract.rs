@@ -4,21 +4,24 @@
 //! The DynamoDB runs need `FERRYPAY_TEST_AWS_ENDPOINT`, which `make test` sets after starting
 //! moto; without it they fail (never skip).
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use base64::{engine::general_purpose::STANDARD, Engine as _};
 
 use ferrypay::{
+    aws::KmsDataKeys,
     model::{
-        AttemptResult, Fen, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo,
-        OrderSource, OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType,
-        PaymentLinkSettings, RetiringSecret, Secret, Timestamp, UpdateRefused, WebhookAttempt,
-        WebhookStatus,
+        AttemptResult, Cidr, Fen, KeyKind, Merchant, MerchantId, MerchantSecret, MerchantStatus,
+        Order, OrderNo, OrderSource, OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType,
+        PaymentLinkSettings, RetiringSecret, SecretPurpose, SecretSealed, Timestamp, UpdateRefused,
+        WebhookAttempt, WebhookStatus,
     },
+    service::{AllowlistChange, MerchantAdmin, NewMerchant},
     sign::hash_api_key,
     store::{
-        prelude::*, DynamoStore, InsertMerchantError, InsertOrderError, ListQuery, OrderPage,
-        PageStart, UpdateMerchantError, UpdateOrderError,
+        prelude::*, DataKeySource, DynamoStore, InsertMerchantError, InsertOrderError, ListQuery,
+        LocalDevKeys, OrderPage, PageStart, SecretKeys, UpdateMerchantError, UpdateOrderError,
     },
     testing::{pending_order, unique_name, START},
 };
@@ -51,6 +54,8 @@ contract!(
     merchant_updates_are_atomic_and_replaced_keys_stop_working,
     merchants_are_listed_by_id,
     payment_link_settings_are_stored_with_the_merchant_and_its_keys,
+    two_updates_from_one_read_leave_no_orphan_key,
+    ip_allowlists_are_stored_with_the_merchant_and_its_keys,
     orders_are_found_by_number_and_by_out_trade_no,
     orders_keep_their_source,
     a_replay_right_after_create_sees_the_order,
@@ -77,12 +82,17 @@ contract!(
 /// Every test finishes within this, whatever the backend does.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A fresh table, and a store on it that opens and seals every secret (as the operator's
+/// does), with the local dev key; `secrets.rs` runs KMS.
 async fn dynamo_store() -> DynamoStore {
     let config = crate::harness::emulator().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         unique_name("ferrypay-store"),
-    );
+    )
+    .with_secret_keys(SecretKeys::operator(std::sync::Arc::new(
+        LocalDevKeys::new().unwrap(),
+    )));
     store.create_table().await.expect("create the test table");
     store
 }
@@ -95,12 +105,14 @@ fn merchant(tag: &str) -> Merchant {
         name: format!("Shop {tag}"),
         secret_key_hash: hash_api_key(&format!("sk_{tag}")),
         publishable_key_hash: hash_api_key(&format!("pk_{tag}")),
-        webhook_secret: Secret::new(format!("whsec_{tag}")),
+        webhook_secret: MerchantSecret::new(format!("whsec_{tag}")),
         previous_webhook_secret: None,
         notify_url: Some(format!("https://{tag}.example/notify")),
         status: MerchantStatus::Active,
         created_at: Timestamp::from_unix(START),
         payment_links: PaymentLinkSettings::default(),
+        ip_allowlist: Vec::new(),
+        version: 0,
     }
 }
 
@@ -878,14 +890,15 @@ async fn a_rotated_webhook_secret_is_kept_with_its_overlap<S: Store>(store: S) {
     let a = merchant("rot");
     store.insert_merchant(&a).await.unwrap();
     let rotated = Merchant {
-        webhook_secret: Secret::new("whsec_new".into()),
+        webhook_secret: MerchantSecret::new("whsec_new"),
         previous_webhook_secret: Some(RetiringSecret {
             secret: a.webhook_secret.clone(),
             until: Timestamp::from_unix(START + 86_400),
         }),
         ..a.clone()
     };
-    store.update_merchant(&rotated).await.unwrap();
+    let rotated = store.update_merchant(&rotated).await.unwrap();
+    assert_eq!(rotated.version, 1);
     assert_eq!(
         store.get_merchant(&a.id).await.unwrap(),
         Some(rotated.clone())
@@ -1136,7 +1149,7 @@ async fn merchant_updates_are_atomic_and_replaced_keys_stop_working<S: Store>(st
         notify_url: None,
         ..a.clone()
     };
-    store.update_merchant(&rotated).await.unwrap();
+    let rotated = store.update_merchant(&rotated).await.unwrap();
     assert!(store
         .merchant_by_key(&a.secret_key_hash)
         .await
@@ -1233,7 +1246,7 @@ async fn payment_link_settings_are_stored_with_the_merchant_and_its_keys<S: Stor
     let plain = merchant("links_plain");
     let a = Merchant {
         payment_links: PaymentLinkSettings {
-            signing_secret: Some(Secret::new("lsk_links_a".into())),
+            signing_secret: Some(MerchantSecret::new("lsk_links_a")),
             require_signed: true,
             allowed_return_hosts: vec!["shop.example".into(), "*.pay.example".into()],
         },
@@ -1247,31 +1260,112 @@ async fn payment_link_settings_are_stored_with_the_merchant_and_its_keys<S: Stor
     // Each change reaches the record and both key copies.
     let changed = Merchant {
         payment_links: PaymentLinkSettings {
-            signing_secret: Some(Secret::new("lsk_links_a_rotated".into())),
+            signing_secret: Some(MerchantSecret::new("lsk_links_a_rotated")),
             require_signed: false,
             allowed_return_hosts: vec!["203.0.113.7".into()],
         },
         ..a.clone()
     };
-    store.update_merchant(&changed).await.unwrap();
+    let changed = store.update_merchant(&changed).await.unwrap();
     assert_merchant_stored(&store, &changed).await;
     let cleared = Merchant {
         payment_links: PaymentLinkSettings::default(),
-        ..a.clone()
+        ..changed.clone()
     };
-    store.update_merchant(&cleared).await.unwrap();
+    let cleared = store.update_merchant(&cleared).await.unwrap();
     assert_merchant_stored(&store, &cleared).await;
     // A setting alone, the others at their defaults.
     let signed_only = Merchant {
         payment_links: PaymentLinkSettings {
-            signing_secret: Some(Secret::new("lsk_links_plain".into())),
+            signing_secret: Some(MerchantSecret::new("lsk_links_plain")),
             require_signed: true,
             ..PaymentLinkSettings::default()
         },
         ..plain.clone()
     };
-    store.update_merchant(&signed_only).await.unwrap();
+    let signed_only = store.update_merchant(&signed_only).await.unwrap();
     assert_merchant_stored(&store, &signed_only).await;
+}
+
+/// Two operators' updates from the same read (two `rotate-key` runs, or a rotation and a
+/// disable): one lands, the other is refused whole, and no key item of the loser's exists.
+async fn two_updates_from_one_read_leave_no_orphan_key<S: Store>(store: S) {
+    let a = merchant("race");
+    store.insert_merchant(&a).await.unwrap();
+    let read = store.get_merchant(&a.id).await.unwrap().unwrap();
+    let first = Merchant {
+        secret_key_hash: hash_api_key("sk_race_first"),
+        ..read.clone()
+    };
+    let second = Merchant {
+        secret_key_hash: hash_api_key("sk_race_second"),
+        publishable_key_hash: hash_api_key("pk_race_second"),
+        ..read.clone()
+    };
+    let disable = Merchant {
+        status: MerchantStatus::Disabled,
+        ..read.clone()
+    };
+    let (one, two) = tokio::join!(
+        store.update_merchant(&first),
+        store.update_merchant(&second)
+    );
+    let (winner, loser) = match (one, two) {
+        (Ok(w), Err(UpdateMerchantError::Conflict)) => (w, second),
+        (Err(UpdateMerchantError::Conflict), Ok(w)) => (w, first),
+        other => panic!("exactly one must land: {other:?}"),
+    };
+    assert_eq!(winner.version, read.version + 1);
+    assert!(matches!(
+        store.update_merchant(&disable).await,
+        Err(UpdateMerchantError::Conflict)
+    ));
+    assert_merchant_stored(&store, &winner).await;
+    for hash in [&loser.secret_key_hash, &loser.publishable_key_hash] {
+        if *hash != winner.secret_key_hash && *hash != winner.publishable_key_hash {
+            assert!(
+                store.merchant_by_key(hash).await.unwrap().is_none(),
+                "orphan key"
+            );
+        }
+    }
+    assert!(store
+        .merchant_by_key(&a.secret_key_hash)
+        .await
+        .unwrap()
+        .is_none());
+    // Read again, the update goes through.
+    let disabled = store
+        .update_merchant(&Merchant {
+            status: MerchantStatus::Disabled,
+            ..winner.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(disabled.version, winner.version + 1);
+    assert_merchant_stored(&store, &disabled).await;
+}
+
+async fn ip_allowlists_are_stored_with_the_merchant_and_its_keys<S: Store>(store: S) {
+    let a = merchant("ips");
+    store.insert_merchant(&a).await.unwrap();
+    let listed = Merchant {
+        ip_allowlist: ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]
+            .iter()
+            .map(|c| Cidr::parse(c).unwrap())
+            .collect(),
+        ..a.clone()
+    };
+    let listed = store.update_merchant(&listed).await.unwrap();
+    assert_merchant_stored(&store, &listed).await;
+    let cleared = store
+        .update_merchant(&Merchant {
+            ip_allowlist: Vec::new(),
+            ..listed
+        })
+        .await
+        .unwrap();
+    assert_merchant_stored(&store, &cleared).await;
 }
 
 // ---------------------------------------------------------------- DynamoDB items
@@ -1316,7 +1410,10 @@ fn old_shaped_items(m: &Merchant) -> Vec<HashMap<String, AttributeValue>> {
             "publishable_key_hash".to_string(),
             s(m.publishable_key_hash.as_str()),
         ),
-        ("webhook_secret".to_string(), s(m.webhook_secret.expose())),
+        (
+            "webhook_secret".to_string(),
+            s(m.webhook_secret.expose().unwrap()),
+        ),
         (
             "notify_url".to_string(),
             s(m.notify_url.as_deref().unwrap()),
@@ -1431,25 +1528,28 @@ async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults()
         // An update writes the settings into all three items, with the documented types...
         let updated = Merchant {
             payment_links: PaymentLinkSettings {
-                signing_secret: Some(Secret::new("lsk_old_shape".into())),
+                signing_secret: Some(MerchantSecret::new("lsk_old_shape")),
                 require_signed: true,
                 allowed_return_hosts: vec!["shop.example".into(), "*.pay.example".into()],
             },
             ..old.clone()
         };
-        store.update_merchant(&updated).await.unwrap();
+        let updated = store.update_merchant(&updated).await.unwrap();
         assert_merchant_stored(&store, &updated).await;
         let keys = [
             (format!("MERCHANT#{}", old.id), "MERCHANT"),
             (format!("KEY#{}", old.secret_key_hash.as_str()), "KEY"),
             (format!("KEY#{}", old.publishable_key_hash.as_str()), "KEY"),
         ];
+        let record = raw_item(&client, &store, keys[0].0.clone(), "MERCHANT").await;
+        let sealed = record.get("link_signing_secret").unwrap().as_s().unwrap();
+        assert!(sealed.starts_with("fps1:"), "sealed, never plain: {sealed}");
         for (pk, sk) in &keys {
             let item = raw_item(&client, &store, pk.clone(), sk).await;
             assert_eq!(
                 item.get("link_signing_secret"),
-                Some(&AttributeValue::S("lsk_old_shape".into())),
-                "{pk}"
+                Some(&AttributeValue::S(sealed.clone())),
+                "{pk}: the same sealed value in all three items"
             );
             assert_eq!(
                 item.get("link_require_signed"),
@@ -1467,7 +1567,13 @@ async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults()
         }
 
         // ...and back at the defaults the attributes are gone, not empty or false.
-        store.update_merchant(&old).await.unwrap();
+        let old = store
+            .update_merchant(&Merchant {
+                version: updated.version,
+                ..old.clone()
+            })
+            .await
+            .unwrap();
         assert_merchant_stored(&store, &old).await;
         for (pk, sk) in &keys {
             let item = raw_item(&client, &store, pk.clone(), sk).await;
@@ -1504,6 +1610,591 @@ async fn dynamodb_merchants_stored_before_payment_links_read_with_the_defaults()
             .unwrap();
         let err = store.get_merchant(&old.id).await.unwrap_err();
         assert!(err.to_string().contains("link_return_hosts"), "{err:?}");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- secrets at rest (DynamoDB)
+
+/// A KMS key on the emulator, made with the real SDK client.
+async fn kms_key() -> String {
+    aws_sdk_kms::Client::new(&crate::harness::emulator().await)
+        .create_key()
+        .description("ferrypay store tests")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
+}
+
+/// A store on `table` with these secret permissions, unwrapping with KMS (`key_id` to create).
+async fn kms_store(table: &str, keys: fn(Arc<dyn DataKeySource>) -> SecretKeys) -> DynamoStore {
+    kms_store_with(table, None, keys).await
+}
+
+async fn kms_store_with(
+    table: &str,
+    key_id: Option<String>,
+    keys: fn(Arc<dyn DataKeySource>) -> SecretKeys,
+) -> DynamoStore {
+    let config = crate::harness::emulator().await;
+    let source = Arc::new(KmsDataKeys::new(&config, key_id));
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table).with_secret_keys(keys(source))
+}
+
+fn webhook_only(source: Arc<dyn DataKeySource>) -> SecretKeys {
+    SecretKeys::opening(&[SecretPurpose::Webhook], source)
+}
+
+fn link_only(source: Arc<dyn DataKeySource>) -> SecretKeys {
+    SecretKeys::opening(&[SecretPurpose::Link], source)
+}
+
+fn no_secrets(_: Arc<dyn DataKeySource>) -> SecretKeys {
+    SecretKeys::none()
+}
+
+async fn scan_all(table: &str) -> Vec<HashMap<String, AttributeValue>> {
+    let client = raw_client().await;
+    let mut items = Vec::new();
+    let mut start = None;
+    for _ in 0..100 {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        items.extend(page.items().iter().cloned());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+    panic!("the scan did not end");
+}
+
+/// Every attribute's bytes as stored, and for text also base64-decoded (whole, and after a
+/// `prefix:`), so a secret cannot hide behind an encoding.
+fn stored_bytes(items: &[HashMap<String, AttributeValue>]) -> Vec<Vec<u8>> {
+    fn walk(value: &AttributeValue, out: &mut Vec<Vec<u8>>) {
+        match value {
+            AttributeValue::S(text) => {
+                out.push(text.as_bytes().to_vec());
+                let after_prefix = text.split_once(':').map_or(text.as_str(), |(_, b)| b);
+                for candidate in [text.as_str(), after_prefix] {
+                    if let Ok(bytes) = STANDARD.decode(candidate) {
+                        out.push(bytes);
+                    }
+                }
+            }
+            AttributeValue::B(blob) => out.push(blob.as_ref().to_vec()),
+            AttributeValue::L(values) => values.iter().for_each(|v| walk(v, out)),
+            AttributeValue::M(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for item in items {
+        for value in item.values() {
+            walk(value, &mut out);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= haystack.len() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn dynamodb_a_table_scan_finds_no_secret_after_onboarding_and_rotations() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let table = dynamo_store().await.table_name().to_string();
+        let operator = kms_store_with(&table, Some(kms_key().await), SecretKeys::operator).await;
+        let clock = ferrypay::model::ManualClock::new(Timestamp::from_unix(START));
+        let admin = MerchantAdmin::new(&operator, &clock, false);
+        let mut secrets: Vec<String> = Vec::new();
+        for name in ["Scan One", "Scan Two"] {
+            let (m, keys) = admin
+                .onboard(NewMerchant {
+                    name: name.into(),
+                    ..NewMerchant::default()
+                })
+                .await
+                .unwrap();
+            secrets.push(keys.webhook_secret.expose().clone());
+            let (_, rotated) = admin
+                .rotate_webhook_secret(&m.id, Duration::from_secs(3600))
+                .await
+                .unwrap();
+            secrets.push(rotated.expose().clone());
+            let (_, link) = admin.rotate_link_secret(&m.id).await.unwrap();
+            secrets.push(link.expose().clone());
+            let m = admin
+                .change_ip_allowlist(
+                    &m.id,
+                    AllowlistChange::Add(vec![Cidr::parse("203.0.113.0/24").unwrap()]),
+                )
+                .await
+                .unwrap();
+            // The operator reads them all back open.
+            assert_eq!(m.webhook_secret.expose(), Ok(rotated.expose().as_str()));
+            let previous = m.previous_webhook_secret.as_ref().unwrap();
+            assert_eq!(
+                previous.secret.expose(),
+                Ok(keys.webhook_secret.expose().as_str())
+            );
+            let link_secret = m.payment_links.signing_secret.as_ref().unwrap();
+            assert_eq!(link_secret.expose(), Ok(link.expose().as_str()));
+        }
+
+        let items = scan_all(&table).await;
+        let keyrings = items
+            .iter()
+            .filter(|i| i["pk"].as_s().unwrap().starts_with("KEYRING#"))
+            .count();
+        assert_eq!(keyrings, 2, "one keyring per purpose");
+        let stored = stored_bytes(&items);
+        for prefix in ["whsec_", "lsk_"] {
+            assert!(
+                !stored.iter().any(|b| contains(b, prefix.as_bytes())),
+                "a {prefix} value is stored"
+            );
+        }
+        for secret in &secrets {
+            // The text, and for webhook secrets the raw key bytes behind the base64.
+            let mut forms = vec![secret.as_bytes().to_vec()];
+            if let Some(body) = secret.strip_prefix("whsec_") {
+                forms.push(STANDARD.decode(body).unwrap());
+            }
+            if let Some(body) = secret.strip_prefix("lsk_") {
+                forms.push(body.as_bytes().to_vec());
+            }
+            for form in forms {
+                assert!(
+                    !stored.iter().any(|b| contains(b, &form)),
+                    "a secret's bytes are stored"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb_function_stores_open_only_their_purposes_and_write_no_merchant() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let table = dynamo_store().await.table_name().to_string();
+        let operator = kms_store_with(&table, Some(kms_key().await), SecretKeys::operator).await;
+        let m = Merchant {
+            previous_webhook_secret: Some(RetiringSecret {
+                secret: MerchantSecret::new("whsec_cHJldmlvdXM="),
+                until: Timestamp::from_unix(START + 60),
+            }),
+            payment_links: PaymentLinkSettings {
+                signing_secret: Some(MerchantSecret::new("lsk_purposes")),
+                ..PaymentLinkSettings::default()
+            },
+            ..merchant("purposes")
+        };
+        operator.insert_merchant(&m).await.unwrap();
+
+        let worker = kms_store(&table, webhook_only).await;
+        worker.load_secret_keys().await.unwrap();
+        let (seen, _) = worker
+            .merchant_by_key(&m.secret_key_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen.webhook_secret, m.webhook_secret);
+        assert_eq!(
+            seen.webhook_signing_secrets(Timestamp::from_unix(START)),
+            Ok(vec!["whsec_purposes", "whsec_cHJldmlvdXM="])
+        );
+        let sealed_link = Some(MerchantSecret::Sealed(SecretPurpose::Link));
+        assert_eq!(seen.payment_links.signing_secret, sealed_link);
+
+        let gateway = kms_store(&table, link_only).await;
+        let (seen, _) = gateway
+            .merchant_by_key(&m.publishable_key_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            seen.payment_links.signing_secret,
+            m.payment_links.signing_secret
+        );
+        assert_eq!(
+            seen.webhook_signing_secrets(Timestamp::from_unix(START)),
+            Err(SecretSealed(SecretPurpose::Webhook))
+        );
+
+        // Create, query, list...: no key at all, and everything but the secrets still reads.
+        let api = kms_store(&table, no_secrets).await;
+        let (seen, kind) = api
+            .merchant_by_key(&m.secret_key_hash)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kind, KeyKind::Secret);
+        assert_eq!(
+            (seen.id.clone(), seen.status, seen.version),
+            (m.id.clone(), m.status, 0)
+        );
+        assert_eq!(
+            seen.webhook_secret,
+            MerchantSecret::Sealed(SecretPurpose::Webhook)
+        );
+        assert_eq!(
+            seen.previous_webhook_secret.as_ref().unwrap().secret,
+            MerchantSecret::Sealed(SecretPurpose::Webhook)
+        );
+        assert_eq!(seen.payment_links.signing_secret, sealed_link);
+        assert_eq!(api.list_merchants().await.unwrap().len(), 1);
+        // ...and no function can write a merchant (its sealed secrets could not be written
+        // back anyway), not even one whose secrets it could seal.
+        for store in [&api, &worker, &gateway] {
+            let (seen, _) = store
+                .merchant_by_key(&m.secret_key_hash)
+                .await
+                .unwrap()
+                .unwrap();
+            let disabled = Merchant {
+                status: MerchantStatus::Disabled,
+                ..seen
+            };
+            let err = store
+                .update_merchant(&disabled)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("only the operator"), "{err}");
+            let err = store
+                .insert_merchant(&merchant("by_function"))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("only the operator"), "{err}");
+        }
+        // Even a sealed secret cannot be written back by the operator: it would be lost.
+        let err = operator
+            .update_merchant(&Merchant {
+                webhook_secret: MerchantSecret::Sealed(SecretPurpose::Webhook),
+                ..m.clone()
+            })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sealed"), "{err}");
+        assert_merchant_stored(&operator, &m).await;
+
+        // A function never creates a keyring: on a table without one, starting leaves it so.
+        let bare = dynamo_store_without_keys().await;
+        let worker = kms_store(bare.table_name(), webhook_only).await;
+        worker.load_secret_keys().await.unwrap();
+        assert!(scan_all(bare.table_name()).await.is_empty());
+    })
+    .await;
+}
+
+/// A fresh table with no keyring, and a store on it that opens nothing.
+async fn dynamo_store_without_keys() -> DynamoStore {
+    let config = crate::harness::emulator().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        unique_name("ferrypay-bare"),
+    );
+    store.create_table().await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn dynamodb_a_tampered_moved_or_foreign_sealed_value_is_refused() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let store = dynamo_store().await;
+        let client = raw_client().await;
+        let a = Merchant {
+            previous_webhook_secret: Some(RetiringSecret {
+                secret: MerchantSecret::new("whsec_b2xk"),
+                until: Timestamp::from_unix(START + 60),
+            }),
+            ..merchant("seal_a")
+        };
+        let b = merchant("seal_b");
+        store.insert_merchant(&a).await.unwrap();
+        store.insert_merchant(&b).await.unwrap();
+        let a_pk = format!("MERCHANT#{}", a.id);
+        let b_pk = format!("MERCHANT#{}", b.id);
+        let a_record = raw_item(&client, &store, a_pk.clone(), "MERCHANT").await;
+        let b_record = raw_item(&client, &store, b_pk.clone(), "MERCHANT").await;
+        let put = |item: HashMap<String, AttributeValue>| {
+            let client = client.clone();
+            let table = store.table_name().to_string();
+            async move {
+                client
+                    .put_item()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        };
+        let refused = |what: &'static str| {
+            let store = &store;
+            let id = b.id.clone();
+            async move {
+                let err = store.get_merchant(&id).await.unwrap_err().to_string();
+                assert!(err.contains("does not open"), "{what}: {err}");
+                assert!(!err.contains("whsec_"), "{what}: {err}");
+            }
+        };
+
+        // a's sealed secret copied into b's record: another merchant.
+        let mut moved = b_record.clone();
+        moved.insert("webhook_secret".into(), a_record["webhook_secret"].clone());
+        put(moved).await;
+        refused("another merchant").await;
+        // b's own current secret moved to the previous secret's attribute: another field.
+        let mut moved = b_record.clone();
+        moved.insert(
+            "previous_webhook_secret".into(),
+            b_record["webhook_secret"].clone(),
+        );
+        moved.insert(
+            "previous_webhook_secret_until".into(),
+            AttributeValue::N((START + 60).to_string()),
+        );
+        put(moved).await;
+        refused("another attribute").await;
+        // One character of the sealed value changed: inside the ciphertext, well before the
+        // base64 padding (changing a final character can make the text invalid base64, a
+        // different refusal).
+        let mut tampered = b_record.clone();
+        let value = b_record["webhook_secret"].as_s().unwrap();
+        let mut chars: Vec<char> = value.chars().collect();
+        let at = "fps1:".len() + 20;
+        chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+        tampered.insert(
+            "webhook_secret".into(),
+            AttributeValue::S(chars.into_iter().collect()),
+        );
+        put(tampered).await;
+        refused("tampered").await;
+        put(b_record.clone()).await;
+        assert_merchant_stored(&store, &b).await;
+
+        // Another table's keyring (another data key) in place of this one's: a store that
+        // loads it cannot open the values sealed under the first.
+        let other = dynamo_store().await;
+        other
+            .insert_merchant(&merchant("other_table"))
+            .await
+            .unwrap();
+        let foreign = raw_item(&client, &other, "KEYRING#webhook".into(), "KEYRING").await;
+        put(foreign).await;
+        let fresh = store
+            .clone()
+            .with_secret_keys(SecretKeys::operator(Arc::new(LocalDevKeys::new().unwrap())));
+        let err = fresh.get_merchant(&a.id).await.unwrap_err().to_string();
+        assert!(err.contains("does not open"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb_two_operators_creating_a_keyring_at_once_share_one_key() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let bare = dynamo_store_without_keys().await;
+        let key = kms_key().await;
+        let one = kms_store_with(bare.table_name(), Some(key.clone()), SecretKeys::operator).await;
+        let two = kms_store_with(bare.table_name(), Some(key), SecretKeys::operator).await;
+        let (a, b) = tokio::join!(one.ensure_keyrings(), two.ensure_keyrings());
+        a.unwrap();
+        b.unwrap();
+        let m = Merchant {
+            payment_links: PaymentLinkSettings {
+                signing_secret: Some(MerchantSecret::new("lsk_race")),
+                ..PaymentLinkSettings::default()
+            },
+            ..merchant("keyring_race")
+        };
+        one.insert_merchant(&m).await.unwrap();
+        assert_merchant_stored(&two, &m).await;
+        let keyrings = scan_all(bare.table_name())
+            .await
+            .into_iter()
+            .filter(|i| i["pk"].as_s().unwrap().starts_with("KEYRING#"))
+            .count();
+        assert_eq!(keyrings, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb_plain_secrets_from_before_sealing_read_and_are_resealed() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let store = dynamo_store().await;
+        let client = raw_client().await;
+        let old = merchant("plain_old");
+        for item in old_shaped_items(&old) {
+            client
+                .put_item()
+                .table_name(store.table_name())
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap();
+        }
+        // The operator (and a function that may open webhook secrets) reads the plain value;
+        // a function that may not sees it sealed, as if it were.
+        assert_merchant_stored(&store, &old).await;
+        let api = store.clone().with_secret_keys(SecretKeys::none());
+        let seen = api.get_merchant(&old.id).await.unwrap().unwrap();
+        assert_eq!(
+            seen.webhook_secret,
+            MerchantSecret::Sealed(SecretPurpose::Webhook)
+        );
+
+        let clock = ferrypay::model::ManualClock::new(Timestamp::from_unix(START));
+        let resealed = MerchantAdmin::new(&store, &clock, false)
+            .reseal_all()
+            .await
+            .unwrap();
+        assert_eq!(resealed, 1);
+        let expected = Merchant {
+            version: 1,
+            ..old.clone()
+        };
+        assert_merchant_stored(&store, &expected).await;
+        for (pk, sk) in [
+            (format!("MERCHANT#{}", old.id), "MERCHANT"),
+            (format!("KEY#{}", old.secret_key_hash.as_str()), "KEY"),
+            (format!("KEY#{}", old.publishable_key_hash.as_str()), "KEY"),
+        ] {
+            let item = raw_item(&client, &store, pk.clone(), sk).await;
+            let value = item["webhook_secret"].as_s().unwrap();
+            assert!(
+                value.starts_with("fps1:") && !value.contains("whsec_"),
+                "{pk}: {value}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb_old_counts_are_added_until_migrated_and_functions_write_no_merchant_item() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let store = dynamo_store().await;
+        let client = raw_client().await;
+        let m = merchant("counts");
+        store.insert_merchant(&m).await.unwrap();
+        let before: std::collections::BTreeSet<String> = scan_all(store.table_name())
+            .await
+            .iter()
+            .map(|i| i["pk"].as_s().unwrap().clone())
+            .collect();
+
+        // Counts an earlier ferrypay kept in the merchant's partition: 5 orders, 4 pending.
+        let n = |v: i64| AttributeValue::N(v.to_string());
+        client
+            .put_item()
+            .table_name(store.table_name())
+            .item("pk", AttributeValue::S(format!("MERCHANT#{}", m.id)))
+            .item("sk", AttributeValue::S("COUNTS".into()))
+            .item("item_type", AttributeValue::S("order_counts".into()))
+            .item("count_all", n(5))
+            .item("count_pending", n(4))
+            .item("count_paid", n(1))
+            .send()
+            .await
+            .unwrap();
+
+        // What the functions do: orders (one with an out_trade_no), a payment, a rate window,
+        // a webhook attempt, all through a store that opens no secret.
+        let api = store.clone().with_secret_keys(SecretKeys::none());
+        let orders = insert_orders(&api, &m, &[1, 2]).await;
+        let guarded = order(&m, 3, Some("counts-otn"));
+        api.insert_order(&guarded).await.unwrap();
+        api.update_order(&orders[0].order_no, &pay(&orders[0]))
+            .await
+            .unwrap();
+        api.count_in_window("rate#counts#0", Timestamp::from_unix(START + 60))
+            .await
+            .unwrap();
+        api.record_webhook_attempt(&attempt_record(&orders[0], 0, 1, true))
+            .await
+            .unwrap();
+        let written: Vec<String> = scan_all(store.table_name())
+            .await
+            .iter()
+            .map(|i| i["pk"].as_s().unwrap().clone())
+            .filter(|pk| !before.contains(pk) && *pk != format!("MERCHANT#{}", m.id))
+            .collect();
+        assert!(!written.is_empty());
+        for pk in &written {
+            assert!(
+                ["ORDER#", "OTN#", "COUNTS#", "WINDOW#"]
+                    .iter()
+                    .any(|prefix| pk.starts_with(prefix)),
+                "a function wrote {pk}"
+            );
+        }
+
+        let totals = |status| {
+            let api = &api;
+            let id = m.id.clone();
+            async move {
+                api.list_orders(&ListQuery {
+                    merchant_id: id,
+                    status,
+                    start: PageStart::Page(1),
+                    per_page: 1,
+                })
+                .await
+                .unwrap()
+                .total
+            }
+        };
+        let expected = [
+            (None, 8),
+            (Some(OrderStatus::Pending), 6),
+            (Some(OrderStatus::Paid), 2),
+        ];
+        for (status, total) in expected {
+            assert_eq!(
+                totals(status).await,
+                total,
+                "{status:?} before the migration"
+            );
+        }
+        assert_eq!(store.migrate_legacy_counts().await.unwrap(), 1);
+        for (status, total) in expected {
+            assert_eq!(
+                totals(status).await,
+                total,
+                "{status:?} after the migration"
+            );
+        }
+        let old = client
+            .get_item()
+            .table_name(store.table_name())
+            .key("pk", AttributeValue::S(format!("MERCHANT#{}", m.id)))
+            .key("sk", AttributeValue::S("COUNTS".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        assert!(old.item.is_none(), "the old counts item is gone");
+        assert_eq!(
+            store.migrate_legacy_counts().await.unwrap(),
+            0,
+            "idempotent"
+        );
     })
     .await;
 }

@@ -41,6 +41,9 @@ pub enum ApiError {
     ProductDisabled,
     #[error("Permission denied")]
     PermissionDenied,
+    /// The request's address is outside the merchant's IP allowlist; says nothing of the key.
+    #[error("Request address not allowed")]
+    IpNotAllowed,
     #[error("Order not found")]
     OrderNotFound,
     #[error("Order already paid")]
@@ -90,7 +93,7 @@ impl ApiError {
             | PageTooDeep | MissingField(_) | UnknownField(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MissingApiKey | InvalidApiKey => StatusCode::UNAUTHORIZED,
-            ProductDisabled | PermissionDenied => StatusCode::FORBIDDEN,
+            ProductDisabled | PermissionDenied | IpNotAllowed => StatusCode::FORBIDDEN,
             OrderNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed => {
@@ -119,6 +122,7 @@ impl ApiError {
             InvalidApiKey => ErrorCode::InvalidApiKey,
             ProductDisabled => ErrorCode::ProductDisabled,
             PermissionDenied => ErrorCode::PermissionDenied,
+            IpNotAllowed => ErrorCode::IpNotAllowed,
             OrderNotFound => ErrorCode::OrderNotFound,
             OrderPaid => ErrorCode::OrderPaid,
             OrderClosed => ErrorCode::OrderClosed,
@@ -169,6 +173,7 @@ impl From<service::Error> for ApiError {
             E::InvalidApiKey => ApiError::InvalidApiKey,
             E::PermissionDenied => ApiError::PermissionDenied,
             E::ProductDisabled => ApiError::ProductDisabled,
+            E::IpNotAllowed => ApiError::IpNotAllowed,
             E::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
             E::OrderNotFound => ApiError::OrderNotFound,
             E::OrderPaid => ApiError::OrderPaid,
@@ -195,6 +200,7 @@ mod tests {
             service::Error::InvalidApiKey,
             service::Error::PermissionDenied,
             service::Error::ProductDisabled,
+            service::Error::IpNotAllowed,
             service::Error::RateLimited {
                 retry_after_secs: 7,
             },

@@ -129,7 +129,10 @@ async fn dispatch<B: Backends>(
     }
     let params = Params::parse(req.uri().query(), req.body())?;
     let merchant = app
-        .authenticate(api_key(req.headers(), &params).as_deref())
+        .authenticate(
+            api_key(req.headers(), &params).as_deref(),
+            ClientAddr::of(req),
+        )
         .await?;
     match endpoint {
         Endpoint::Create => {

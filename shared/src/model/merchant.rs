@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MerchantId, PaymentLinkSettings, Secret, Timestamp};
+use super::{Cidr, MerchantId, MerchantSecret, PaymentLinkSettings, SecretSealed, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,8 +44,9 @@ pub struct Merchant {
     pub name: String,
     pub secret_key_hash: KeyHash,
     pub publishable_key_hash: KeyHash,
-    /// `whsec_...`: signs this merchant's webhooks, so it is kept usable (not hashed).
-    pub webhook_secret: Secret<String>,
+    /// `whsec_...`: signs this merchant's webhooks, so it is kept usable (not hashed): sealed at
+    /// rest, open only where webhooks are signed (and for the operator).
+    pub webhook_secret: MerchantSecret,
     /// The webhook secret replaced by the last rotation, still signing (as a second
     /// signature) until its `until`, so the merchant's receiver can switch over.
     pub previous_webhook_secret: Option<RetiringSecret>,
@@ -56,25 +57,34 @@ pub struct Merchant {
     /// payment links existed read back with the defaults (no secret, unsigned links, any host).
     #[serde(default)]
     pub payment_links: PaymentLinkSettings,
+    /// Where requests with this merchant's secret key may come from; empty: anywhere.
+    #[serde(default)]
+    pub ip_allowlist: Vec<Cidr>,
+    /// How many times the store has rewritten the merchant (0 for one never updated): an update
+    /// applies only if nobody else's came first, so two operators' updates from the same read
+    /// cannot both land.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A replaced webhook secret and the end of its overlap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetiringSecret {
-    pub secret: Secret<String>,
+    pub secret: MerchantSecret,
     pub until: Timestamp,
 }
 
 impl Merchant {
     /// The secrets that sign a webhook sent at `now`: the current one, and during a rotation's
-    /// overlap the previous one too.
-    pub fn webhook_signing_secrets(&self, now: Timestamp) -> Vec<&str> {
-        let mut secrets = vec![self.webhook_secret.expose().as_str()];
+    /// overlap the previous one too. An error where they are sealed (a process without the
+    /// webhook data key).
+    pub fn webhook_signing_secrets(&self, now: Timestamp) -> Result<Vec<&str>, SecretSealed> {
+        let mut secrets = vec![self.webhook_secret.expose()?];
         if let Some(previous) = &self.previous_webhook_secret {
             if now < previous.until {
-                secrets.push(previous.secret.expose().as_str());
+                secrets.push(previous.secret.expose()?);
             }
         }
-        secrets
+        Ok(secrets)
     }
 }

@@ -1,9 +1,11 @@
 //! The domain: orders, merchants, money, ids, time. No I/O here.
 
 mod cause;
+mod cidr;
 mod fields;
 mod ids;
 mod merchant;
+mod merchant_secret;
 mod money;
 mod order;
 mod payment_link;
@@ -12,6 +14,7 @@ mod time;
 mod webhook;
 
 pub use cause::Cause;
+pub use cidr::{address_allowed, Cidr, MAX_ALLOWLIST_ENTRIES};
 pub use fields::{
     check_characters, is_format_char, Attach, ClientIp, Description, FieldError, NotifyUrl, Openid,
     ReturnUrl,
@@ -20,6 +23,7 @@ pub use ids::{
     random_base62, random_bytes, random_string, MerchantId, OrderNo, OutTradeNo, RandomError,
 };
 pub use merchant::{KeyHash, KeyKind, Merchant, MerchantStatus, RetiringSecret};
+pub use merchant_secret::{MerchantSecret, SecretPurpose, SecretSealed};
 pub use money::Fen;
 pub use order::{
     Order, OrderSource, OrderStatus, OrderUpdate, PayCredential, PayType, UpdateRefused,

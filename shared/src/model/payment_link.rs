@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use super::Secret;
+use super::MerchantSecret;
 
 /// The most hosts a merchant may list for `return_url` (checked by the admin).
 pub const MAX_RETURN_HOSTS: usize = 20;
@@ -14,7 +14,7 @@ pub const MAX_RETURN_HOSTS: usize = 20;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentLinkSettings {
     /// `lsk_...`: signs payment links (HMAC-SHA256); kept usable (not hashed), like the webhook secret.
-    pub signing_secret: Option<Secret<String>>,
+    pub signing_secret: Option<MerchantSecret>,
     /// Unsigned links are refused (needs a signing secret).
     pub require_signed: bool,
     /// Hosts a link's `return_url` may point to; empty means the host of the merchant's

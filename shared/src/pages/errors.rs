@@ -153,7 +153,7 @@ pub fn error_text(code: ErrorCode, field: Option<&str>) -> ErrorText {
             generic(StatusCode::BAD_REQUEST)
         }
         BodyTooLarge => generic(StatusCode::PAYLOAD_TOO_LARGE),
-        PermissionDenied => generic(StatusCode::FORBIDDEN),
+        PermissionDenied | IpNotAllowed => generic(StatusCode::FORBIDDEN),
         OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed => {
             generic(StatusCode::CONFLICT)
         }

@@ -51,6 +51,7 @@ error_codes! {
     SecretKeyInLink => "secret_key_in_link",
     ProductDisabled => "product_disabled",
     PermissionDenied => "permission_denied",
+    IpNotAllowed => "ip_not_allowed",
     RateLimited => "rate_limited",
     // Orders.
     OrderNotFound => "order_not_found",

@@ -18,6 +18,9 @@ pub enum Error {
     PermissionDenied,
     #[error("the merchant is disabled")]
     ProductDisabled,
+    /// A key (valid or not is not said) from an address outside the merchant's allowlist.
+    #[error("this address may not use this key")]
+    IpNotAllowed,
     #[error("rate limited for {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("order not found")]
@@ -63,6 +66,7 @@ impl Error {
             Error::InvalidApiKey => ErrorCode::InvalidApiKey,
             Error::PermissionDenied => ErrorCode::PermissionDenied,
             Error::ProductDisabled => ErrorCode::ProductDisabled,
+            Error::IpNotAllowed => ErrorCode::IpNotAllowed,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::OrderNotFound => ErrorCode::OrderNotFound,
             Error::OrderPaid => ErrorCode::OrderPaid,

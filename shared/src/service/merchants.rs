@@ -1,10 +1,13 @@
-//! Merchants: onboarding and API-key authentication.
+//! Merchants: onboarding, operator actions and API-key authentication.
+
+use std::net::IpAddr;
 
 use super::{error::Error, Backends, Ferrypay};
 use crate::{
     model::{
-        normalize_return_host, Clock, KeyKind, Merchant, MerchantId, MerchantStatus, NotifyUrl,
-        PaymentLinkSettings, RandomError, RetiringSecret, Secret, MAX_RETURN_HOSTS,
+        address_allowed, check_characters, normalize_return_host, Cidr, Clock, KeyKind, Merchant,
+        MerchantId, MerchantStatus, NotifyUrl, PaymentLinkSettings, RandomError, RetiringSecret,
+        Secret, MAX_ALLOWLIST_ENTRIES, MAX_RETURN_HOSTS,
     },
     sign::{
         generate_link_signing_secret, generate_publishable_key, generate_secret_key,
@@ -37,7 +40,7 @@ pub struct IssuedKeys {
 pub enum OnboardError {
     #[error("{0} must start with {1}")]
     BadPrefix(&'static str, &'static str),
-    #[error("merchant name must be 1..=127 characters")]
+    #[error("merchant name must be 1..=127 characters, none a control or format character")]
     BadName,
     #[error("notify URL must be an https URL without credentials")]
     BadNotifyUrl,
@@ -78,6 +81,9 @@ pub struct MerchantAdmin<'a, S> {
 pub enum AdminError {
     #[error("no merchant {0}")]
     NotFound(MerchantId),
+    /// Another update of the merchant landed between this one's read and write.
+    #[error("merchant {0} was changed by another update meanwhile; nothing was written: run the command again")]
+    Conflict(MerchantId),
     #[error("{0}")]
     Invalid(String),
     #[error("storage failure")]
@@ -98,7 +104,8 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
     /// Creates a merchant and returns it with its keys (the only time the keys are shown).
     pub async fn onboard(&self, new: NewMerchant) -> Result<(Merchant, IssuedKeys), OnboardError> {
         let name_len = new.name.chars().count();
-        if name_len == 0 || name_len > 127 || new.name.chars().any(char::is_control) {
+        // The name is shown on payers' pages: no control or format (bidi, zero-width) character.
+        if name_len == 0 || name_len > 127 || check_characters(&new.name).is_err() {
             return Err(OnboardError::BadName);
         }
         if let Some(url) = &new.notify_url {
@@ -132,12 +139,14 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
             name: new.name,
             secret_key_hash: hash_api_key(secret_key.expose()),
             publishable_key_hash: hash_api_key(publishable_key.expose()),
-            webhook_secret: webhook_secret.clone(),
+            webhook_secret: webhook_secret.clone().into(),
             previous_webhook_secret: None,
             notify_url: new.notify_url,
             status: MerchantStatus::Active,
             created_at: self.clock.now(),
             payment_links: PaymentLinkSettings::default(),
+            ip_allowlist: Vec::new(),
+            version: 0,
         };
         self.store
             .insert_merchant(&merchant)
@@ -165,10 +174,12 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
             .ok_or_else(|| AdminError::NotFound(id.clone()))
     }
 
+    /// Writes the merchant if nobody else's update came after `merchant` was read.
     async fn save(&self, merchant: Merchant) -> Result<Merchant, AdminError> {
         match self.store.update_merchant(&merchant).await {
-            Ok(()) => Ok(merchant),
+            Ok(written) => Ok(written),
             Err(UpdateMerchantError::NotFound) => Err(AdminError::NotFound(merchant.id)),
+            Err(UpdateMerchantError::Conflict) => Err(AdminError::Conflict(merchant.id)),
             Err(UpdateMerchantError::KeyTaken) => Err(AdminError::Invalid(
                 "the new key collides with another merchant's".into(),
             )),
@@ -260,7 +271,7 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
             until: self.clock.now().plus_secs(overlap_secs),
         });
         let rotated = Merchant {
-            webhook_secret: secret.clone(),
+            webhook_secret: secret.clone().into(),
             previous_webhook_secret: previous,
             ..merchant
         };
@@ -279,7 +290,7 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
         let secret = generate_link_signing_secret()?;
         let rotated = Merchant {
             payment_links: PaymentLinkSettings {
-                signing_secret: Some(secret.clone()),
+                signing_secret: Some(secret.clone().into()),
                 ..merchant.payment_links.clone()
             },
             ..merchant
@@ -319,6 +330,68 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
         })
         .await
     }
+
+    /// Changes where the merchant's secret key may be used from ([`AllowlistChange`]); at most
+    /// [`MAX_ALLOWLIST_ENTRIES`] ranges, kept in the order added, without duplicates.
+    pub async fn change_ip_allowlist(
+        &self,
+        id: &MerchantId,
+        change: AllowlistChange,
+    ) -> Result<Merchant, AdminError> {
+        let merchant = self.get(id).await?;
+        let mut list = merchant.ip_allowlist.clone();
+        match change {
+            AllowlistChange::Add(ranges) => {
+                for range in ranges {
+                    if !list.contains(&range) {
+                        list.push(range);
+                    }
+                }
+                if list.len() > MAX_ALLOWLIST_ENTRIES {
+                    return Err(AdminError::Invalid(format!(
+                        "at most {MAX_ALLOWLIST_ENTRIES} ranges (would be {})",
+                        list.len()
+                    )));
+                }
+            }
+            AllowlistChange::Remove(ranges) => {
+                if let Some(missing) = ranges.iter().find(|r| !list.contains(r)) {
+                    return Err(AdminError::Invalid(format!(
+                        "{missing} is not in merchant {id}'s allowlist"
+                    )));
+                }
+                list.retain(|r| !ranges.contains(r));
+            }
+            AllowlistChange::Clear => list.clear(),
+        }
+        self.save(Merchant {
+            ip_allowlist: list,
+            ..merchant
+        })
+        .await
+    }
+
+    /// Rewrites every merchant as it is, so each secret is stored sealed (items from before
+    /// sealing held them in plain text; rewriting a sealed one seals it afresh). Returns how
+    /// many merchants were rewritten; stops at the first failure (run it again: it is
+    /// idempotent).
+    pub async fn reseal_all(&self) -> Result<usize, AdminError> {
+        let merchants = self.store.list_merchants().await?;
+        let count = merchants.len();
+        for merchant in merchants {
+            self.save(merchant).await?;
+        }
+        Ok(count)
+    }
+}
+
+/// A change to a merchant's IP allowlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowlistChange {
+    Add(Vec<Cidr>),
+    Remove(Vec<Cidr>),
+    /// An empty list: every address may use the key again.
+    Clear,
 }
 
 /// Each host normalized, duplicates (after normalizing) dropped, first occurrence first.
@@ -354,9 +427,14 @@ impl<B: Backends> Ferrypay<B> {
         .await
     }
 
-    /// The merchant behind a secret API key, if it may use the server endpoints now.
-    /// Counts the request against the merchant's API bucket (`service::limits`).
-    pub async fn authenticate(&self, key: Option<&str>) -> Result<Merchant, Error> {
+    /// The merchant behind a secret API key, if it may use the server endpoints now, from
+    /// `client` (the request's address, `None` when unknown). Counts the request against the
+    /// merchant's API bucket (`service::limits`).
+    pub async fn authenticate(
+        &self,
+        key: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Merchant, Error> {
         let key = key
             .map(str::trim)
             .filter(|k| !k.is_empty())
@@ -366,6 +444,11 @@ impl<B: Backends> Ferrypay<B> {
             .merchant_by_key(&hash_api_key(key))
             .await?
             .ok_or(Error::InvalidApiKey)?;
+        // First, so a request from outside the list learns nothing more about the key (not
+        // even its kind) and never spends the merchant's rate limit.
+        if !address_allowed(&merchant.ip_allowlist, client) {
+            return Err(Error::IpNotAllowed);
+        }
         if kind != KeyKind::Secret {
             return Err(Error::PermissionDenied);
         }
@@ -403,6 +486,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn names_with_control_or_format_characters_are_refused() {
+        let (store, clock) = (MemoryStore::new(), clock());
+        let admin = MerchantAdmin::new(&store, &clock, false);
+        for name in ["", "Tea\nHouse", "Tea\u{202e}esuoH", "Tea\u{200b}House"] {
+            let new = NewMerchant {
+                name: name.into(),
+                ..NewMerchant::default()
+            };
+            assert!(
+                matches!(admin.onboard(new).await, Err(OnboardError::BadName)),
+                "{name:?}"
+            );
+        }
+        let new = NewMerchant {
+            name: "茶馆 Tea House".into(),
+            ..NewMerchant::default()
+        };
+        admin.onboard(new).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn new_merchants_start_with_default_link_settings() {
         let (store, clock) = (MemoryStore::new(), clock());
         let admin = MerchantAdmin::new(&store, &clock, false);
@@ -418,7 +522,7 @@ mod tests {
         let m = onboarded(&admin).await;
         let (m, first) = admin.rotate_link_secret(&m.id).await.unwrap();
         assert!(first.expose().starts_with(LINK_SECRET_PREFIX));
-        assert_eq!(m.payment_links.signing_secret.as_ref(), Some(&first));
+        assert_eq!(m.payment_links.signing_secret, Some(first.clone().into()));
         admin
             .set_link_policy(&m.id, Some(true), hosts(&["shop.example"]))
             .await
@@ -428,7 +532,7 @@ mod tests {
         assert_ne!(second, first);
         let stored = admin.get(&m.id).await.unwrap();
         assert_eq!(stored, m);
-        assert_eq!(stored.payment_links.signing_secret, Some(second));
+        assert_eq!(stored.payment_links.signing_secret, Some(second.into()));
         assert!(stored.payment_links.require_signed);
         assert_eq!(stored.payment_links.allowed_return_hosts, ["shop.example"]);
         // Nothing else about the merchant changed.
@@ -542,6 +646,165 @@ mod tests {
                 .set_link_policy(&MerchantId::new("mch_nobody"), Some(false), None)
                 .await,
             Err(AdminError::NotFound(_))
+        ));
+    }
+
+    fn cidrs(list: &[&str]) -> Vec<Cidr> {
+        list.iter().map(|c| Cidr::parse(c).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn two_updates_from_the_same_read_cannot_both_land() {
+        let (store, clock) = (MemoryStore::new(), clock());
+        let admin = MerchantAdmin::new(&store, &clock, false);
+        let m = onboarded(&admin).await;
+        // Two rotate-key runs that read the merchant at the same moment.
+        let first = Merchant {
+            secret_key_hash: crate::sign::hash_api_key("sk_first"),
+            ..m.clone()
+        };
+        let second = Merchant {
+            secret_key_hash: crate::sign::hash_api_key("sk_second"),
+            ..m.clone()
+        };
+        let written = store.update_merchant(&first).await.unwrap();
+        assert_eq!(written.version, m.version + 1);
+        assert!(matches!(
+            store.update_merchant(&second).await,
+            Err(UpdateMerchantError::Conflict)
+        ));
+        // The winner's key works, the loser's key and the replaced one do not.
+        let by = |key: &'static str| {
+            let store = &store;
+            async move {
+                store
+                    .merchant_by_key(&crate::sign::hash_api_key(key))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(by("sk_first").await.is_some());
+        assert!(
+            by("sk_second").await.is_none(),
+            "no orphan key of the loser"
+        );
+        assert_eq!(admin.get(&m.id).await.unwrap(), written);
+
+        // Through the admin, a stale update says to retry.
+        match admin.save(m.clone()).await {
+            Err(AdminError::Conflict(id)) => assert_eq!(id, m.id),
+            other => panic!("{other:?}"),
+        }
+        let text = AdminError::Conflict(m.id.clone()).to_string();
+        assert!(text.contains("run the command again"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_ip_allowlist_is_added_to_removed_from_and_cleared() {
+        let (store, clock) = (MemoryStore::new(), clock());
+        let admin = MerchantAdmin::new(&store, &clock, false);
+        let m = onboarded(&admin).await;
+        assert!(m.ip_allowlist.is_empty());
+        let add = |list: &[&str]| AllowlistChange::Add(cidrs(list));
+        let set = admin
+            .change_ip_allowlist(&m.id, add(&["203.0.113.0/24", "2001:db8::/32"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            set.ip_allowlist,
+            cidrs(&["203.0.113.0/24", "2001:db8::/32"])
+        );
+        // Adding one already there (in another spelling) changes nothing.
+        let set = admin
+            .change_ip_allowlist(&m.id, add(&["203.0.113.9/24", "198.51.100.7"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            set.ip_allowlist,
+            cidrs(&["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"])
+        );
+        let removed = admin
+            .change_ip_allowlist(&m.id, AllowlistChange::Remove(cidrs(&["2001:db8::/32"])))
+            .await
+            .unwrap();
+        assert_eq!(
+            removed.ip_allowlist,
+            cidrs(&["203.0.113.0/24", "198.51.100.7"])
+        );
+        match admin
+            .change_ip_allowlist(&m.id, AllowlistChange::Remove(cidrs(&["192.0.2.0/24"])))
+            .await
+        {
+            Err(AdminError::Invalid(why)) => assert!(why.contains("192.0.2.0/24"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let many: Vec<String> = (0..=MAX_ALLOWLIST_ENTRIES)
+            .map(|i| format!("10.0.{i}.0/24"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(matches!(
+            admin.change_ip_allowlist(&m.id, add(&many)).await,
+            Err(AdminError::Invalid(_))
+        ));
+        assert_eq!(
+            admin.get(&m.id).await.unwrap(),
+            removed,
+            "refusals change nothing"
+        );
+        let cleared = admin
+            .change_ip_allowlist(&m.id, AllowlistChange::Clear)
+            .await
+            .unwrap();
+        assert!(cleared.ip_allowlist.is_empty());
+    }
+
+    #[tokio::test]
+    async fn outside_the_allowlist_a_key_is_refused_first_and_spends_no_rate_limit() {
+        use crate::testing::{
+            app_with_clock, clock_at_start, onboard_test_merchant, TEST_PUBLISHABLE_KEY,
+            TEST_SECRET_KEY,
+        };
+        let mut app = app_with_clock(clock_at_start());
+        app.config.rate_limit_per_minute = Some(2);
+        let (m, _) = onboard_test_merchant(&app, "Allowlisted").await;
+        let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        // Empty: every address (and an unknown one) may use the key.
+        app.authenticate(Some(TEST_SECRET_KEY), None).await.unwrap();
+        MerchantAdmin::new(&app.store, &*app.clock, false)
+            .change_ip_allowlist(
+                &m.id,
+                AllowlistChange::Add(cidrs(&["203.0.113.0/24", "2001:db8::/32"])),
+            )
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            for outside in [ip("198.51.100.1"), ip("2001:db9::1"), None] {
+                assert!(matches!(
+                    app.authenticate(Some(TEST_SECRET_KEY), outside).await,
+                    Err(Error::IpNotAllowed)
+                ));
+            }
+            // The publishable key from outside learns nothing of its kind either.
+            assert!(matches!(
+                app.authenticate(Some(TEST_PUBLISHABLE_KEY), ip("198.51.100.1"))
+                    .await,
+                Err(Error::IpNotAllowed)
+            ));
+        }
+        // None of those counted: the limit of 2 (one spent above) still has one left.
+        app.authenticate(Some(TEST_SECRET_KEY), ip("203.0.113.5"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            app.authenticate(Some(TEST_SECRET_KEY), ip("2001:db8::7"))
+                .await,
+            Err(Error::RateLimited { .. })
+        ));
+        // An unknown key is still just unknown.
+        assert!(matches!(
+            app.authenticate(Some("sk_nobody"), ip("198.51.100.1"))
+                .await,
+            Err(Error::InvalidApiKey)
         ));
     }
 }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 pub use code::ErrorCode;
 pub use error::Error;
-pub use merchants::{AdminError, IssuedKeys, MerchantAdmin, NewMerchant, OnboardError};
+pub use merchants::{
+    AdminError, AllowlistChange, IssuedKeys, MerchantAdmin, NewMerchant, OnboardError,
+};
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
 pub use webhook_jobs::{WebhookJob, WEBHOOK_JOB_VERSION};

@@ -350,7 +350,18 @@ impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookW
                 };
             }
         };
-        let secrets = merchant.webhook_signing_secrets(now);
+        // Sealed: this process was not given the webhook data key (a deployment error, logged
+        // as the attempt's failure and retried on the schedule).
+        let secrets = match merchant.webhook_signing_secrets(now) {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                log.error = Some(e.to_string());
+                return Attempted {
+                    log,
+                    retry_after: None,
+                };
+            }
+        };
         let signature = match signature_header(&secrets, &job.event_id, now.unix(), &body) {
             Ok(signature) => signature,
             Err(e) => {

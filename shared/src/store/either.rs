@@ -41,7 +41,7 @@ impl MerchantStore for EitherStore {
         forward!(self, s => s.get_merchant(id))
     }
 
-    async fn update_merchant(&self, merchant: &Merchant) -> Result<(), UpdateMerchantError> {
+    async fn update_merchant(&self, merchant: &Merchant) -> Result<Merchant, UpdateMerchantError> {
         forward!(self, s => s.update_merchant(merchant))
     }
 

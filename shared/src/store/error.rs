@@ -79,6 +79,10 @@ pub enum InsertMerchantError {
 pub enum UpdateMerchantError {
     #[error("no such merchant")]
     NotFound,
+    /// Another update was written since the merchant was read (its version moved): nothing
+    /// of this one was written.
+    #[error("the merchant changed since it was read")]
+    Conflict,
     /// A new key hash belongs to another merchant (a collision, or a reused key).
     #[error("key already in use")]
     KeyTaken,

@@ -44,38 +44,42 @@ impl MemoryStore {
             .map_err(|_| StoreError::new("memory store lock poisoned"))
     }
 
-    /// Replaces a merchant's record (status, notify URL, keys): operator actions and tests.
+    /// Replaces a merchant's record (status, notify URL, keys) as given, with no version
+    /// check: tests.
     pub fn save_merchant(&self, merchant: &Merchant) -> Result<(), StoreError> {
-        let mut t = self.lock()?;
-        if let Some(old) = t.merchants.get(&merchant.id).cloned() {
-            t.keys.remove(&old.secret_key_hash);
-            t.keys.remove(&old.publishable_key_hash);
-        }
-        t.keys.insert(
-            merchant.secret_key_hash.clone(),
-            (merchant.id.clone(), KeyKind::Secret),
-        );
-        t.keys.insert(
-            merchant.publishable_key_hash.clone(),
-            (merchant.id.clone(), KeyKind::Publishable),
-        );
-        t.merchants.insert(merchant.id.clone(), merchant.clone());
+        save_merchant_in(&mut *self.lock()?, merchant);
         Ok(())
     }
 }
 
+/// The merchant and its two key entries (the replaced ones dropped), under one lock.
+fn save_merchant_in(t: &mut Tables, merchant: &Merchant) {
+    if let Some(old) = t.merchants.get(&merchant.id).cloned() {
+        t.keys.remove(&old.secret_key_hash);
+        t.keys.remove(&old.publishable_key_hash);
+    }
+    t.keys.insert(
+        merchant.secret_key_hash.clone(),
+        (merchant.id.clone(), KeyKind::Secret),
+    );
+    t.keys.insert(
+        merchant.publishable_key_hash.clone(),
+        (merchant.id.clone(), KeyKind::Publishable),
+    );
+    t.merchants.insert(merchant.id.clone(), merchant.clone());
+}
+
 impl MerchantStore for MemoryStore {
     async fn insert_merchant(&self, merchant: &Merchant) -> Result<(), InsertMerchantError> {
+        let mut t = self.lock()?;
+        if t.merchants.contains_key(&merchant.id)
+            || t.keys.contains_key(&merchant.secret_key_hash)
+            || t.keys.contains_key(&merchant.publishable_key_hash)
         {
-            let t = self.lock()?;
-            if t.merchants.contains_key(&merchant.id)
-                || t.keys.contains_key(&merchant.secret_key_hash)
-                || t.keys.contains_key(&merchant.publishable_key_hash)
-            {
-                return Err(InsertMerchantError::Exists);
-            }
+            return Err(InsertMerchantError::Exists);
         }
-        Ok(self.save_merchant(merchant)?)
+        save_merchant_in(&mut t, merchant);
+        Ok(())
     }
 
     async fn merchant_by_key(
@@ -94,11 +98,15 @@ impl MerchantStore for MemoryStore {
         Ok(self.lock()?.merchants.get(id).cloned())
     }
 
-    async fn update_merchant(&self, merchant: &Merchant) -> Result<(), UpdateMerchantError> {
+    async fn update_merchant(&self, merchant: &Merchant) -> Result<Merchant, UpdateMerchantError> {
+        let mut t = self.lock()?;
         {
-            let t = self.lock()?;
-            if !t.merchants.contains_key(&merchant.id) {
-                return Err(UpdateMerchantError::NotFound);
+            let current = t
+                .merchants
+                .get(&merchant.id)
+                .ok_or(UpdateMerchantError::NotFound)?;
+            if current.version != merchant.version {
+                return Err(UpdateMerchantError::Conflict);
             }
             let taken_by_other = |hash| {
                 t.keys
@@ -111,7 +119,12 @@ impl MerchantStore for MemoryStore {
                 return Err(UpdateMerchantError::KeyTaken);
             }
         }
-        Ok(self.save_merchant(merchant)?)
+        let written = Merchant {
+            version: merchant.version + 1,
+            ..merchant.clone()
+        };
+        save_merchant_in(&mut t, &written);
+        Ok(written)
     }
 
     async fn list_merchants(&self) -> Result<Vec<Merchant>, StoreError> {

@@ -11,6 +11,7 @@ mod dynamodb;
 mod either;
 mod error;
 mod memory;
+mod secret_keys;
 
 use std::future::Future;
 
@@ -21,6 +22,9 @@ pub use error::{
     UpdateOrderError,
 };
 pub use memory::MemoryStore;
+pub use secret_keys::{
+    DataKeySource, LocalDevKeys, SecretKeys, WrappedKey, WRAPPED_BY_KMS, WRAPPED_BY_LOCAL_DEV,
+};
 
 use crate::model::{
     KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderStatus, OrderUpdate, OutTradeNo,
@@ -102,12 +106,15 @@ pub trait MerchantStore: Send + Sync + 'static {
         id: &MerchantId,
     ) -> impl Future<Output = Result<Option<Merchant>, StoreError>> + Send;
 
-    /// Replaces an existing merchant (status, name, notify URL, keys, webhook secret) in one
-    /// atomic write; new key hashes must be unused, replaced ones stop working at once.
+    /// Replaces an existing merchant (status, name, notify URL, keys, secrets, allowlist) in one
+    /// atomic write, only if it is still at `merchant.version` (else
+    /// [`UpdateMerchantError::Conflict`]: someone else's update came first); new key hashes must
+    /// be unused, replaced ones stop working at once. Returns the merchant as written (its
+    /// version one more).
     fn update_merchant(
         &self,
         merchant: &Merchant,
-    ) -> impl Future<Output = Result<(), UpdateMerchantError>> + Send;
+    ) -> impl Future<Output = Result<Merchant, UpdateMerchantError>> + Send;
 
     /// Every merchant, ordered by id (operators; DynamoDB scans for it).
     fn list_merchants(&self) -> impl Future<Output = Result<Vec<Merchant>, StoreError>> + Send;

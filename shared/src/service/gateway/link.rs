@@ -245,7 +245,13 @@ fn check_link_signature(merchant: &Merchant, query: &LinkQuery) -> Result<bool, 
         (None, _) if settings.require_signed => Err(LinkError::SignatureRequired),
         (None, _) => Ok(false),
         (Some(sign), Some(secret)) => {
-            if link_signature_valid(secret.expose(), &query.pairs(), sign) {
+            // Sealed here (a process without the link data key) is a deployment error, never
+            // a pass: the link is refused and the cause logged.
+            let secret = secret.expose().map_err(|e| {
+                tracing::error!(merchant_id = %merchant.id, error = %e, "cannot check a signed link");
+                LinkError::SignatureInvalid
+            })?;
+            if link_signature_valid(secret, &query.pairs(), sign) {
                 Ok(true)
             } else {
                 Err(LinkError::SignatureInvalid)
@@ -260,7 +266,7 @@ fn check_link_signature(merchant: &Merchant, query: &LinkQuery) -> Result<bool, 
 mod tests {
     use super::*;
     use crate::{
-        model::{OrderSource, Secret},
+        model::{MerchantSecret, OrderSource},
         service::gateway::LinkPayment,
         sign::link::sign_link,
         store::MerchantStore,
@@ -383,7 +389,7 @@ mod tests {
         onboard_test_merchant(&app, "Shop").await;
         const SECRET: &str = "lsk_test_0123456789abcdefghijklmnop";
         edit_merchant(&app, |m| {
-            m.payment_links.signing_secret = Some(Secret::new(SECRET.into()));
+            m.payment_links.signing_secret = Some(MerchantSecret::new(SECRET));
         })
         .await;
         let unsigned = app

@@ -602,7 +602,7 @@ mod tests {
         let limited = gateway.pay_by_qr(&app, &link).await.unwrap_err();
         assert_eq!(limited.code(), ErrorCode::RateLimited);
         assert_eq!(app.channel.calls(), calls, "no prepay over the limit");
-        let merchant = app.authenticate(Some(TEST_SECRET_KEY)).await.unwrap();
+        let merchant = app.authenticate(Some(TEST_SECRET_KEY), None).await.unwrap();
         assert_eq!(merchant.id, link.merchant.id);
     }
 

@@ -1,4 +1,5 @@
-//! Items to and from the model: every attribute ferrypay writes, and typed reads of them.
+//! Items to and from the model: every attribute ferrypay writes for orders and attempts, and
+//! typed reads of items (merchants' items are in `merchant_item`).
 
 use std::collections::HashMap;
 
@@ -10,20 +11,14 @@ use super::schema::{
 };
 use crate::{
     model::{
-        Fen, KeyHash, KeyKind, Merchant, MerchantId, MerchantStatus, Order, OrderNo, OrderSource,
-        OrderStatus, OutTradeNo, PayCredential, PayType, PaymentLinkSettings, RetiringSecret,
-        Secret, Timestamp, WebhookAttempt, WebhookState, WebhookStatus,
+        Fen, MerchantId, Order, OrderNo, OrderSource, OrderStatus, OutTradeNo, PayCredential,
+        PayType, Timestamp, WebhookAttempt, WebhookState, WebhookStatus,
     },
     store::{StoreError, WEBHOOK_ATTEMPT_RETENTION_DAYS},
 };
 
 /// One DynamoDB item: attribute name to value.
 pub(super) type Item = HashMap<String, AttributeValue>;
-
-/// A merchant's payment-link settings, each absent when it has its default.
-const LINK_SIGNING_SECRET: &str = "link_signing_secret";
-const LINK_REQUIRE_SIGNED: &str = "link_require_signed";
-const LINK_RETURN_HOSTS: &str = "link_return_hosts";
 
 pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -37,139 +32,6 @@ pub(super) fn insert_opt(item: &mut Item, name: &str, value: Option<AttributeVal
     if let Some(value) = value {
         item.insert(name.to_string(), value);
     }
-}
-
-fn merchant_status_str(status: MerchantStatus) -> &'static str {
-    match status {
-        MerchantStatus::Active => "active",
-        MerchantStatus::Disabled => "disabled",
-    }
-}
-
-/// A merchant record (`kind: None`) or one of its key items.
-pub(super) fn merchant_item(
-    merchant: &Merchant,
-    pk: String,
-    sk: &str,
-    kind: Option<KeyKind>,
-) -> Item {
-    // Destructured so that a new field fails to compile here until it is stored.
-    let Merchant {
-        id,
-        name,
-        secret_key_hash,
-        publishable_key_hash,
-        webhook_secret,
-        previous_webhook_secret,
-        notify_url,
-        status,
-        created_at,
-        payment_links,
-    } = merchant;
-    let mut item = HashMap::from([
-        (PK.to_string(), s(pk)),
-        (SK.to_string(), s(sk)),
-        ("merchant_id".to_string(), s(id.as_str())),
-        ("name".to_string(), s(name.as_str())),
-        ("secret_key_hash".to_string(), s(secret_key_hash.as_str())),
-        (
-            "publishable_key_hash".to_string(),
-            s(publishable_key_hash.as_str()),
-        ),
-        (
-            "webhook_secret".to_string(),
-            s(webhook_secret.expose().as_str()),
-        ),
-        ("status".to_string(), s(merchant_status_str(*status))),
-        ("created_at".to_string(), n(created_at.unix())),
-    ]);
-    insert_opt(&mut item, "notify_url", notify_url.as_deref().map(s));
-    if let Some(previous) = previous_webhook_secret {
-        item.insert(
-            "previous_webhook_secret".into(),
-            s(previous.secret.expose().as_str()),
-        );
-        item.insert(
-            "previous_webhook_secret_until".into(),
-            n(previous.until.unix()),
-        );
-    }
-    insert_payment_link_settings(&mut item, payment_links);
-    match kind {
-        None => {
-            item.insert(ITEM_TYPE.into(), s("merchant"));
-        }
-        Some(kind) => {
-            item.insert(ITEM_TYPE.into(), s("api_key"));
-            let kind = match kind {
-                KeyKind::Secret => "secret",
-                KeyKind::Publishable => "publishable",
-            };
-            item.insert("key_kind".into(), s(kind));
-        }
-    }
-    item
-}
-
-pub(super) fn merchant_from_item(item: &Item) -> Result<Merchant, StoreError> {
-    let r = Reader::new(item, "merchant");
-    let status = match r.str("status")? {
-        "active" => MerchantStatus::Active,
-        "disabled" => MerchantStatus::Disabled,
-        other => return Err(corrupt("merchant", &format!("status {other:?}"))),
-    };
-    Ok(Merchant {
-        id: MerchantId::new(r.str("merchant_id")?),
-        name: r.str("name")?.to_string(),
-        secret_key_hash: KeyHash::from_hex(r.str("secret_key_hash")?),
-        publishable_key_hash: KeyHash::from_hex(r.str("publishable_key_hash")?),
-        webhook_secret: Secret::new(r.str("webhook_secret")?.to_string()),
-        previous_webhook_secret: match r.opt_str("previous_webhook_secret")? {
-            None => None,
-            Some(secret) => Some(RetiringSecret {
-                secret: Secret::new(secret.to_string()),
-                until: Timestamp::from_unix(r.int("previous_webhook_secret_until")?),
-            }),
-        },
-        notify_url: r.opt_str("notify_url")?.map(str::to_string),
-        status,
-        created_at: Timestamp::from_unix(r.int("created_at")?),
-        payment_links: payment_link_settings(&r)?,
-    })
-}
-
-/// Payment-link settings as optional attributes: each default is written as no attribute, so
-/// items from before payment links existed read back as the defaults.
-fn insert_payment_link_settings(item: &mut Item, settings: &PaymentLinkSettings) {
-    let PaymentLinkSettings {
-        signing_secret,
-        require_signed,
-        allowed_return_hosts,
-    } = settings;
-    insert_opt(
-        item,
-        LINK_SIGNING_SECRET,
-        signing_secret
-            .as_ref()
-            .map(|secret| s(secret.expose().as_str())),
-    );
-    if *require_signed {
-        item.insert(LINK_REQUIRE_SIGNED.into(), AttributeValue::Bool(true));
-    }
-    if !allowed_return_hosts.is_empty() {
-        let hosts = allowed_return_hosts.iter().map(|h| s(h.as_str())).collect();
-        item.insert(LINK_RETURN_HOSTS.into(), AttributeValue::L(hosts));
-    }
-}
-
-fn payment_link_settings(r: &Reader<'_>) -> Result<PaymentLinkSettings, StoreError> {
-    Ok(PaymentLinkSettings {
-        signing_secret: r
-            .opt_str(LINK_SIGNING_SECRET)?
-            .map(|secret| Secret::new(secret.to_string())),
-        require_signed: r.opt_bool(LINK_REQUIRE_SIGNED)?.unwrap_or(false),
-        allowed_return_hosts: r.opt_str_list(LINK_RETURN_HOSTS)?.unwrap_or_default(),
-    })
 }
 
 /// The order's own attributes (no keys).

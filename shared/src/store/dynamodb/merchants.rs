@@ -1,12 +1,14 @@
-//! Merchants: the record and its two API-key items, always written together.
+//! Merchants: the record and its two API-key items, always written together, their secrets
+//! sealed (see `keyring`), every update conditional on the version read.
 
 use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 
 use super::{
     build_error,
     condition::Condition,
-    item::{corrupt, merchant_from_item, merchant_item, s, Reader},
-    schema::{key_pk, merchant_pk, KEY_SK, MERCHANT_SK, PK, SK},
+    item::{corrupt, n, s, Reader},
+    merchant_item::{merchant_from_item, merchant_item, sealed_secrets},
+    schema::{key_pk, merchant_pk, KEY_SK, MERCHANT_SK, PK, SK, VERSION},
     sdk_error, DynamoStore,
 };
 use crate::{
@@ -20,15 +22,25 @@ impl MerchantStore for DynamoStore {
             return Err(StoreError::new("a merchant's two keys must differ").into());
         }
         let new = || Condition::new("attribute_not_exists(#pk)").name("#pk", PK);
-        let record = merchant_item(merchant, merchant_pk(&merchant.id), MERCHANT_SK, None);
+        let keys = self.keys_for_write(merchant).await?;
+        let sealed = sealed_secrets(merchant, &keys)?;
+        let record = merchant_item(
+            merchant,
+            &sealed,
+            merchant_pk(&merchant.id),
+            MERCHANT_SK,
+            None,
+        );
         let secret = merchant_item(
             merchant,
+            &sealed,
             key_pk(&merchant.secret_key_hash),
             KEY_SK,
             Some(KeyKind::Secret),
         );
         let publishable = merchant_item(
             merchant,
+            &sealed,
             key_pk(&merchant.publishable_key_hash),
             KEY_SK,
             Some(KeyKind::Publishable),
@@ -57,7 +69,8 @@ impl MerchantStore for DynamoStore {
         let Some(item) = self.get(key_pk(hash), KEY_SK).await? else {
             return Ok(None);
         };
-        let merchant = merchant_from_item(&item)?;
+        let keys = self.keys_for_read(&[&item]).await?;
+        let merchant = merchant_from_item(&item, &keys)?;
         let kind = match Reader::new(&item, "API key").str("key_kind")? {
             "secret" => KeyKind::Secret,
             "publishable" => KeyKind::Publishable,
@@ -67,15 +80,18 @@ impl MerchantStore for DynamoStore {
     }
 
     async fn get_merchant(&self, id: &MerchantId) -> Result<Option<Merchant>, StoreError> {
-        self.get(merchant_pk(id), MERCHANT_SK)
-            .await?
-            .map(|item| merchant_from_item(&item))
-            .transpose()
+        let Some(item) = self.get(merchant_pk(id), MERCHANT_SK).await? else {
+            return Ok(None);
+        };
+        let keys = self.keys_for_read(&[&item]).await?;
+        merchant_from_item(&item, &keys).map(Some)
     }
 
-    /// One transaction: the merchant record (only if it exists), each key item rewritten (a new
-    /// hash only if unused), and the key items of replaced hashes deleted.
-    async fn update_merchant(&self, merchant: &Merchant) -> Result<(), UpdateMerchantError> {
+    /// One transaction: the merchant record (only if it exists at the version read), each key
+    /// item rewritten (a new hash only if unused), and the key items of replaced hashes
+    /// deleted. The version condition is what keeps two updates from the same read (two
+    /// `rotate-key` runs) from both landing: the loser's new key item is never written.
+    async fn update_merchant(&self, merchant: &Merchant) -> Result<Merchant, UpdateMerchantError> {
         if merchant.secret_key_hash == merchant.publishable_key_hash {
             return Err(StoreError::new("a merchant's two keys must differ").into());
         }
@@ -83,12 +99,39 @@ impl MerchantStore for DynamoStore {
             .get_merchant(&merchant.id)
             .await?
             .ok_or(UpdateMerchantError::NotFound)?;
+        if current.version != merchant.version {
+            return Err(UpdateMerchantError::Conflict);
+        }
+        let written = Merchant {
+            version: merchant.version + 1,
+            ..merchant.clone()
+        };
+        let merchant = &written;
+        let keys = self.keys_for_write(merchant).await?;
+        let sealed = sealed_secrets(merchant, &keys)?;
         let exists = || Condition::new("attribute_exists(#pk)").name("#pk", PK);
         let new = || Condition::new("attribute_not_exists(#pk)").name("#pk", PK);
+        // Items from before versions have none: version 0.
+        let at_read_version = if current.version == 0 {
+            exists().and("(attribute_not_exists(#version) OR #version = :read_version)")
+        } else {
+            exists().and("#version = :read_version")
+        }
+        .name("#version", VERSION)
+        .value(
+            ":read_version",
+            n(i64::try_from(current.version).unwrap_or(i64::MAX)),
+        );
         let mut items = vec![TransactWriteItem::builder()
             .put(self.put(
-                merchant_item(merchant, merchant_pk(&merchant.id), MERCHANT_SK, None),
-                exists(),
+                merchant_item(
+                    merchant,
+                    &sealed,
+                    merchant_pk(&merchant.id),
+                    MERCHANT_SK,
+                    None,
+                ),
+                at_read_version,
             )?)
             .build()];
         for (kind, old, new_hash) in [
@@ -104,7 +147,7 @@ impl MerchantStore for DynamoStore {
             ),
         ] {
             let condition = if old == new_hash { exists() } else { new() };
-            let key_item = merchant_item(merchant, key_pk(new_hash), KEY_SK, Some(kind));
+            let key_item = merchant_item(merchant, &sealed, key_pk(new_hash), KEY_SK, Some(kind));
             items.push(
                 TransactWriteItem::builder()
                     .put(self.put(key_item, condition)?)
@@ -124,8 +167,13 @@ impl MerchantStore for DynamoStore {
             .transact(items, &format!("update merchant {}", merchant.id))
             .await?
         {
-            Ok(()) => Ok(()),
-            Err(failed) if failed.contains(&0) => Err(UpdateMerchantError::NotFound),
+            Ok(()) => Ok(written),
+            Err(failed) if failed.contains(&0) => {
+                match self.get(merchant_pk(&merchant.id), MERCHANT_SK).await? {
+                    None => Err(UpdateMerchantError::NotFound),
+                    Some(_) => Err(UpdateMerchantError::Conflict),
+                }
+            }
             Err(_) => Err(UpdateMerchantError::KeyTaken),
         }
     }
@@ -145,8 +193,10 @@ impl MerchantStore for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| sdk_error("list merchants", e))?;
-            for item in page.items() {
-                merchants.push(merchant_from_item(item)?);
+            let items: Vec<_> = page.items().iter().collect();
+            let keys = self.keys_for_read(&items).await?;
+            for item in items {
+                merchants.push(merchant_from_item(item, &keys)?);
             }
             start = page.last_evaluated_key;
             if start.is_none() {

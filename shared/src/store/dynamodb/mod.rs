@@ -6,13 +6,17 @@
 //! - `schema`: key names and formats, `create_table`;
 //! - `item`: items to and from the model;
 //! - `condition`: condition expressions, among them `Order::apply`'s rules;
+//! - `keyring`: the wrapped data keys that seal merchants' secrets;
 //! - one file per capability: `merchants`, `orders`, `webhook_attempts`, `rate_limits`,
 //!   `health`.
 
 mod condition;
 mod health;
 mod item;
+mod keyring;
+mod merchant_item;
 mod merchants;
+mod migrate;
 mod orders;
 mod rate_limits;
 mod schema;
@@ -30,27 +34,35 @@ use aws_sdk_dynamodb::{
 use self::{
     condition::Condition,
     item::{n, s, Item},
-    schema::{merchant_pk, COUNTS_SK, ITEM_TYPE, KEY_SK, PK, SK},
+    schema::{counts_pk, COUNTS_SK, ITEM_TYPE, KEY_SK, PK, SK},
 };
-use crate::{model::MerchantId, store::StoreError};
+use crate::{
+    model::MerchantId,
+    store::{SecretKeys, StoreError},
+};
 
 /// Conflicting transactions (two writes to one merchant's counts at once) and version races
 /// are retried this many times before giving up with a [`StoreError`].
 const MAX_ATTEMPTS: u32 = 5;
 
-/// The DynamoDB [`Store`](crate::store::Store). Cheap to clone (the client is shared).
+/// The DynamoDB [`Store`](crate::store::Store). Cheap to clone (the client and the data keys
+/// are shared).
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Which merchants' secrets this store may open and seal.
+    secrets: SecretKeys,
 }
 
 impl DynamoStore {
-    /// A store on `table_name` (which must have the layout [`DynamoStore::create_table`] makes).
+    /// A store on `table_name` (which must have the layout [`DynamoStore::create_table`] makes)
+    /// that opens no merchant secret ([`DynamoStore::with_secret_keys`] gives it some).
     pub fn new(client: Client, table_name: impl Into<String>) -> Self {
         DynamoStore {
             client,
             table: table_name.into(),
+            secrets: SecretKeys::none(),
         }
     }
 
@@ -196,7 +208,7 @@ impl DynamoStore {
         }
         Update::builder()
             .table_name(&self.table)
-            .key(PK, s(merchant_pk(merchant_id)))
+            .key(PK, s(counts_pk(merchant_id)))
             .key(SK, s(COUNTS_SK))
             .update_expression(format!("SET #type = :type ADD {}", parts.join(", ")))
             .set_expression_attribute_names(Some(names))

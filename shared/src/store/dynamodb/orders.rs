@@ -8,8 +8,8 @@ use super::{
     condition::{apply_rules, Condition},
     item::{guard_item, n, order_from_item, order_record, s, Item, Reader},
     schema::{
-        count_attribute, guard_pk, merchant_pk, order_pk, status_list_pk, COUNTS_SK, GUARD_SK,
-        INDEX_BY_MERCHANT, INDEX_BY_MERCHANT_STATUS, LIST_PK, ORDER_NO, ORDER_SK, PK,
+        count_attribute, counts_pk, guard_pk, merchant_pk, order_pk, status_list_pk, COUNTS_SK,
+        GUARD_SK, INDEX_BY_MERCHANT, INDEX_BY_MERCHANT_STATUS, LIST_PK, ORDER_NO, ORDER_SK, PK,
         STATUS_LIST_PK, VERSION,
     },
     sdk_error, DynamoStore, MAX_ATTEMPTS,
@@ -223,11 +223,18 @@ impl DynamoStore {
         merchant_id: &MerchantId,
         status: Option<OrderStatus>,
     ) -> Result<u64, StoreError> {
-        let Some(item) = self.get(merchant_pk(merchant_id), COUNTS_SK).await? else {
-            return Ok(0);
-        };
-        let counts = Reader::new(&item, "order counts");
-        let count = counts.opt_int(&count_attribute(status))?.unwrap_or(0);
-        Ok(u64::try_from(count).unwrap_or(0))
+        // Counts written before they moved to `COUNTS#` may still sit in the merchant's
+        // partition (until `ferrypay merchant migrate-counts` folds them in): both are read and
+        // added, so a total is right before, during and after the migration.
+        let (current, legacy) = tokio::join!(
+            self.get(counts_pk(merchant_id), COUNTS_SK),
+            self.get(merchant_pk(merchant_id), COUNTS_SK)
+        );
+        let mut total = 0i64;
+        for item in [current?, legacy?].into_iter().flatten() {
+            let counts = Reader::new(&item, "order counts");
+            total += counts.opt_int(&count_attribute(status))?.unwrap_or(0);
+        }
+        Ok(u64::try_from(total).unwrap_or(0))
     }
 }

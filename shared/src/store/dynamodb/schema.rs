@@ -10,19 +10,32 @@
 //! TTL is on `purge_at` (rate-limit windows and webhook attempts have it). [`DynamoStore::create_table`] is the
 //! one definition of this schema; `infra/template.yaml` mirrors it.
 //!
-//! | item | `pk` | `sk` | other keys | holds |
-//! | --- | --- | --- | --- | --- |
-//! | merchant | `MERCHANT#{id}` | `MERCHANT` | | the merchant |
-//! | API key | `KEY#{sha256 hex}` | `KEY` | | a copy of the merchant + `key_kind` |
-//! | order | `ORDER#{order_no}` | `ORDER` | `list_pk` = `MERCHANT#{id}`, `status_list_pk` = `MERCHANT#{id}#{status}` | the order + `version` |
-//! | out_trade_no guard | `OTN#{merchant id}#{out_trade_no}` | `OTN` | | a copy of the order + `version` |
-//! | order counts | `MERCHANT#{id}` | `COUNTS` | | `count_all`, `count_{status}` |
-//! | rate-limit window | `WINDOW#{bucket}` | `WINDOW` | | `n`, `expires_at`, `purge_at` (TTL) |
-//! | webhook attempt | `ORDER#{order_no}` | `ATTEMPT#{generation:010}#{attempt:010}` | | the attempt, `purge_at` (TTL, 90 days) |
+//! | item | `pk` | `sk` | other keys | holds | written by |
+//! | --- | --- | --- | --- | --- | --- |
+//! | merchant | `MERCHANT#{id}` | `MERCHANT` | | the merchant + `version`, its secrets sealed | the operator's CLI |
+//! | API key | `KEY#{sha256 hex}` | `KEY` | | a copy of the merchant + `key_kind` | the operator's CLI |
+//! | keyring | `KEYRING#{purpose}` | `KEYRING` | | a data key wrapped by KMS (`wrapped_key` B, `wrapped_by`, `kms_key_id`) | the operator's CLI, once |
+//! | order | `ORDER#{order_no}` | `ORDER` | `list_pk` = `MERCHANT#{id}`, `status_list_pk` = `MERCHANT#{id}#{status}` | the order + `version` | functions |
+//! | out_trade_no guard | `OTN#{merchant id}#{out_trade_no}` | `OTN` | | a copy of the order + `version` | functions |
+//! | order counts | `COUNTS#{id}` | `COUNTS` | | `count_all`, `count_{status}` | functions |
+//! | rate-limit window | `WINDOW#{bucket}` | `WINDOW` | | `n`, `expires_at`, `purge_at` (TTL) | functions |
+//! | webhook attempt | `ORDER#{order_no}` | `ATTEMPT#{generation:010}#{attempt:010}` | | the attempt, `purge_at` (TTL, 90 days) | functions |
 //!
-//! A merchant's payment-link settings (in its record and both key items) are optional
-//! attributes, absent when they have their default, so items written before payment links
-//! existed read as the defaults: `link_signing_secret` (S), `link_require_signed` (BOOL, only
+//! So Lambda functions write only `ORDER#`, `OTN#`, `COUNTS#` and `WINDOW#` partitions (what
+//! the template's `dynamodb:LeadingKeys` conditions allow); `MERCHANT#`, `KEY#` and `KEYRING#`
+//! are the operator's (a store without [`SecretKeys::operator`] refuses merchant writes).
+//! Tables written before the counts moved may still hold `MERCHANT#{id}`/`COUNTS`: it is read
+//! and added to the new item until `ferrypay merchant migrate-counts` folds it in.
+//!
+//! Merchants' secrets (`webhook_secret`, `previous_webhook_secret`, `link_signing_secret`) are
+//! sealed (`fps1:` + base64 of AES-256-GCM, bound to the merchant and attribute; see
+//! [`crate::seal`]) with the data key of their purpose (`webhook`, `link`), the same sealed
+//! value in the record and both key items. Items from before sealing hold them in plain text,
+//! which still reads (`ferrypay merchant reseal --all` seals them). `version` counts a
+//! merchant's updates (absent: 0); each update is conditional on the version read.
+//! `ip_allowlist` (L of S, CIDRs) is absent when empty. A merchant's payment-link settings are
+//! optional attributes, absent at their defaults, so items written before payment links existed
+//! read as the defaults: `link_signing_secret` (S, sealed), `link_require_signed` (BOOL, only
 //! when true), `link_return_hosts` (L of S, only when not empty).
 //!
 //! An order (record and guard copy) carries `source` (S: `api`, `link` or `signed_link`);
@@ -32,16 +45,21 @@
 //! | --- | --- |
 //! | merchant by API-key hash (either kind) | `GetItem KEY#…` (strongly consistent; the item names its kind) |
 //! | merchant by id | `GetItem MERCHANT#…` |
+//! | a purpose's data key | `GetItem KEYRING#…`, then KMS `Decrypt` with the context `{"ferrypay:purpose": …}`: once per process |
 //! | order by number | `GetItem ORDER#…` |
 //! | order by merchant + `out_trade_no` | `GetItem OTN#…` (strongly consistent, unlike a GSI) |
-//! | a merchant's orders, newest first | `Query orders_by_merchant` (or `orders_by_merchant_status` for one status), descending; a cursor is the key condition `order_no < :after` inside the caller's own partition, so it can never reach another merchant's orders; `total` is a `GetItem` of the counts item, sent concurrently |
+//! | a merchant's orders, newest first | `Query orders_by_merchant` (or `orders_by_merchant_status` for one status), descending; a cursor is the key condition `order_no < :after` inside the caller's own partition, so it can never reach another merchant's orders; `total` is a `GetItem` of the counts item (and of the old one, see above), sent concurrently |
 //! | rate-limit window | `UpdateItem ADD n` |
 //! | an order's latest webhook attempts | `Query pk = ORDER#… AND begins_with(sk, ATTEMPT#)`, descending (zero-padded numbers sort) |
 //!
 //! Writes:
 //! - `insert_merchant`: one transaction putting the merchant and both key items, each only if new.
 //!   The key items copy the merchant, so whoever changes a merchant (status, notify URL, keys,
-//!   payment-link settings) must rewrite all three items in one transaction.
+//!   payment-link settings, allowlist) must rewrite all three items in one transaction.
+//! - `update_merchant`: one transaction: the record only if its `version` is still the one read
+//!   (so of two updates from one read, the second writes nothing, none of its key items
+//!   either), each key item, and the deletes of replaced key items.
+//! - keyring: a put only if absent (two operators at once: the loser reads the winner's).
 //! - `insert_order`: one transaction putting the order and (with an `out_trade_no`) its guard,
 //!   each only if new, and adding to the merchant's counts.
 //! - `update_order`: reads the order (strongly consistent), computes the next state with
@@ -67,8 +85,10 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{build_error, sdk_error, DynamoStore};
+#[cfg(doc)]
+use crate::store::SecretKeys;
 use crate::{
-    model::{KeyHash, MerchantId, OrderNo, OrderStatus, OutTradeNo},
+    model::{KeyHash, MerchantId, OrderNo, OrderStatus, OutTradeNo, SecretPurpose},
     store::StoreError,
 };
 
@@ -109,6 +129,16 @@ pub(super) fn status_list_pk(merchant_id: &MerchantId, status: OrderStatus) -> S
     format!("MERCHANT#{merchant_id}#{}", status.as_str())
 }
 
+/// Order counts live in a partition of their own (not the merchant's), so a function that
+/// creates orders writes no `MERCHANT#` item (IAM's `dynamodb:LeadingKeys`).
+pub(super) fn counts_pk(merchant_id: &MerchantId) -> String {
+    format!("COUNTS#{merchant_id}")
+}
+
+pub(super) fn keyring_pk(purpose: SecretPurpose) -> String {
+    format!("KEYRING#{}", purpose.as_str())
+}
+
 pub(super) fn window_pk(bucket: &str) -> String {
     format!("WINDOW#{bucket}")
 }
@@ -119,6 +149,7 @@ pub(super) const ORDER_SK: &str = "ORDER";
 pub(super) const GUARD_SK: &str = "OTN";
 pub(super) const COUNTS_SK: &str = "COUNTS";
 pub(super) const WINDOW_SK: &str = "WINDOW";
+pub(super) const KEYRING_SK: &str = "KEYRING";
 pub(super) const ATTEMPT_SK_PREFIX: &str = "ATTEMPT#";
 
 /// Zero-padded, so that the attempts of an order sort by generation, then attempt number.
