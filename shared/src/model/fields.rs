@@ -11,6 +11,8 @@ use url::Url;
 pub enum FieldError {
     #[error("longer than {max}")]
     TooLong { max: usize },
+    #[error("longer than {max} bytes of UTF-8")]
+    TooLongBytes { max: usize },
     #[error("blank")]
     Blank,
     #[error("contains a control character")]

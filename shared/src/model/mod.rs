@@ -1,4 +1,4 @@
-//! The domain: orders, merchants, money, ids, time. No I/O here.
+//! The domain: orders, refunds, merchants, money, ids, time. No I/O here.
 
 mod cause;
 mod cidr;
@@ -9,6 +9,7 @@ mod merchant_secret;
 mod money;
 mod order;
 mod payment_link;
+mod refund;
 mod secret;
 mod time;
 mod webhook;
@@ -29,6 +30,10 @@ pub use order::{
     Order, OrderSource, OrderStatus, OrderUpdate, PayCredential, PayType, UpdateRefused,
 };
 pub use payment_link::{normalize_return_host, PaymentLinkSettings, MAX_RETURN_HOSTS};
+pub use refund::{
+    OutRefundNo, Refund, RefundNo, RefundReason, RefundSource, RefundStatus, RefundTally,
+    MAX_REASON_BYTES, MAX_REFUNDS_PER_ORDER, REFUND_WINDOW_DAYS,
+};
 pub use secret::Secret;
 pub use time::{BeijingDateTime, Clock, ManualClock, SystemClock, Timestamp};
 pub use webhook::{AttemptResult, WebhookAttempt, WebhookState, WebhookStatus};
