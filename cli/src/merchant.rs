@@ -5,7 +5,9 @@ use std::sync::Arc;
 use ferrypay::{
     aws::KmsDataKeys,
     config::OperatorConfig,
-    model::{Cidr, Clock, KeyKind, Merchant, MerchantId, MerchantStatus, SystemClock},
+    model::{
+        Cidr, Clock, KeyKind, Merchant, MerchantId, MerchantStatus, NotifyEvents, SystemClock,
+    },
     service::{retry::RetrySchedule, AllowlistChange, MerchantAdmin, NewMerchant},
     store::{DynamoStore, SecretKeys},
 };
@@ -25,6 +27,11 @@ pub const USAGE: &str = "\
       a new webhook secret; the old one keeps signing too (a second signature) for the
       overlap (default 24h; 0s ends it at once), so the merchant can switch without a gap
   ferrypay merchant set-notify-url ID (URL | --clear)
+  ferrypay merchant set-events ID EVENT,EVENT...
+      the webhook events the notify URL receives: order.paid always; order.closed,
+      refund.succeeded, refund.abnormal, refund.closed only when named here (a receiver
+      written for payments must not see refunds unasked); set-events ID order.paid: back to
+      order.paid only
   ferrypay merchant rotate-link-secret ID
       a new payment-link signing secret (lsk_...); links signed with the old one stop working
   ferrypay merchant link-policy ID [--require-signed | --allow-unsigned]
@@ -256,6 +263,17 @@ pub async fn run(args: &[String]) -> Result<String, String> {
                 .map_err(text)?;
             Ok(describe(&m))
         }
+        Some("set-events") => {
+            let list = positional
+                .get(2)
+                .ok_or("which events? e.g. order.paid,refund.succeeded")?;
+            let events = NotifyEvents::parse_list(list)?;
+            let m = admin
+                .set_notify_events(&id(1)?, events)
+                .await
+                .map_err(text)?;
+            Ok(describe(&m))
+        }
         Some("ip-allowlist") => {
             let ranges = |list: &str| -> Result<Vec<Cidr>, String> {
                 list.split(',').map(Cidr::parse).collect()
@@ -347,6 +365,7 @@ fn describe(m: &Merchant) -> String {
          name            {}\n\
          status          {}\n\
          notify url      {}\n\
+         notify events   {}\n\
          webhook secret  {shown}... (shown in full only at creation){previous}\n\
          link secret     {link_secret}\n\
          signed links    {signed_links}\n\
@@ -357,6 +376,7 @@ fn describe(m: &Merchant) -> String {
         m.name,
         status(m.status),
         m.notify_url.as_deref().unwrap_or("-"),
+        m.notify_events,
         m.created_at.to_beijing_string(),
     )
 }

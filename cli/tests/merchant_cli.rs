@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use ferrypay::{
     aws::KmsDataKeys,
-    model::{KeyKind, MerchantId, MerchantStatus},
+    model::{KeyKind, MerchantId, MerchantStatus, NotifyEvents, WebhookEvent},
     sign::hash_api_key,
     store::{prelude::*, DynamoStore, LocalDevKeys, SecretKeys},
     testing::aws_test_endpoint,
@@ -183,6 +183,55 @@ async fn operators_manage_merchants_from_the_command_line() {
     assert_eq!(
         store.get_merchant(&id).await.unwrap().unwrap().notify_url,
         None
+    );
+
+    // Webhook events: order.paid only until the merchant asks for more; order.paid stays.
+    assert_eq!(
+        field(&cli.ok(&["show", id.as_str()]), "notify events"),
+        "order.paid"
+    );
+    let set = cli.ok(&["set-events", id.as_str(), "refund.succeeded,refund.closed"]);
+    assert_eq!(
+        field(&set, "notify events"),
+        "order.paid,refund.succeeded,refund.closed",
+        "{set}"
+    );
+    let events = store
+        .get_merchant(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .notify_events;
+    assert!(events.contains(WebhookEvent::RefundSucceeded));
+    assert!(!events.contains(WebhookEvent::RefundAbnormal));
+    let by_key = store
+        .merchant_by_key(&hash_api_key(new_sk))
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    assert_eq!(by_key.notify_events, events, "the key items carry it too");
+    let (ok, _, err) = cli.run(&["set-events", id.as_str(), "refund.success"]);
+    assert!(!ok && err.contains("refund.success"), "{err}");
+    assert_eq!(
+        store
+            .get_merchant(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .notify_events,
+        events,
+        "a refused list changes nothing"
+    );
+    cli.ok(&["set-events", id.as_str(), "order.paid"]);
+    assert_eq!(
+        store
+            .get_merchant(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .notify_events,
+        NotifyEvents::default()
     );
 
     // A webhook secret rotation keeps the old secret signing for the overlap.

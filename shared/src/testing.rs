@@ -87,6 +87,7 @@ pub async fn onboard(
         secret_key: secret_key.map(|k| Secret::new(k.to_string())),
         publishable_key: publishable_key.map(str::to_string),
         webhook_secret: Some(Secret::new(TEST_WEBHOOK_SECRET.to_string())),
+        notify_events: None,
     };
     match app.onboard_merchant(new).await {
         Ok(done) => done,

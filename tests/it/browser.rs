@@ -73,6 +73,7 @@ fn options() -> DevOptions {
         secret_key: Some(Secret::new(SK.into())),
         publishable_key: Some(PK.into()),
         webhook_secret: None,
+        notify_events: None,
     });
     DevOptions {
         config: ServiceConfig {
@@ -212,6 +213,7 @@ async fn payers_pay_links_in_headless_chromium() {
             secret_key: Some(Secret::new(SIGNED_SK.into())),
             publishable_key: Some(SIGNED_PK.into()),
             webhook_secret: None,
+            notify_events: None,
         })
         .await
         .unwrap();

@@ -23,6 +23,7 @@ fn options() -> DevOptions {
         secret_key: Some(Secret::new(SK.into())),
         publishable_key: Some(PK.into()),
         webhook_secret: Some(Secret::new(WHSEC.into())),
+        notify_events: None,
     })
 }
 

@@ -34,6 +34,7 @@ fn stack_options(config: ServiceConfig) -> DevOptions {
         secret_key: Some(Secret::new(SK.into())),
         publishable_key: Some(PK.into()),
         webhook_secret: None,
+        notify_events: None,
     });
     DevOptions {
         config: ServiceConfig {

@@ -47,6 +47,7 @@ async fn dev_stack(config: ServiceConfig, clock: Arc<ManualClock>) -> DevStack {
         secret_key: Some(Secret::new(SK.into())),
         publishable_key: Some(PK.into()),
         webhook_secret: None,
+        notify_events: None,
     });
     harness::start_dev(DevOptions {
         config: ServiceConfig {
@@ -271,6 +272,7 @@ async fn moto_app(config: ServiceConfig, clock: Arc<ManualClock>) -> Ferrypay<On
         secret_key: Some(Secret::new(TEST_SECRET_KEY.into())),
         publishable_key: Some(TEST_PUBLISHABLE_KEY.into()),
         webhook_secret: None,
+        notify_events: None,
     })
     .await
     .unwrap();

@@ -13,9 +13,9 @@ use ferrypay::{
     aws::KmsDataKeys,
     model::{
         AttemptResult, Cidr, Fen, KeyKind, Merchant, MerchantId, MerchantSecret, MerchantStatus,
-        Order, OrderNo, OrderSource, OrderStatus, OrderUpdate, OutTradeNo, PayCredential, PayType,
-        PaymentLinkSettings, RetiringSecret, SecretPurpose, SecretSealed, Timestamp, UpdateRefused,
-        WebhookAttempt, WebhookStatus,
+        NotifyEvents, Order, OrderNo, OrderSource, OrderStatus, OrderUpdate, OutTradeNo,
+        PayCredential, PayType, PaymentLinkSettings, RetiringSecret, SecretPurpose, SecretSealed,
+        Timestamp, UpdateRefused, WebhookAttempt, WebhookStatus,
     },
     service::{AllowlistChange, MerchantAdmin, NewMerchant},
     sign::hash_api_key,
@@ -56,6 +56,7 @@ contract!(
     payment_link_settings_are_stored_with_the_merchant_and_its_keys,
     two_updates_from_one_read_leave_no_orphan_key,
     ip_allowlists_are_stored_with_the_merchant_and_its_keys,
+    notify_events_are_stored_with_the_merchant_and_its_keys,
     orders_are_found_by_number_and_by_out_trade_no,
     orders_keep_their_source,
     a_replay_right_after_create_sees_the_order,
@@ -108,6 +109,7 @@ fn merchant(tag: &str) -> Merchant {
         webhook_secret: MerchantSecret::new(format!("whsec_{tag}")),
         previous_webhook_secret: None,
         notify_url: Some(format!("https://{tag}.example/notify")),
+        notify_events: NotifyEvents::default(),
         status: MerchantStatus::Active,
         created_at: Timestamp::from_unix(START),
         payment_links: PaymentLinkSettings::default(),
@@ -1366,6 +1368,27 @@ async fn ip_allowlists_are_stored_with_the_merchant_and_its_keys<S: Store>(store
         .await
         .unwrap();
     assert_merchant_stored(&store, &cleared).await;
+}
+
+/// The webhook events a merchant subscribed to are on its record and its key items (the API
+/// reads merchants by key); back to the default, they are gone.
+async fn notify_events_are_stored_with_the_merchant_and_its_keys<S: Store>(store: S) {
+    let a = merchant("events");
+    store.insert_merchant(&a).await.unwrap();
+    let subscribed = Merchant {
+        notify_events: NotifyEvents::all(),
+        ..a.clone()
+    };
+    let subscribed = store.update_merchant(&subscribed).await.unwrap();
+    assert_merchant_stored(&store, &subscribed).await;
+    let back = store
+        .update_merchant(&Merchant {
+            notify_events: NotifyEvents::default(),
+            ..subscribed
+        })
+        .await
+        .unwrap();
+    assert_merchant_stored(&store, &back).await;
 }
 
 // ---------------------------------------------------------------- DynamoDB items

@@ -12,7 +12,7 @@ use super::{
     ConfigError, Env, Need, Reader, Var,
 };
 use crate::{
-    model::{NotifyUrl, Secret},
+    model::{NotifyEvents, NotifyUrl, Secret},
     service::{retry::RetrySchedule, NewMerchant, ServiceConfig},
     wechat::{OAuthConfig, WechatPayConfig},
 };
@@ -38,6 +38,15 @@ pub const DEMO_NOTIFY_URL: Var = Var::optional(
     "FERRYPAY_DEMO_NOTIFY_URL",
     "the demo merchant's notify URL (default: the stack's own /dev/webhooks inbox)",
 );
+
+/// The demo merchant's webhook events: all of them, so the stack shows every kind.
+pub const DEMO_EVENTS: Var = Var::default(
+    "FERRYPAY_DEMO_EVENTS",
+    DEMO_ALL_EVENTS,
+    "the demo merchant's webhook events, comma-separated (order.paid is always one)",
+);
+const DEMO_ALL_EVENTS: &str =
+    "order.paid,order.closed,refund.succeeded,refund.abnormal,refund.closed";
 
 const DEV_PUBLIC_URL: Var = PUBLIC_URL
     .with_need(Need::Optional)
@@ -66,7 +75,7 @@ const fn optional_all<const N: usize>(mut vars: [Var; N]) -> [Var; N] {
     vars
 }
 
-const DEV_VARIABLES: [Var; 21] = concat(
+const DEV_VARIABLES: [Var; 22] = concat(
     [
         DEFAULT_EXPIRE_MINUTES,
         RATE_LIMIT_PER_MINUTE,
@@ -76,6 +85,7 @@ const DEV_VARIABLES: [Var; 21] = concat(
         DEMO_PUBLISHABLE_KEY,
         DEMO_WEBHOOK_SECRET,
         DEMO_NOTIFY_URL,
+        DEMO_EVENTS,
         DEV_PUBLIC_URL,
         DEV_SCHEDULE,
         DEV_OAUTH_SECRET,
@@ -122,6 +132,7 @@ impl DevConfig {
             secret_key: r.optional(&DEMO_API_KEY).map(Secret::new),
             publishable_key: r.optional(&DEMO_PUBLISHABLE_KEY),
             webhook_secret: r.optional(&DEMO_WEBHOOK_SECRET).map(Secret::new),
+            notify_events: demo_events(&mut r),
         };
         let public_url = r.optional(&DEV_PUBLIC_URL);
         let webhook_schedule = retry_schedule(&mut r, &DEV_SCHEDULE);
@@ -146,6 +157,17 @@ impl DevConfig {
             })
         })();
         r.finish(config)
+    }
+}
+
+fn demo_events(r: &mut Reader<'_>) -> Option<NotifyEvents> {
+    let list = r.text(&DEMO_EVENTS)?;
+    match NotifyEvents::parse_list(&list) {
+        Ok(events) => Some(events),
+        Err(e) => {
+            r.problem(&DEMO_EVENTS, format!("{}: {e}", DEMO_EVENTS.name));
+            None
+        }
     }
 }
 
@@ -187,6 +209,22 @@ mod tests {
         assert_eq!(config.public_url, None);
         assert_eq!(config.demo.name, "ferrypay demo shop");
         assert!(config.demo.secret_key.is_none());
+        assert_eq!(config.demo.notify_events, Some(NotifyEvents::all()));
+        assert_eq!(
+            NotifyEvents::parse_list(DEMO_ALL_EVENTS),
+            Ok(NotifyEvents::all())
+        );
+    }
+
+    #[test]
+    fn the_demo_merchants_events_can_be_narrowed_and_bad_names_are_reported() {
+        let config = dev(&[("FERRYPAY_DEMO_EVENTS", "order.paid")]).unwrap();
+        assert_eq!(config.demo.notify_events, Some(NotifyEvents::default()));
+        let err = dev(&[("FERRYPAY_DEMO_EVENTS", "order.paid,refund.success")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FERRYPAY_DEMO_EVENTS"), "{err}");
+        assert!(err.contains("refund.success"), "{err}");
     }
 
     #[test]

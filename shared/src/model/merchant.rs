@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cidr, MerchantId, MerchantSecret, PaymentLinkSettings, SecretSealed, Timestamp};
+use super::{
+    Cidr, MerchantId, MerchantSecret, NotifyEvents, PaymentLinkSettings, SecretSealed, Timestamp,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +53,10 @@ pub struct Merchant {
     /// signature) until its `until`, so the merchant's receiver can switch over.
     pub previous_webhook_secret: Option<RetiringSecret>,
     pub notify_url: Option<String>,
+    /// The webhook events the notify URL receives: `order.paid`, and the others only if the
+    /// merchant subscribed. Merchants stored before subscriptions existed get `order.paid` only.
+    #[serde(default)]
+    pub notify_events: NotifyEvents,
     pub status: MerchantStatus,
     pub created_at: Timestamp,
     /// What the public jump-pay gateway accepts for this merchant. Merchants stored before

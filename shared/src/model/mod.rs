@@ -2,6 +2,7 @@
 
 mod cause;
 mod cidr;
+mod events;
 mod fields;
 mod ids;
 mod merchant;
@@ -16,6 +17,7 @@ mod webhook;
 
 pub use cause::Cause;
 pub use cidr::{address_allowed, Cidr, MAX_ALLOWLIST_ENTRIES};
+pub use events::{NotifyEvents, WebhookEvent};
 pub use fields::{
     check_characters, is_format_char, Attach, ClientIp, Description, FieldError, NotifyUrl, Openid,
     ReturnUrl,

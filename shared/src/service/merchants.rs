@@ -6,8 +6,8 @@ use super::{error::Error, Backends, Ferrypay};
 use crate::{
     model::{
         address_allowed, check_characters, normalize_return_host, Cidr, Clock, KeyKind, Merchant,
-        MerchantId, MerchantStatus, NotifyUrl, PaymentLinkSettings, RandomError, RetiringSecret,
-        Secret, MAX_ALLOWLIST_ENTRIES, MAX_RETURN_HOSTS,
+        MerchantId, MerchantStatus, NotifyEvents, NotifyUrl, PaymentLinkSettings, RandomError,
+        RetiringSecret, Secret, MAX_ALLOWLIST_ENTRIES, MAX_RETURN_HOSTS,
     },
     sign::{
         generate_link_signing_secret, generate_publishable_key, generate_secret_key,
@@ -25,6 +25,8 @@ pub struct NewMerchant {
     pub secret_key: Option<Secret<String>>,
     pub publishable_key: Option<String>,
     pub webhook_secret: Option<Secret<String>>,
+    /// The webhook events to subscribe to; `None`: `order.paid` only.
+    pub notify_events: Option<NotifyEvents>,
 }
 
 /// The keys of a new merchant: shown once, then only their hashes remain (but the webhook
@@ -142,6 +144,7 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
             webhook_secret: webhook_secret.clone().into(),
             previous_webhook_secret: None,
             notify_url: new.notify_url,
+            notify_events: new.notify_events.unwrap_or_default(),
             status: MerchantStatus::Active,
             created_at: self.clock.now(),
             payment_links: PaymentLinkSettings::default(),
@@ -326,6 +329,20 @@ impl<'a, S: MerchantStore> MerchantAdmin<'a, S> {
         }
         self.save(Merchant {
             payment_links: links,
+            ..merchant
+        })
+        .await
+    }
+
+    /// Sets the webhook events the merchant's notify URL receives (`order.paid` always).
+    pub async fn set_notify_events(
+        &self,
+        id: &MerchantId,
+        events: NotifyEvents,
+    ) -> Result<Merchant, AdminError> {
+        let merchant = self.get(id).await?;
+        self.save(Merchant {
+            notify_events: events,
             ..merchant
         })
         .await

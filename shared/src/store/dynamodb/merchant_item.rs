@@ -10,8 +10,8 @@ use super::{
 };
 use crate::{
     model::{
-        Cidr, KeyHash, KeyKind, Merchant, MerchantId, MerchantSecret, MerchantStatus,
-        PaymentLinkSettings, RetiringSecret, SecretPurpose, Timestamp,
+        Cidr, KeyHash, KeyKind, Merchant, MerchantId, MerchantSecret, MerchantStatus, NotifyEvents,
+        PaymentLinkSettings, RetiringSecret, SecretPurpose, Timestamp, WebhookEvent,
     },
     seal::{self, DataKey},
     store::StoreError,
@@ -38,6 +38,7 @@ pub(super) const SECRET_ATTRIBUTES: [(&str, SecretPurpose); 3] = [
     (LINK_SIGNING_SECRET, SecretPurpose::Link),
 ];
 const IP_ALLOWLIST: &str = "ip_allowlist";
+const NOTIFY_EVENTS: &str = "notify_events";
 
 /// What a store may do with each purpose's secrets for one read or write.
 #[derive(Clone, Copy)]
@@ -137,6 +138,7 @@ pub(super) fn merchant_item(
         webhook_secret: _,
         previous_webhook_secret,
         notify_url,
+        notify_events,
         status,
         created_at,
         payment_links,
@@ -164,6 +166,11 @@ pub(super) fn merchant_item(
         item.insert((*attribute).to_string(), s(value.as_str()));
     }
     insert_opt(&mut item, "notify_url", notify_url.as_deref().map(s));
+    // The default (order.paid only) is no attribute, as merchants from before subscriptions.
+    if *notify_events != NotifyEvents::default() {
+        let names = notify_events.iter().map(|e| s(e.as_str())).collect();
+        item.insert(NOTIFY_EVENTS.into(), AttributeValue::L(names));
+    }
     if let Some(previous) = previous_webhook_secret {
         item.insert(
             "previous_webhook_secret_until".into(),
@@ -258,6 +265,16 @@ pub(super) fn merchant_from_item(item: &Item, keys: &Keys<'_>) -> Result<Merchan
         .iter()
         .map(|c| Cidr::parse(c).map_err(|_| corrupt("merchant", "ip_allowlist entry")))
         .collect::<Result<_, _>>()?;
+    let notify_events = r
+        .opt_str_list(NOTIFY_EVENTS)?
+        .unwrap_or_default()
+        .iter()
+        .map(|name| {
+            WebhookEvent::parse(name)
+                .ok_or_else(|| corrupt("merchant", &format!("notify event {name:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(NotifyEvents::with)?;
     let version = r
         .opt_int(VERSION)?
         .map(|v| u64::try_from(v).map_err(|_| corrupt("merchant", "version is negative")))
@@ -270,6 +287,7 @@ pub(super) fn merchant_from_item(item: &Item, keys: &Keys<'_>) -> Result<Merchan
         webhook_secret,
         previous_webhook_secret,
         notify_url: r.opt_str("notify_url")?.map(str::to_string),
+        notify_events,
         status,
         created_at: Timestamp::from_unix(r.int("created_at")?),
         payment_links: payment_link_settings(&r, &id, keys)?,
