@@ -57,6 +57,15 @@ pub enum ApiError {
     OrderNotPaid,
     #[error("out_trade_no already used")]
     OutTradeNoUsed,
+    #[error("Refund not found")]
+    RefundNotFound,
+    #[error("Refund exceeds the refundable amount")]
+    RefundExceedsRefundable,
+    #[error("out_refund_no already used")]
+    OutRefundNoUsed,
+    /// 50 refunds already, or paid over a year ago.
+    #[error("Refund not allowed")]
+    RefundNotAllowed,
     #[error("Too many requests")]
     RateLimited { retry_after_secs: u64 },
     /// WeChat Pay unreachable or timing out: worth retrying.
@@ -94,11 +103,16 @@ impl ApiError {
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             MissingApiKey | InvalidApiKey => StatusCode::UNAUTHORIZED,
             ProductDisabled | PermissionDenied | IpNotAllowed => StatusCode::FORBIDDEN,
-            OrderNotFound | RouteNotFound => StatusCode::NOT_FOUND,
+            OrderNotFound | RefundNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed => {
-                StatusCode::CONFLICT
-            }
+            OrderPaid
+            | OrderClosed
+            | OrderRefunded
+            | OrderNotPaid
+            | OutTradeNoUsed
+            | RefundExceedsRefundable
+            | OutRefundNoUsed
+            | RefundNotAllowed => StatusCode::CONFLICT,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             PaymentFailed => StatusCode::BAD_GATEWAY,
             PaymentUnavailable | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,6 +143,10 @@ impl ApiError {
             OrderRefunded => ErrorCode::OrderRefunded,
             OrderNotPaid => ErrorCode::OrderNotPaid,
             OutTradeNoUsed => ErrorCode::OutTradeNoUsed,
+            RefundNotFound => ErrorCode::RefundNotFound,
+            RefundExceedsRefundable => ErrorCode::RefundExceedsRefundable,
+            OutRefundNoUsed => ErrorCode::OutRefundNoUsed,
+            RefundNotAllowed => ErrorCode::RefundNotAllowed,
             RateLimited { .. } => ErrorCode::RateLimited,
             PaymentUnavailable => ErrorCode::PaymentUnavailable,
             PaymentFailed => ErrorCode::PaymentFailed,
@@ -181,6 +199,10 @@ impl From<service::Error> for ApiError {
             E::OrderRefunded => ApiError::OrderRefunded,
             E::OrderNotPaid => ApiError::OrderNotPaid,
             E::OutTradeNoUsed => ApiError::OutTradeNoUsed,
+            E::RefundNotFound => ApiError::RefundNotFound,
+            E::RefundExceedsRefundable => ApiError::RefundExceedsRefundable,
+            E::OutRefundNoUsed => ApiError::OutRefundNoUsed,
+            E::RefundNotAllowed => ApiError::RefundNotAllowed,
             E::Channel(ChannelError::Unavailable(_)) => ApiError::PaymentUnavailable,
             E::Channel(ChannelError::Rejected { .. }) => ApiError::PaymentFailed,
             E::StoreUnavailable => ApiError::StoreUnavailable,
@@ -210,6 +232,10 @@ mod tests {
             service::Error::OrderRefunded,
             service::Error::OrderNotPaid,
             service::Error::OutTradeNoUsed,
+            service::Error::RefundNotFound,
+            service::Error::RefundExceedsRefundable,
+            service::Error::OutRefundNoUsed,
+            service::Error::RefundNotAllowed,
             service::Error::Channel(ChannelError::Unavailable("x".into())),
             service::Error::Channel(ChannelError::Rejected {
                 code: "c".into(),

@@ -154,9 +154,11 @@ pub fn error_text(code: ErrorCode, field: Option<&str>) -> ErrorText {
         }
         BodyTooLarge => generic(StatusCode::PAYLOAD_TOO_LARGE),
         PermissionDenied | IpNotAllowed => generic(StatusCode::FORBIDDEN),
-        OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed => {
+        OrderPaid | OrderClosed | OrderRefunded | OrderNotPaid | OutTradeNoUsed
+        | RefundExceedsRefundable | OutRefundNoUsed | RefundNotAllowed => {
             generic(StatusCode::CONFLICT)
         }
+        RefundNotFound => generic(StatusCode::NOT_FOUND),
         StoreUnavailable => generic(StatusCode::SERVICE_UNAVAILABLE),
         InternalError => generic(StatusCode::INTERNAL_SERVER_ERROR),
     };

@@ -60,6 +60,11 @@ error_codes! {
     OrderRefunded => "order_refunded",
     OrderNotPaid => "order_not_paid",
     OutTradeNoUsed => "out_trade_no_used",
+    // Refunds.
+    RefundNotFound => "refund_not_found",
+    RefundExceedsRefundable => "refund_exceeds_refundable",
+    OutRefundNoUsed => "out_refund_no_used",
+    RefundNotAllowed => "refund_not_allowed",
     // Payment links and the cashier.
     SignatureRequired => "signature_required",
     InvalidSignature => "invalid_signature",

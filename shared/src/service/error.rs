@@ -37,6 +37,17 @@ pub enum Error {
     /// The same `out_trade_no` with other parameters.
     #[error("out_trade_no already used")]
     OutTradeNoUsed,
+    #[error("refund not found")]
+    RefundNotFound,
+    /// More than the order's amount less its succeeded and processing refunds.
+    #[error("refund exceeds the refundable amount")]
+    RefundExceedsRefundable,
+    /// The same `out_refund_no` with other parameters.
+    #[error("out_refund_no already used")]
+    OutRefundNoUsed,
+    /// The order has had its 50 refunds, or was paid over a year ago.
+    #[error("refund not allowed")]
+    RefundNotAllowed,
     /// The payment channel failed or refused (its detail is for the log only).
     #[error(transparent)]
     Channel(#[from] ChannelError),
@@ -74,6 +85,10 @@ impl Error {
             Error::OrderRefunded => ErrorCode::OrderRefunded,
             Error::OrderNotPaid => ErrorCode::OrderNotPaid,
             Error::OutTradeNoUsed => ErrorCode::OutTradeNoUsed,
+            Error::RefundNotFound => ErrorCode::RefundNotFound,
+            Error::RefundExceedsRefundable => ErrorCode::RefundExceedsRefundable,
+            Error::OutRefundNoUsed => ErrorCode::OutRefundNoUsed,
+            Error::RefundNotAllowed => ErrorCode::RefundNotAllowed,
             Error::Channel(ChannelError::Unavailable(_)) => ErrorCode::PaymentUnavailable,
             Error::Channel(ChannelError::Rejected { .. }) => ErrorCode::PaymentFailed,
             Error::StoreUnavailable => ErrorCode::StoreUnavailable,
