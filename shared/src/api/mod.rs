@@ -7,6 +7,7 @@ pub mod health;
 pub mod notify;
 pub mod orders;
 pub mod params;
+pub mod refunds;
 pub mod wire;
 
 use std::net::IpAddr;

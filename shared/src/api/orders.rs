@@ -36,7 +36,7 @@ const ORDER_REF_FIELDS: &[&str] = &["order_no", "out_trade_no"];
 const LIST_FIELDS: &[&str] = &["status", "page", "per_page", "cursor"];
 
 /// An optional text field through its newtype's `parse`; a broken rule names the field.
-fn field<T, E>(
+pub(super) fn field<T, E>(
     params: &Params,
     name: &'static str,
     parse: impl FnOnce(&str) -> Result<T, E>,

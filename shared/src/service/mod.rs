@@ -9,6 +9,7 @@ pub mod limits;
 mod merchants;
 mod notifications;
 mod orders;
+mod refunds;
 pub mod retry;
 mod webhook_jobs;
 mod webhook_worker;
@@ -22,6 +23,7 @@ pub use merchants::{
 };
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
+pub use refunds::{RefundOrder, RefundRef};
 pub use webhook_jobs::{WebhookJob, WEBHOOK_JOB_VERSION};
 pub use webhook_worker::{
     random_jitter, BatchMessage, JitterSource, JobError, JobOutcome, SkipReason, WebhookBody,
