@@ -183,6 +183,7 @@ pub fn pending_order(
         created_at,
         expires_at: created_at.plus_secs(7200),
         request_fingerprint: String::new(),
+        refunds: Default::default(),
     }
 }
 

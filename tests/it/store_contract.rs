@@ -13,15 +13,19 @@ use ferrypay::{
     aws::KmsDataKeys,
     model::{
         AttemptResult, Cidr, Fen, KeyKind, Merchant, MerchantId, MerchantSecret, MerchantStatus,
-        NotifyEvents, Order, OrderNo, OrderSource, OrderStatus, OrderUpdate, OutTradeNo,
-        PayCredential, PayType, PaymentLinkSettings, RetiringSecret, SecretPurpose, SecretSealed,
-        Timestamp, UpdateRefused, WebhookAttempt, WebhookStatus,
+        NotifyEvents, Order, OrderNo, OrderSource, OrderStatus, OrderUpdate, OutRefundNo,
+        OutTradeNo, PayCredential, PayType, PaymentLinkSettings, Refund, RefundNo, RefundOutcome,
+        RefundReason, RefundRefused, RefundSettlement, RefundSource, RefundStatus, RefundTally,
+        RefundWebhookUpdate, RetiringSecret, SecretPurpose, SecretSealed, Timestamp, UpdateRefused,
+        WebhookAttempt, WebhookState, WebhookStatus,
     },
     service::{AllowlistChange, MerchantAdmin, NewMerchant},
     sign::hash_api_key,
     store::{
-        prelude::*, DataKeySource, DynamoStore, InsertMerchantError, InsertOrderError, ListQuery,
-        LocalDevKeys, OrderPage, PageStart, SecretKeys, UpdateMerchantError, UpdateOrderError,
+        prelude::*, BeginRefundError, DataKeySource, DynamoStore, ExternalRefundRecorded,
+        InsertMerchantError, InsertOrderError, ListQuery, LocalDevKeys, OrderPage, PageStart,
+        RecordRefundError, RefundAnomaly, SecretKeys, UpdateMerchantError, UpdateOrderError,
+        UpdateRefundError,
     },
     testing::{pending_order, unique_name, START},
 };
@@ -76,6 +80,15 @@ contract!(
     status_filters_and_totals_follow_state_changes,
     lists_never_show_another_merchants_orders,
     rate_windows_count_and_restart,
+    a_partial_then_a_full_refund_makes_the_order_refunded,
+    the_refundable_remainder_is_the_amount_less_refunded_and_reserved,
+    refunds_of_unpaid_unknown_or_others_orders_are_refused,
+    a_reused_out_refund_no_returns_the_existing_refund,
+    the_fifty_first_refund_of_an_order_is_refused,
+    a_refund_is_settled_once,
+    closed_and_abnormal_refunds_release_their_reservation,
+    refunds_made_outside_ferrypay_are_recorded_once,
+    refund_webhooks_are_recorded_on_final_refunds,
 );
 
 // ---------------------------------------------------------------- the two stores
@@ -2218,6 +2231,838 @@ async fn dynamodb_old_counts_are_added_until_migrated_and_functions_write_no_mer
             0,
             "idempotent"
         );
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- refunds
+
+/// A paid order of `amount` fen, created `second` seconds after START.
+async fn paid_order<S: Store>(
+    store: &S,
+    merchant: &Merchant,
+    second: i64,
+    amount: i64,
+    out_trade_no: Option<&str>,
+) -> Order {
+    let o = Order {
+        amount: Fen::new(amount),
+        ..order(merchant, second, out_trade_no)
+    };
+    store.insert_order(&o).await.unwrap();
+    store.update_order(&o.order_no, &pay(&o)).await.unwrap()
+}
+
+/// A new refund of `order` (processing, as the service begins it), made `second` seconds
+/// into the refunds (so later ones are newer).
+fn refund_of(order: &Order, second: i64, amount: i64, out_refund_no: Option<&str>) -> Refund {
+    let created_at = Timestamp::from_unix(START + 1000 + second);
+    Refund {
+        refund_no: RefundNo::generate(created_at).unwrap(),
+        merchant_id: order.merchant_id.clone(),
+        order_no: order.order_no.clone(),
+        out_trade_no: order.out_trade_no.clone(),
+        out_refund_no: out_refund_no.map(|o| OutRefundNo::parse(o).unwrap()),
+        amount: Fen::new(amount),
+        status: RefundStatus::Processing,
+        reason: Some(RefundReason::parse("退货").unwrap()),
+        source: RefundSource::Api,
+        channel_refund_id: None,
+        created_at,
+        succeeded_at: None,
+        ended_at: None,
+        request_fingerprint: format!("refund-fingerprint-{second}"),
+        webhook: WebhookState::default(),
+    }
+}
+
+/// A refund made in WeChat Pay's merchant platform, as a notification reports it.
+fn external_refund(order: &Order, number: &str, amount: i64, status: RefundStatus) -> Refund {
+    let made = refund_of(order, 500, amount, None);
+    Refund {
+        refund_no: RefundNo::from_wechat(number).unwrap(),
+        status,
+        reason: None,
+        source: RefundSource::Wechat,
+        channel_refund_id: Some(format!("50300{amount}")),
+        succeeded_at: (status == RefundStatus::Succeeded).then_some(made.created_at),
+        request_fingerprint: String::new(),
+        ..made
+    }
+}
+
+fn settled(outcome: RefundOutcome, second: i64) -> RefundSettlement {
+    RefundSettlement {
+        outcome,
+        channel_refund_id: Some(format!("503000022720220621{second:04}")),
+        at: Timestamp::from_unix(START + 2000 + second),
+    }
+}
+
+fn tally(refunded: i64, reserved: i64, count: u32) -> RefundTally {
+    RefundTally {
+        refunded: Fen::new(refunded),
+        reserved: Fen::new(reserved),
+        count,
+    }
+}
+
+/// The order's tally, read by number and through its `out_trade_no` (both copies agree).
+async fn tally_of<S: Store>(store: &S, order: &Order) -> RefundTally {
+    let stored = store.get_order(&order.order_no).await.unwrap().unwrap();
+    if let Some(out_trade_no) = &order.out_trade_no {
+        let copy = store
+            .order_by_out_trade_no(&order.merchant_id, out_trade_no)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(copy, stored, "the out_trade_no copy follows the order");
+    }
+    stored.refunds
+}
+
+fn assert_exceeds(result: Result<Refund, BeginRefundError>, refundable: i64) {
+    match result {
+        Err(BeginRefundError::ExceedsRefundable { refundable: left }) => {
+            assert_eq!(left, Fen::new(refundable))
+        }
+        other => panic!("expected exceeds refundable {refundable}, got {other:?}"),
+    }
+}
+
+async fn a_partial_then_a_full_refund_makes_the_order_refunded<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, Some("shop-r1")).await;
+    let other = paid_order(&store, &a, 2, 100, None).await;
+
+    let first = store
+        .begin_refund(&refund_of(&o, 1, 30, None))
+        .await
+        .unwrap();
+    assert_eq!(first.status, RefundStatus::Processing);
+    assert_eq!(tally_of(&store, &o).await, tally(0, 30, 1));
+    let partial = store
+        .settle_refund(&first.refund_no, &settled(RefundOutcome::Succeeded, 1))
+        .await
+        .unwrap();
+    assert_eq!(partial.refund.status, RefundStatus::Succeeded);
+    assert_eq!(
+        partial.refund.succeeded_at,
+        Some(Timestamp::from_unix(START + 2001))
+    );
+    assert!(partial.refund.channel_refund_id.is_some());
+    // A partial refund keeps the order paid.
+    assert_eq!(partial.order.status, OrderStatus::Paid);
+    assert_eq!(partial.order.refunds, tally(30, 0, 1));
+    assert!(!partial.over_refunded);
+    assert_eq!(tally_of(&store, &o).await, tally(30, 0, 1));
+
+    let rest = store
+        .begin_refund(&refund_of(&o, 2, 70, None))
+        .await
+        .unwrap();
+    let full = store
+        .settle_refund(&rest.refund_no, &settled(RefundOutcome::Succeeded, 2))
+        .await
+        .unwrap();
+    assert_eq!(full.order.status, OrderStatus::Refunded);
+    assert_eq!(full.order.refunds, tally(100, 0, 2));
+    assert_eq!(
+        store.get_order(&o.order_no).await.unwrap().unwrap(),
+        full.order
+    );
+    assert_eq!(tally_of(&store, &o).await, tally(100, 0, 2));
+
+    // The counts and the status list moved from paid to refunded.
+    let paid = list(&store, &a, Some(OrderStatus::Paid), PageStart::Page(1), 20).await;
+    assert_eq!((paid.total, paid.orders), (1, vec![other]));
+    let refunded = list(
+        &store,
+        &a,
+        Some(OrderStatus::Refunded),
+        PageStart::Page(1),
+        20,
+    )
+    .await;
+    assert_eq!(
+        (refunded.total, refunded.orders),
+        (1, vec![full.order.clone()])
+    );
+    assert_eq!(
+        list(&store, &a, None, PageStart::Page(1), 20).await.total,
+        2
+    );
+
+    // Nothing is left to refund.
+    match store.begin_refund(&refund_of(&o, 3, 1, None)).await {
+        Err(BeginRefundError::OrderNotPaid(OrderStatus::Refunded)) => {}
+        other => panic!("{other:?}"),
+    }
+    // The order.paid webhook of a refunded order is still recorded.
+    store
+        .update_order(
+            &o.order_no,
+            &OrderUpdate::RecordWebhookQueued {
+                generation: 0,
+                at: Timestamp::from_unix(START + 3000),
+            },
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.refunds_of_order(&o.order_no, 50).await.unwrap(),
+        vec![full.refund.clone(), partial.refund.clone()]
+    );
+    assert_eq!(
+        store.get_refund(&first.refund_no).await.unwrap(),
+        Some(partial.refund)
+    );
+}
+
+async fn the_refundable_remainder_is_the_amount_less_refunded_and_reserved<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, Some("shop-rem")).await;
+    let r30 = store
+        .begin_refund(&refund_of(&o, 1, 30, None))
+        .await
+        .unwrap();
+    assert_exceeds(store.begin_refund(&refund_of(&o, 2, 71, None)).await, 70);
+    let r70 = store
+        .begin_refund(&refund_of(&o, 3, 70, None))
+        .await
+        .unwrap();
+    assert_exceeds(store.begin_refund(&refund_of(&o, 4, 1, None)).await, 0);
+    assert_eq!(tally_of(&store, &o).await, tally(0, 100, 2));
+
+    // A closed refund gives its amount back to the remainder.
+    store
+        .settle_refund(&r30.refund_no, &settled(RefundOutcome::Closed, 1))
+        .await
+        .unwrap();
+    assert_eq!(tally_of(&store, &o).await, tally(0, 70, 2));
+    assert_exceeds(store.begin_refund(&refund_of(&o, 5, 31, None)).await, 30);
+    store
+        .begin_refund(&refund_of(&o, 6, 30, None))
+        .await
+        .unwrap();
+    let settled_70 = store
+        .settle_refund(&r70.refund_no, &settled(RefundOutcome::Succeeded, 2))
+        .await
+        .unwrap();
+    assert_eq!(settled_70.order.refunds, tally(70, 30, 3));
+    assert_eq!(settled_70.order.status, OrderStatus::Paid);
+    assert_eq!(
+        settled_70.order.refunds.refundable(settled_70.order.amount),
+        Fen::new(0)
+    );
+}
+
+#[tokio::test]
+async fn memory_concurrent_refunds_never_take_more_than_the_order() {
+    crate::harness::within(
+        TEST_TIMEOUT,
+        concurrent_refunds_of_ten(Arc::new(ferrypay::store::MemoryStore::new())),
+    )
+    .await;
+}
+
+/// The same on DynamoDB. The ten tasks interleave their reads and transactions freely, but the
+/// emulator is sent one request at a time: moto's transactions are not atomic under concurrent
+/// requests (a cancelled one restores a copy of the table taken before it, undoing the
+/// transactions that landed meanwhile), DynamoDB's are. So this proves what is ferrypay's: that
+/// the conditions refuse every reservation made on a stale read.
+#[tokio::test]
+async fn dynamodb_concurrent_refunds_never_take_more_than_the_order() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let config = crate::harness::emulator().await;
+        // The SDK's own default client (hyper + rustls on aws-lc), one request at a time.
+        let http = one_at_a_time::OneAtATime::new(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_https(),
+        );
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config)
+                .http_client(http)
+                .build(),
+        );
+        let store = DynamoStore::new(client, unique_name("ferrypay-store"));
+        store.create_table().await.expect("create the test table");
+        concurrent_refunds_of_ten(Arc::new(store)).await;
+    })
+    .await;
+}
+
+/// An HTTP client that sends one request at a time (the others wait their turn).
+mod one_at_a_time {
+    use std::sync::Arc;
+
+    use aws_sdk_dynamodb::config::{http::HttpRequest, RuntimeComponents, SharedHttpClient};
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+    };
+    use tokio::sync::Mutex;
+
+    #[derive(Debug, Clone)]
+    pub struct OneAtATime {
+        inner: SharedHttpClient,
+        turn: Arc<Mutex<()>>,
+    }
+
+    impl OneAtATime {
+        pub fn new(inner: SharedHttpClient) -> Self {
+            OneAtATime {
+                inner,
+                turn: Arc::new(Mutex::new(())),
+            }
+        }
+    }
+
+    impl HttpClient for OneAtATime {
+        fn http_connector(
+            &self,
+            settings: &HttpConnectorSettings,
+            components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(Connector {
+                inner: self.inner.http_connector(settings, components),
+                turn: self.turn.clone(),
+            })
+        }
+    }
+
+    #[derive(Debug)]
+    struct Connector {
+        inner: SharedHttpConnector,
+        turn: Arc<Mutex<()>>,
+    }
+
+    impl HttpConnector for Connector {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let (inner, turn) = (self.inner.clone(), self.turn.clone());
+            HttpConnectorFuture::new(async move {
+                let _turn = turn.lock().await;
+                inner.call(request).await
+            })
+        }
+    }
+}
+
+/// Ten concurrent refunds of 10 on an order of 50: exactly five begin.
+async fn concurrent_refunds_of_ten<S: Store>(store: Arc<S>) {
+    let a = merchant("a");
+    let o = paid_order(&*store, &a, 1, 50, Some("shop-race")).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = store.clone();
+        let refund = refund_of(&o, i, 10, Some(&format!("race-{i}")));
+        tasks.spawn(async move { store.begin_refund(&refund).await });
+    }
+    let mut begun = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            Ok(refund) => begun.push(refund),
+            Err(BeginRefundError::ExceedsRefundable { refundable }) => {
+                assert_eq!(refundable, Fen::new(0))
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(begun.len(), 5);
+    assert_eq!(tally_of(&*store, &o).await, tally(0, 50, 5));
+    let stored = store.refunds_of_order(&o.order_no, 50).await.unwrap();
+    assert_eq!(stored.len(), 5);
+    for refund in &begun {
+        assert!(stored.contains(refund));
+    }
+}
+
+async fn refunds_of_unpaid_unknown_or_others_orders_are_refused<S: Store>(store: S) {
+    let (a, b) = (merchant("a"), merchant("b"));
+    let pending = order(&a, 1, None);
+    store.insert_order(&pending).await.unwrap();
+    let closed = order(&a, 2, None);
+    store.insert_order(&closed).await.unwrap();
+    store
+        .update_order(&closed.order_no, &close(&closed))
+        .await
+        .unwrap();
+    let paid = paid_order(&store, &a, 3, 100, None).await;
+    let unknown = order(&a, 4, None);
+
+    for (o, status) in [
+        (&pending, OrderStatus::Pending),
+        (&closed, OrderStatus::Closed),
+    ] {
+        match store.begin_refund(&refund_of(o, 1, 10, None)).await {
+            Err(BeginRefundError::OrderNotPaid(s)) => assert_eq!(s, status),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(
+        store.begin_refund(&refund_of(&unknown, 2, 10, None)).await,
+        Err(BeginRefundError::OrderNotFound)
+    ));
+    // Another merchant's order is not found, never refunded.
+    let foreign = Refund {
+        merchant_id: b.id.clone(),
+        ..refund_of(&paid, 3, 10, None)
+    };
+    assert!(matches!(
+        store.begin_refund(&foreign).await,
+        Err(BeginRefundError::OrderNotFound)
+    ));
+    assert_exceeds(
+        store.begin_refund(&refund_of(&paid, 4, 101, None)).await,
+        100,
+    );
+    assert!(matches!(
+        store.begin_refund(&refund_of(&paid, 5, 0, None)).await,
+        Err(BeginRefundError::InvalidAmount)
+    ));
+
+    // Nothing was written.
+    for o in [&pending, &closed, &paid] {
+        assert_eq!(tally_of(&store, o).await, RefundTally::default());
+        assert!(store
+            .refunds_of_order(&o.order_no, 50)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    assert_eq!(store.get_refund(&foreign.refund_no).await.unwrap(), None);
+}
+
+async fn a_reused_out_refund_no_returns_the_existing_refund<S: Store>(store: S) {
+    let (a, b) = (merchant("a"), merchant("b"));
+    let o = paid_order(&store, &a, 1, 100, None).await;
+    let first = store
+        .begin_refund(&refund_of(&o, 1, 100, Some("r-1")))
+        .await
+        .unwrap();
+    // Again, and with other parameters, and on another order: the refund that has the number
+    // (even though the order has nothing left to refund).
+    let o2 = paid_order(&store, &a, 2, 100, None).await;
+    for again in [
+        refund_of(&o, 2, 100, Some("r-1")),
+        refund_of(&o, 3, 5, Some("r-1")),
+        refund_of(&o2, 4, 5, Some("r-1")),
+    ] {
+        match store.begin_refund(&again).await {
+            Err(BeginRefundError::OutRefundNoTaken { existing }) => assert_eq!(*existing, first),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.get_refund(&again.refund_no).await.unwrap(), None);
+    }
+    assert_eq!(tally_of(&store, &o).await, tally(0, 100, 1));
+    assert_eq!(tally_of(&store, &o2).await, RefundTally::default());
+
+    // Unique per merchant only.
+    let ob = paid_order(&store, &b, 3, 100, None).await;
+    let theirs = store
+        .begin_refund(&refund_of(&ob, 5, 5, Some("r-1")))
+        .await
+        .unwrap();
+    let by = |m: &Merchant, no: &str| {
+        let m = m.id.clone();
+        let no = OutRefundNo::parse(no).unwrap();
+        let store = &store;
+        async move { store.refund_by_out_refund_no(&m, &no).await.unwrap() }
+    };
+    assert_eq!(by(&a, "r-1").await, Some(first));
+    assert_eq!(by(&b, "r-1").await, Some(theirs));
+    assert_eq!(by(&a, "r-2").await, None);
+}
+
+async fn the_fifty_first_refund_of_an_order_is_refused<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, Some("shop-51")).await;
+    let mut begun = Vec::new();
+    for i in 0..50 {
+        begun.push(
+            store
+                .begin_refund(&refund_of(&o, i, 1, None))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(matches!(
+        store.begin_refund(&refund_of(&o, 50, 1, None)).await,
+        Err(BeginRefundError::TooManyRefunds)
+    ));
+    assert_eq!(tally_of(&store, &o).await, tally(0, 50, 50));
+
+    let newest_first: Vec<Refund> = begun.iter().rev().cloned().collect();
+    assert_eq!(
+        store.refunds_of_order(&o.order_no, 50).await.unwrap(),
+        newest_first
+    );
+    assert_eq!(
+        store.refunds_of_order(&o.order_no, 3).await.unwrap(),
+        newest_first[..3].to_vec()
+    );
+    assert_eq!(store.processing_refunds(&o.order_no).await.unwrap(), begun);
+
+    // Closing one frees its amount, not its place: the count is of refunds made.
+    store
+        .settle_refund(&begun[0].refund_no, &settled(RefundOutcome::Closed, 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.begin_refund(&refund_of(&o, 51, 1, None)).await,
+        Err(BeginRefundError::TooManyRefunds)
+    ));
+    assert_eq!(
+        store.processing_refunds(&o.order_no).await.unwrap(),
+        begun[1..].to_vec()
+    );
+}
+
+async fn a_refund_is_settled_once<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, Some("shop-once")).await;
+    let r = store
+        .begin_refund(&refund_of(&o, 1, 40, None))
+        .await
+        .unwrap();
+    let first = store
+        .settle_refund(&r.refund_no, &settled(RefundOutcome::Succeeded, 1))
+        .await
+        .unwrap();
+    for outcome in [
+        RefundOutcome::Succeeded,
+        RefundOutcome::Closed,
+        RefundOutcome::Abnormal,
+    ] {
+        match store
+            .settle_refund(&r.refund_no, &settled(outcome, 2))
+            .await
+        {
+            Err(UpdateRefundError::Refused { current, reason }) => {
+                assert_eq!(*current, first.refund);
+                assert_eq!(reason, RefundRefused::AlreadyFinal(RefundStatus::Succeeded));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(tally_of(&store, &o).await, tally(40, 0, 1));
+    assert_eq!(
+        store.get_refund(&r.refund_no).await.unwrap(),
+        Some(first.refund)
+    );
+    let unknown = RefundNo::generate(Timestamp::from_unix(START)).unwrap();
+    assert!(matches!(
+        store
+            .settle_refund(&unknown, &settled(RefundOutcome::Succeeded, 3))
+            .await,
+        Err(UpdateRefundError::NotFound)
+    ));
+}
+
+async fn closed_and_abnormal_refunds_release_their_reservation<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, Some("shop-rel")).await;
+    let closed = store
+        .begin_refund(&refund_of(&o, 1, 30, None))
+        .await
+        .unwrap();
+    let abnormal = store
+        .begin_refund(&refund_of(&o, 2, 50, None))
+        .await
+        .unwrap();
+    assert_eq!(tally_of(&store, &o).await, tally(0, 80, 2));
+    assert_eq!(
+        store.processing_refunds(&o.order_no).await.unwrap(),
+        vec![closed.clone(), abnormal.clone()]
+    );
+
+    let c = store
+        .settle_refund(&closed.refund_no, &settled(RefundOutcome::Closed, 1))
+        .await
+        .unwrap();
+    assert_eq!(c.refund.status, RefundStatus::Closed);
+    assert_eq!(c.refund.ended_at, Some(Timestamp::from_unix(START + 2001)));
+    assert_eq!(c.order.refunds, tally(0, 50, 2));
+    let ab = store
+        .settle_refund(&abnormal.refund_no, &settled(RefundOutcome::Abnormal, 2))
+        .await
+        .unwrap();
+    assert_eq!(ab.refund.status, RefundStatus::Abnormal);
+    assert_eq!(ab.order.refunds, tally(0, 0, 2));
+    assert_eq!(ab.order.status, OrderStatus::Paid);
+    assert!(store
+        .processing_refunds(&o.order_no)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(tally_of(&store, &o).await, tally(0, 0, 2));
+
+    // The released amount may be refunded again...
+    store
+        .begin_refund(&refund_of(&o, 3, 60, None))
+        .await
+        .unwrap();
+    // ... and when WeChat Pay pays the abnormal refund out after all, that is recorded too,
+    // past the amount: flagged, never dropped.
+    let paid_out = store
+        .settle_refund(&abnormal.refund_no, &settled(RefundOutcome::Succeeded, 3))
+        .await
+        .unwrap();
+    assert_eq!(paid_out.refund.status, RefundStatus::Succeeded);
+    assert_eq!(paid_out.order.refunds, tally(50, 60, 3));
+    assert!(paid_out.over_refunded);
+    assert_eq!(tally_of(&store, &o).await, tally(50, 60, 3));
+}
+
+async fn refunds_made_outside_ferrypay_are_recorded_once<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, Some("shop-ext")).await;
+    let ext = external_refund(
+        &o,
+        "1217752501201407033233368018",
+        40,
+        RefundStatus::Succeeded,
+    );
+    match store.record_external_refund(&ext).await.unwrap() {
+        ExternalRefundRecorded::New {
+            refund,
+            order,
+            anomalies,
+        } => {
+            assert_eq!(*refund, ext);
+            assert_eq!(order.refunds, tally(40, 0, 1));
+            assert_eq!(order.status, OrderStatus::Paid);
+            assert!(anomalies.is_empty(), "{anomalies:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Reported again: nothing changes.
+    match store.record_external_refund(&ext).await.unwrap() {
+        ExternalRefundRecorded::Existing(existing) => assert_eq!(*existing, ext),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tally_of(&store, &o).await, tally(40, 0, 1));
+    assert_eq!(
+        store.get_refund(&ext.refund_no).await.unwrap(),
+        Some(ext.clone())
+    );
+
+    // Still processing: reserved.
+    let pending = external_refund(&o, "ext_2", 20, RefundStatus::Processing);
+    store.record_external_refund(&pending).await.unwrap();
+    assert_eq!(tally_of(&store, &o).await, tally(40, 20, 2));
+    // More than ferrypay thought was left: recorded anyway, and said so.
+    let more = external_refund(&o, "ext-3|x", 60, RefundStatus::Succeeded);
+    match store.record_external_refund(&more).await.unwrap() {
+        ExternalRefundRecorded::New {
+            order, anomalies, ..
+        } => {
+            assert_eq!(anomalies, vec![RefundAnomaly::ExceedsRefundable]);
+            assert_eq!(order.status, OrderStatus::Refunded);
+            assert_eq!(order.refunds, tally(100, 20, 3));
+        }
+        other => panic!("{other:?}"),
+    }
+    let refunded = list(
+        &store,
+        &a,
+        Some(OrderStatus::Refunded),
+        PageStart::Page(1),
+        20,
+    )
+    .await;
+    assert_eq!(refunded.total, 1);
+    assert_eq!(tally_of(&store, &o).await, tally(100, 20, 3));
+
+    // One of ferrypay's own refunds, reported as if made outside: the one recorded stays.
+    let o2 = paid_order(&store, &a, 2, 100, None).await;
+    let own = store
+        .begin_refund(&refund_of(&o2, 1, 10, None))
+        .await
+        .unwrap();
+    let reported = Refund {
+        status: RefundStatus::Succeeded,
+        source: RefundSource::Wechat,
+        ..own.clone()
+    };
+    match store.record_external_refund(&reported).await.unwrap() {
+        ExternalRefundRecorded::Existing(existing) => assert_eq!(*existing, own),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tally_of(&store, &o2).await, tally(0, 10, 1));
+
+    // An order ferrypay does not have.
+    let unknown = order(&a, 3, None);
+    assert!(matches!(
+        store
+            .record_external_refund(&external_refund(
+                &unknown,
+                "ext-4",
+                1,
+                RefundStatus::Succeeded
+            ))
+            .await,
+        Err(RecordRefundError::OrderNotFound)
+    ));
+}
+
+async fn refund_webhooks_are_recorded_on_final_refunds<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, None).await;
+    let r = store
+        .begin_refund(&refund_of(&o, 1, 10, None))
+        .await
+        .unwrap();
+    let at = |s: i64| Timestamp::from_unix(START + 3000 + s);
+    let queued = RefundWebhookUpdate::Queued {
+        generation: 0,
+        at: at(1),
+    };
+    match store.update_refund_webhook(&r.refund_no, &queued).await {
+        Err(UpdateRefundError::Refused { current, reason }) => {
+            assert_eq!(*current, r);
+            assert_eq!(reason, RefundRefused::NotFinal);
+        }
+        other => panic!("{other:?}"),
+    }
+    store
+        .settle_refund(&r.refund_no, &settled(RefundOutcome::Succeeded, 1))
+        .await
+        .unwrap();
+    let q = store
+        .update_refund_webhook(&r.refund_no, &queued)
+        .await
+        .unwrap();
+    assert_eq!(q.webhook.queued_at, Some(at(1)));
+    let failing = store
+        .update_refund_webhook(
+            &r.refund_no,
+            &RefundWebhookUpdate::Attempt {
+                generation: 0,
+                attempt: 1,
+                at: at(2),
+                result: AttemptResult::Retrying { next_at: at(30) },
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(failing.webhook.status, WebhookStatus::Failing);
+    assert_eq!(failing.webhook.next_attempt_at, Some(at(30)));
+    let delivered = store
+        .update_refund_webhook(
+            &r.refund_no,
+            &RefundWebhookUpdate::Attempt {
+                generation: 0,
+                attempt: 2,
+                at: at(30),
+                result: AttemptResult::Delivered,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivered.webhook.status, WebhookStatus::Delivered);
+    assert_eq!(
+        store.get_refund(&r.refund_no).await.unwrap(),
+        Some(delivered.clone())
+    );
+    match store
+        .update_refund_webhook(
+            &r.refund_no,
+            &RefundWebhookUpdate::Queued {
+                generation: 1,
+                at: at(40),
+            },
+        )
+        .await
+    {
+        Err(UpdateRefundError::Refused { reason, .. }) => assert_eq!(
+            reason,
+            RefundRefused::WebhookSuperseded {
+                attempted: 1,
+                current: 0
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let unknown = RefundNo::generate(Timestamp::from_unix(START)).unwrap();
+    assert!(matches!(
+        store.update_refund_webhook(&unknown, &queued).await,
+        Err(UpdateRefundError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn dynamodb_orders_stored_before_refunds_read_as_nothing_refunded() {
+    crate::harness::within(TEST_TIMEOUT, async {
+        let store = dynamo_store().await;
+        let client = raw_client().await;
+        let a = merchant("old_refunds");
+        let o = paid_order(&store, &a, 1, 100, Some("old-r")).await;
+        let keys = [
+            (format!("ORDER#{}", o.order_no), "ORDER"),
+            (format!("OTN#{}#old-r", a.id), "OTN"),
+        ];
+        for (pk, sk) in &keys {
+            let item = raw_item(&client, &store, pk.clone(), sk).await;
+            assert_eq!(
+                item.get("refund_count"),
+                Some(&AttributeValue::N("0".into())),
+                "{pk}"
+            );
+            // As written before refunds existed.
+            client
+                .update_item()
+                .table_name(store.table_name())
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S(sk.to_string()))
+                .update_expression(
+                    "REMOVE refunded_amount, reserved_amount, refund_count, committed_amount",
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        assert_eq!(tally_of(&store, &o).await, RefundTally::default());
+        // Refunds begin on it as on any paid order, and the attributes appear.
+        assert_exceeds(store.begin_refund(&refund_of(&o, 1, 101, None)).await, 100);
+        let r = store
+            .begin_refund(&refund_of(&o, 2, 60, None))
+            .await
+            .unwrap();
+        assert_eq!(tally_of(&store, &o).await, tally(0, 60, 1));
+        let item = raw_item(&client, &store, keys[0].0.clone(), "ORDER").await;
+        assert_eq!(
+            item.get("committed_amount"),
+            Some(&AttributeValue::N("60".into()))
+        );
+        assert_exceeds(store.begin_refund(&refund_of(&o, 3, 41, None)).await, 40);
+        let done = store
+            .settle_refund(&r.refund_no, &settled(RefundOutcome::Succeeded, 1))
+            .await
+            .unwrap();
+        assert_eq!(done.order.refunds, tally(60, 0, 1));
+        // The refund's items: in the order's partition, with its number's pointer.
+        let refund_item = raw_item(
+            &client,
+            &store,
+            keys[0].0.clone(),
+            &format!("REFUND#{}", r.refund_no),
+        )
+        .await;
+        assert_eq!(
+            refund_item.get("status"),
+            Some(&AttributeValue::S("succeeded".into()))
+        );
+        raw_item(
+            &client,
+            &store,
+            format!("REFUNDNO#{}", r.refund_no),
+            "REFUNDNO",
+        )
+        .await;
     })
     .await;
 }

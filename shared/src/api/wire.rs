@@ -395,6 +395,7 @@ mod tests {
             created_at,
             expires_at: created_at.plus_secs(7200),
             request_fingerprint: String::new(),
+            refunds: Default::default(),
         }
     }
 

@@ -33,8 +33,9 @@ pub use order::{
 };
 pub use payment_link::{normalize_return_host, PaymentLinkSettings, MAX_RETURN_HOSTS};
 pub use refund::{
-    OutRefundNo, Refund, RefundNo, RefundReason, RefundSource, RefundStatus, RefundTally,
-    MAX_REASON_BYTES, MAX_REFUNDS_PER_ORDER, REFUND_WINDOW_DAYS,
+    OutRefundNo, Refund, RefundNo, RefundOutcome, RefundReason, RefundRefused, RefundSettlement,
+    RefundSource, RefundStatus, RefundTally, RefundWebhookUpdate, ReserveRefused, MAX_REASON_BYTES,
+    MAX_REFUNDS_PER_ORDER, REFUND_WINDOW_DAYS,
 };
 pub use secret::Secret;
 pub use time::{BeijingDateTime, Clock, ManualClock, SystemClock, Timestamp};

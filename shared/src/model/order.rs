@@ -2,9 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AttemptResult, Fen, MerchantId, OrderNo, OutTradeNo, Timestamp, WebhookState};
+use super::{
+    AttemptResult, Fen, MerchantId, OrderNo, OutTradeNo, RefundTally, Timestamp, WebhookState,
+};
 
-/// Where an order is in its life. `pending` is the only state that may change to another.
+/// Where an order is in its life. `pending` may change to `paid` or `closed`; `paid` becomes
+/// `refunded` once refunds gave the whole amount back (see [`Order::with_refunds`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
@@ -135,6 +138,10 @@ pub struct Order {
     /// SHA-256 over the create parameters, so a repeated `out_trade_no` can be told apart
     /// from a retry of the same request.
     pub request_fingerprint: String,
+    /// What its refunds gave back or hold. Absent from orders stored before refunds existed:
+    /// those read back as nothing refunded.
+    #[serde(default)]
+    pub refunds: RefundTally,
 }
 
 /// A state change, applied only if the order is in the state it expects.
@@ -213,7 +220,7 @@ impl Order {
                 next.closed_at = Some(*closed_at);
             }
             OrderUpdate::RecordWebhookQueued { generation, at } => {
-                self.require(OrderStatus::Paid)?;
+                self.require_webhook()?;
                 self.require_webhook_generation(*generation)?;
                 next.webhook.queued_at = Some(self.webhook.queued_at.unwrap_or(*at));
             }
@@ -223,12 +230,12 @@ impl Order {
                 at,
                 result,
             } => {
-                self.require(OrderStatus::Paid)?;
+                self.require_webhook()?;
                 self.require_webhook_generation(*generation)?;
                 next.webhook = self.webhook.after_attempt(*attempt, *at, *result);
             }
             OrderUpdate::RestartWebhook => {
-                self.require(OrderStatus::Paid)?;
+                self.require_webhook()?;
                 next.webhook = self.webhook.restarted();
             }
         }
@@ -244,6 +251,27 @@ impl Order {
                 current: self.webhook.generation,
             })
         }
+    }
+
+    /// The `order.paid` webhook belongs to a paid order, and stays its after a full refund.
+    fn require_webhook(&self) -> Result<(), UpdateRefused> {
+        if self.has_webhook() {
+            Ok(())
+        } else {
+            Err(UpdateRefused::NotPaid(self.status))
+        }
+    }
+
+    /// The order with its refund tally replaced: a paid order whose refunds gave the whole
+    /// amount back becomes `refunded`; any other status stays (a partial refund keeps `paid`;
+    /// an order that is not paid here keeps its status whatever WeChat Pay reports).
+    pub fn with_refunds(&self, refunds: RefundTally) -> Order {
+        let mut next = self.clone();
+        next.refunds = refunds;
+        if self.status == OrderStatus::Paid && refunds.refunded >= self.amount {
+            next.status = OrderStatus::Refunded;
+        }
+        next
     }
 
     fn require(&self, status: OrderStatus) -> Result<(), UpdateRefused> {
@@ -381,6 +409,34 @@ mod tests {
             pending_order().apply(&OrderUpdate::RestartWebhook),
             Err(UpdateRefused::NotPaid(OrderStatus::Pending))
         );
+    }
+
+    #[test]
+    fn a_fully_refunded_order_becomes_refunded_and_keeps_its_webhook() {
+        let paid = pending_order().apply(&paid()).unwrap();
+        let partial = paid.with_refunds(RefundTally {
+            refunded: Fen::new(99),
+            reserved: Fen::new(1),
+            count: 2,
+        });
+        assert_eq!(partial.status, OrderStatus::Paid);
+        let full = partial.with_refunds(RefundTally {
+            refunded: Fen::new(100),
+            reserved: Fen::new(0),
+            count: 2,
+        });
+        assert_eq!(full.status, OrderStatus::Refunded);
+        // Its order.paid webhook is still delivered and may be resent.
+        let queued = full
+            .apply(&OrderUpdate::RecordWebhookQueued {
+                generation: 0,
+                at: Timestamp::from_unix(40),
+            })
+            .unwrap();
+        assert!(queued.apply(&OrderUpdate::RestartWebhook).is_ok());
+        // A pending order keeps its status whatever is recorded on it.
+        let odd = pending_order().with_refunds(full.refunds);
+        assert_eq!(odd.status, OrderStatus::Pending);
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //!
 //! A refund starts `processing` (its amount reserved on the order) and ends `succeeded` (the
 //! reservation becomes refunded), `closed` or `abnormal` (the reservation is released). Only
-//! `processing` may change, and only once.
+//! `processing` may change, and only once, except that an abnormal refund WeChat Pay pays out
+//! after all becomes succeeded (refunded again).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_characters, ids::random_string, Fen, FieldError, MerchantId, OrderNo, OutTradeNo,
-    RandomError, Timestamp, WebhookState,
+    check_characters, ids::random_string, AttemptResult, Fen, FieldError, MerchantId, OrderNo,
+    OutTradeNo, RandomError, Timestamp, WebhookState,
 };
 
 /// At most this many refunds per order (WeChat Pay's limit on partial refunds).
@@ -50,6 +51,20 @@ impl RefundNo {
                 .skip(16)
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         well_formed.then(|| RefundNo(s.to_string()))
+    }
+
+    /// The number WeChat Pay knows a refund by when it was made outside ferrypay (in the
+    /// merchant platform, source [`RefundSource::Wechat`]): its `out_refund_no` as WeChat Pay
+    /// reported it, any 1..=64 of `[0-9A-Za-z_-|*@]`, not necessarily of [`RefundNo::parse`]'s
+    /// shape. A refund has one number in ferrypay and at WeChat Pay alike, so a notification's
+    /// `out_refund_no` finds ferrypay's refunds and these the same way.
+    pub fn from_wechat(s: &str) -> Result<Self, FieldError> {
+        OutRefundNo::parse(s).map(|no| RefundNo(no.0))
+    }
+
+    /// Whether the number has the shape ferrypay generates (else it came from WeChat Pay).
+    pub fn is_ferrypays(&self) -> bool {
+        Self::parse(&self.0).is_some()
     }
 
     pub fn as_str(&self) -> &str {
@@ -124,7 +139,9 @@ impl RefundReason {
     }
 }
 
-/// Where a refund is in its life. Only `processing` may change, to one of the three others.
+/// Where a refund is in its life. `processing` may change to one of the three others; an
+/// `abnormal` refund may still become `succeeded` (WeChat Pay: "ABNORMAL不是最终态", the money
+/// waits in its refund account until an operator sends it on, see [`Refund::settle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RefundStatus {
@@ -160,7 +177,8 @@ impl RefundStatus {
         Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 
-    /// Whether the refund can no longer change.
+    /// Whether the refund's processing ended (its webhook may be sent). Only `abnormal` may
+    /// still change afterwards, to `succeeded`.
     pub fn is_final(self) -> bool {
         self != RefundStatus::Processing
     }
@@ -225,7 +243,10 @@ pub struct Refund {
 }
 
 /// What an order has given back: the sums of its succeeded refunds and of its processing ones
-/// (reserved), and how many refunds it has had. `refunded + reserved <= amount`, always.
+/// (reserved), and how many refunds it has had. `refunded + reserved <= amount` for every
+/// refund ferrypay asks for; only a refund WeChat Pay reports as made (outside ferrypay, or an
+/// abnormal one paid out after its reservation was released) may take it past the amount,
+/// and is then recorded anyway, as an anomaly (money that moved is never dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundTally {
     pub refunded: Fen,
@@ -245,9 +266,193 @@ impl Default for RefundTally {
 }
 
 impl RefundTally {
-    /// What may still be refunded of an order of `amount`.
+    /// What may still be refunded of an order of `amount` (negative after an anomaly).
     pub fn refundable(&self, amount: Fen) -> Fen {
         Fen::new(amount.get() - self.refunded.get() - self.reserved.get())
+    }
+
+    /// `refunded + reserved`: what is spoken for.
+    pub fn committed(&self) -> Fen {
+        Fen::new(self.refunded.get() + self.reserved.get())
+    }
+
+    /// The tally after a new refund of `amount` on an order of `order_amount` is reserved:
+    /// only if it fits (`refunded + reserved + amount <= order_amount`, `amount > 0`) and the
+    /// order has had fewer than [`MAX_REFUNDS_PER_ORDER`] refunds.
+    pub fn reserve(self, amount: Fen, order_amount: Fen) -> Result<Self, ReserveRefused> {
+        if amount.get() <= 0 {
+            return Err(ReserveRefused::InvalidAmount);
+        }
+        if self.count >= MAX_REFUNDS_PER_ORDER {
+            return Err(ReserveRefused::TooManyRefunds);
+        }
+        if amount > self.refundable(order_amount) {
+            return Err(ReserveRefused::ExceedsRefundable {
+                refundable: self.refundable(order_amount),
+            });
+        }
+        Ok(RefundTally {
+            reserved: Fen::new(self.reserved.get() + amount.get()),
+            count: self.count + 1,
+            ..self
+        })
+    }
+
+    /// The tally after a refund of `amount` moved from `from` to `to` (see [`Refund::settle`]):
+    /// succeeded takes the reservation as refunded; closed and abnormal release it; an abnormal
+    /// refund that succeeds after all is refunded again (its reservation was released).
+    pub fn settle(self, amount: Fen, from: RefundStatus, to: RefundStatus) -> Self {
+        let a = amount.get();
+        let (refunded, reserved) = match (from, to) {
+            (RefundStatus::Processing, RefundStatus::Succeeded) => (a, -a),
+            (RefundStatus::Processing, RefundStatus::Closed | RefundStatus::Abnormal) => (0, -a),
+            (RefundStatus::Abnormal, RefundStatus::Succeeded) => (a, 0),
+            _ => (0, 0),
+        };
+        RefundTally {
+            refunded: Fen::new(self.refunded.get() + refunded),
+            reserved: Fen::new(self.reserved.get() + reserved),
+            count: self.count,
+        }
+    }
+
+    /// The tally after a refund WeChat Pay reports (made outside ferrypay) is recorded,
+    /// whatever it does to the remainder: succeeded counts as refunded, processing as
+    /// reserved, closed and abnormal only in the count.
+    pub fn record(self, amount: Fen, status: RefundStatus) -> Self {
+        let a = amount.get();
+        let (refunded, reserved) = match status {
+            RefundStatus::Succeeded => (a, 0),
+            RefundStatus::Processing => (0, a),
+            RefundStatus::Closed | RefundStatus::Abnormal => (0, 0),
+        };
+        RefundTally {
+            refunded: Fen::new(self.refunded.get() + refunded),
+            reserved: Fen::new(self.reserved.get() + reserved),
+            count: self.count.saturating_add(1),
+        }
+    }
+}
+
+/// Why a new refund cannot be reserved on an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReserveRefused {
+    #[error("refund amount must be positive")]
+    InvalidAmount,
+    #[error("the order has had {MAX_REFUNDS_PER_ORDER} refunds")]
+    TooManyRefunds,
+    #[error("exceeds the refundable {refundable}")]
+    ExceedsRefundable { refundable: Fen },
+}
+
+/// How a processing refund ended, as WeChat Pay reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefundOutcome {
+    Succeeded,
+    Closed,
+    Abnormal,
+}
+
+impl RefundOutcome {
+    pub fn status(self) -> RefundStatus {
+        match self {
+            RefundOutcome::Succeeded => RefundStatus::Succeeded,
+            RefundOutcome::Closed => RefundStatus::Closed,
+            RefundOutcome::Abnormal => RefundStatus::Abnormal,
+        }
+    }
+}
+
+/// WeChat Pay's word on a refund: how it ended, when, and its `refund_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundSettlement {
+    pub outcome: RefundOutcome,
+    /// WeChat Pay's `refund_id`; `None` keeps the one known.
+    pub channel_refund_id: Option<String>,
+    /// `success_time` for a success; when it was learnt otherwise.
+    pub at: Timestamp,
+}
+
+/// A change of a refund's webhook delivery state (see [`Refund::apply_webhook`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundWebhookUpdate {
+    /// The first job of webhook generation `generation` is on the queue; the first time is kept.
+    Queued { generation: u32, at: Timestamp },
+    /// A delivery attempt of generation `generation` ended.
+    Attempt {
+        generation: u32,
+        /// 1-based, within the generation.
+        attempt: u32,
+        at: Timestamp,
+        result: AttemptResult,
+    },
+}
+
+/// Why a refund change was refused; the refund stays as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundRefused {
+    /// The refund's processing already ended (duplicates and late notifications land here).
+    #[error("refund is already {0:?}")]
+    AlreadyFinal(RefundStatus),
+    /// Webhooks are for final refunds only.
+    #[error("refund is still processing")]
+    NotFinal,
+    #[error("webhook generation {attempted} superseded by {current}")]
+    WebhookSuperseded { attempted: u32, current: u32 },
+}
+
+impl Refund {
+    /// The refund after WeChat Pay's `settlement`: only a processing refund changes (to the
+    /// outcome), or an abnormal one to succeeded (WeChat Pay paid it out after all). The
+    /// `refund_id` given replaces none known; a success sets `succeeded_at`, closed and
+    /// abnormal set `ended_at`.
+    pub fn settle(&self, settlement: &RefundSettlement) -> Result<Refund, RefundRefused> {
+        let to = settlement.outcome.status();
+        match (self.status, to) {
+            (RefundStatus::Processing, _) | (RefundStatus::Abnormal, RefundStatus::Succeeded) => {}
+            (current, _) => return Err(RefundRefused::AlreadyFinal(current)),
+        }
+        let mut next = self.clone();
+        next.status = to;
+        if self.channel_refund_id.is_none() {
+            next.channel_refund_id = settlement.channel_refund_id.clone();
+        }
+        match to {
+            RefundStatus::Succeeded => next.succeeded_at = Some(settlement.at),
+            _ => next.ended_at = Some(settlement.at),
+        }
+        Ok(next)
+    }
+
+    /// The refund after a change of its webhook's state: only on a final refund and for the
+    /// current generation (as `Order::apply` does for orders).
+    pub fn apply_webhook(&self, update: &RefundWebhookUpdate) -> Result<Refund, RefundRefused> {
+        if !self.status.is_final() {
+            return Err(RefundRefused::NotFinal);
+        }
+        let generation = match update {
+            RefundWebhookUpdate::Queued { generation, .. }
+            | RefundWebhookUpdate::Attempt { generation, .. } => *generation,
+        };
+        if generation != self.webhook.generation {
+            return Err(RefundRefused::WebhookSuperseded {
+                attempted: generation,
+                current: self.webhook.generation,
+            });
+        }
+        let mut next = self.clone();
+        match update {
+            RefundWebhookUpdate::Queued { at, .. } => {
+                next.webhook.queued_at = Some(self.webhook.queued_at.unwrap_or(*at));
+            }
+            RefundWebhookUpdate::Attempt {
+                attempt,
+                at,
+                result,
+                ..
+            } => next.webhook = self.webhook.after_attempt(*attempt, *at, *result),
+        }
+        Ok(next)
     }
 }
 
@@ -336,5 +541,175 @@ mod tests {
             RefundTally::default().refundable(Fen::new(50)),
             Fen::new(50)
         );
+    }
+    fn tally(refunded: i64, reserved: i64, count: u32) -> RefundTally {
+        RefundTally {
+            refunded: Fen::new(refunded),
+            reserved: Fen::new(reserved),
+            count,
+        }
+    }
+
+    #[test]
+    fn a_reservation_fits_the_remainder_and_the_count() {
+        let order = Fen::new(50);
+        assert_eq!(
+            tally(30, 10, 2).reserve(Fen::new(10), order),
+            Ok(tally(30, 20, 3))
+        );
+        assert_eq!(
+            tally(30, 10, 2).reserve(Fen::new(11), order),
+            Err(ReserveRefused::ExceedsRefundable {
+                refundable: Fen::new(10)
+            })
+        );
+        assert_eq!(
+            tally(0, 0, 0).reserve(Fen::new(0), order),
+            Err(ReserveRefused::InvalidAmount)
+        );
+        assert_eq!(
+            tally(0, 0, MAX_REFUNDS_PER_ORDER).reserve(Fen::new(1), order),
+            Err(ReserveRefused::TooManyRefunds)
+        );
+    }
+
+    #[test]
+    fn settling_moves_or_releases_the_reservation() {
+        use RefundStatus::*;
+        let t = tally(10, 20, 3);
+        let a = Fen::new(20);
+        assert_eq!(t.settle(a, Processing, Succeeded), tally(30, 0, 3));
+        assert_eq!(t.settle(a, Processing, Closed), tally(10, 0, 3));
+        assert_eq!(t.settle(a, Processing, Abnormal), tally(10, 0, 3));
+        // An abnormal refund paid out after all: refunded again (its reservation was released).
+        assert_eq!(
+            tally(10, 0, 3).settle(a, Abnormal, Succeeded),
+            tally(30, 0, 3)
+        );
+        assert_eq!(t.record(a, Succeeded), tally(30, 20, 4));
+        assert_eq!(t.record(a, Processing), tally(10, 40, 4));
+        assert_eq!(t.record(a, Closed), tally(10, 20, 4));
+    }
+
+    fn processing_refund() -> Refund {
+        let now = Timestamp::from_unix(crate::testing::START);
+        Refund {
+            refund_no: RefundNo::generate(now).unwrap(),
+            merchant_id: MerchantId::new("m_1"),
+            order_no: OrderNo::parse("FP20251221103000ABCDEF").unwrap(),
+            out_trade_no: None,
+            out_refund_no: None,
+            amount: Fen::new(10),
+            status: RefundStatus::Processing,
+            reason: None,
+            source: RefundSource::Api,
+            channel_refund_id: None,
+            created_at: now,
+            succeeded_at: None,
+            ended_at: None,
+            request_fingerprint: String::new(),
+            webhook: WebhookState::default(),
+        }
+    }
+
+    fn settlement(outcome: RefundOutcome, at: i64) -> RefundSettlement {
+        RefundSettlement {
+            outcome,
+            channel_refund_id: Some(format!("503{at}")),
+            at: Timestamp::from_unix(at),
+        }
+    }
+
+    #[test]
+    fn a_refund_settles_once_and_an_abnormal_one_may_still_succeed() {
+        let refund = processing_refund();
+        let succeeded = refund
+            .settle(&settlement(RefundOutcome::Succeeded, 5))
+            .unwrap();
+        assert_eq!(succeeded.status, RefundStatus::Succeeded);
+        assert_eq!(succeeded.succeeded_at, Some(Timestamp::from_unix(5)));
+        assert_eq!(succeeded.channel_refund_id.as_deref(), Some("5035"));
+        for outcome in [
+            RefundOutcome::Succeeded,
+            RefundOutcome::Closed,
+            RefundOutcome::Abnormal,
+        ] {
+            assert_eq!(
+                succeeded.settle(&settlement(outcome, 6)),
+                Err(RefundRefused::AlreadyFinal(RefundStatus::Succeeded))
+            );
+        }
+        let closed = refund
+            .settle(&settlement(RefundOutcome::Closed, 7))
+            .unwrap();
+        assert_eq!(closed.ended_at, Some(Timestamp::from_unix(7)));
+        assert!(closed
+            .settle(&settlement(RefundOutcome::Succeeded, 8))
+            .is_err());
+
+        let abnormal = refund
+            .settle(&settlement(RefundOutcome::Abnormal, 9))
+            .unwrap();
+        assert_eq!(
+            abnormal.settle(&settlement(RefundOutcome::Closed, 10)),
+            Err(RefundRefused::AlreadyFinal(RefundStatus::Abnormal))
+        );
+        let paid_out = abnormal
+            .settle(&settlement(RefundOutcome::Succeeded, 11))
+            .unwrap();
+        assert_eq!(paid_out.status, RefundStatus::Succeeded);
+        // The first refund_id known stays.
+        assert_eq!(paid_out.channel_refund_id.as_deref(), Some("5039"));
+        assert_eq!(paid_out.ended_at, Some(Timestamp::from_unix(9)));
+    }
+
+    #[test]
+    fn refund_webhooks_are_for_final_refunds_of_the_current_generation() {
+        let queued = |generation| RefundWebhookUpdate::Queued {
+            generation,
+            at: Timestamp::from_unix(20),
+        };
+        let refund = processing_refund();
+        assert_eq!(
+            refund.apply_webhook(&queued(0)),
+            Err(RefundRefused::NotFinal)
+        );
+        let done = refund
+            .settle(&settlement(RefundOutcome::Succeeded, 5))
+            .unwrap();
+        let once = done.apply_webhook(&queued(0)).unwrap();
+        assert_eq!(once.webhook.queued_at, Some(Timestamp::from_unix(20)));
+        assert_eq!(
+            once.apply_webhook(&queued(1)),
+            Err(RefundRefused::WebhookSuperseded {
+                attempted: 1,
+                current: 0
+            })
+        );
+        let delivered = once
+            .apply_webhook(&RefundWebhookUpdate::Attempt {
+                generation: 0,
+                attempt: 1,
+                at: Timestamp::from_unix(21),
+                result: AttemptResult::Delivered,
+            })
+            .unwrap();
+        assert_eq!(
+            delivered.webhook.status,
+            crate::model::WebhookStatus::Delivered
+        );
+    }
+
+    #[test]
+    fn wechats_own_refund_numbers_are_refund_numbers_too() {
+        let external = RefundNo::from_wechat("1217752501201407033233368018").unwrap();
+        assert!(!external.is_ferrypays());
+        assert!(
+            RefundNo::generate(Timestamp::from_unix(crate::testing::START))
+                .unwrap()
+                .is_ferrypays()
+        );
+        assert!(RefundNo::from_wechat("a b").is_err());
+        assert!(RefundNo::from_wechat("").is_err());
     }
 }

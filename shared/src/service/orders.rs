@@ -152,6 +152,7 @@ impl<B: Backends> Ferrypay<B> {
             created_at: now,
             expires_at: now.plus_secs(i64::from(expire_minutes) * 60),
             request_fingerprint: fingerprint.clone(),
+            refunds: Default::default(),
         };
         let mut attempts = 0;
         loop {

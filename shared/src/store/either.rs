@@ -1,13 +1,14 @@
 //! A store chosen at run time (`ferrypay dev --store memory|dynamodb`).
 
 use super::{
-    DynamoStore, HealthStore, InsertMerchantError, InsertOrderError, ListQuery, MemoryStore,
-    MerchantStore, OrderPage, OrderStore, RateLimitStore, StoreError, UpdateMerchantError,
-    UpdateOrderError, WebhookAttemptStore,
+    BeginRefundError, DynamoStore, ExternalRefundRecorded, HealthStore, InsertMerchantError,
+    InsertOrderError, ListQuery, MemoryStore, MerchantStore, OrderPage, OrderStore, RateLimitStore,
+    RecordRefundError, RefundSettled, RefundStore, StoreError, UpdateMerchantError,
+    UpdateOrderError, UpdateRefundError, WebhookAttemptStore,
 };
 use crate::model::{
-    KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
-    WebhookAttempt,
+    KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutRefundNo, OutTradeNo,
+    Refund, RefundNo, RefundSettlement, RefundWebhookUpdate, Timestamp, WebhookAttempt,
 };
 
 pub enum EitherStore {
@@ -77,6 +78,59 @@ impl OrderStore for EitherStore {
 
     async fn list_orders(&self, query: &ListQuery) -> Result<OrderPage, StoreError> {
         forward!(self, s => s.list_orders(query))
+    }
+}
+
+impl RefundStore for EitherStore {
+    async fn begin_refund(&self, refund: &Refund) -> Result<Refund, BeginRefundError> {
+        forward!(self, s => s.begin_refund(refund))
+    }
+
+    async fn settle_refund(
+        &self,
+        refund_no: &RefundNo,
+        settlement: &RefundSettlement,
+    ) -> Result<RefundSettled, UpdateRefundError> {
+        forward!(self, s => s.settle_refund(refund_no, settlement))
+    }
+
+    async fn record_external_refund(
+        &self,
+        refund: &Refund,
+    ) -> Result<ExternalRefundRecorded, RecordRefundError> {
+        forward!(self, s => s.record_external_refund(refund))
+    }
+
+    async fn get_refund(&self, refund_no: &RefundNo) -> Result<Option<Refund>, StoreError> {
+        forward!(self, s => s.get_refund(refund_no))
+    }
+
+    async fn refund_by_out_refund_no(
+        &self,
+        merchant_id: &MerchantId,
+        out_refund_no: &OutRefundNo,
+    ) -> Result<Option<Refund>, StoreError> {
+        forward!(self, s => s.refund_by_out_refund_no(merchant_id, out_refund_no))
+    }
+
+    async fn refunds_of_order(
+        &self,
+        order_no: &OrderNo,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        forward!(self, s => s.refunds_of_order(order_no, limit))
+    }
+
+    async fn processing_refunds(&self, order_no: &OrderNo) -> Result<Vec<Refund>, StoreError> {
+        forward!(self, s => s.processing_refunds(order_no))
+    }
+
+    async fn update_refund_webhook(
+        &self,
+        refund_no: &RefundNo,
+        update: &RefundWebhookUpdate,
+    ) -> Result<Refund, UpdateRefundError> {
+        forward!(self, s => s.update_refund_webhook(refund_no, update))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::{borrow::Cow, error::Error, fmt};
 
-use crate::model::{Order, UpdateRefused};
+use crate::model::{Fen, Order, OrderStatus, Refund, RefundRefused, ReserveRefused, UpdateRefused};
 
 /// The cause of a [`StoreError`]: any error (the DynamoDB SDK's, a poisoned lock, ...).
 pub type StoreErrorSource = Box<dyn Error + Send + Sync + 'static>;
@@ -112,6 +112,87 @@ pub enum UpdateOrderError {
         current: Box<Order>,
         reason: UpdateRefused,
     },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why [`RefundStore::begin_refund`](super::RefundStore::begin_refund) wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginRefundError {
+    /// No such order, or it is another merchant's (never revealed).
+    #[error("order not found")]
+    OrderNotFound,
+    /// The order is not `paid` (pending, closed, or already refunded in full).
+    #[error("order is {0:?}, not paid")]
+    OrderNotPaid(OrderStatus),
+    /// The amount is more than what is left: `refundable` (at the moment of writing).
+    #[error("refund exceeds the refundable {refundable}")]
+    ExceedsRefundable { refundable: Fen },
+    /// The order has had [`MAX_REFUNDS_PER_ORDER`](crate::model::MAX_REFUNDS_PER_ORDER).
+    #[error("the order has had the most refunds allowed")]
+    TooManyRefunds,
+    /// The amount is not positive.
+    #[error("refund amount must be positive")]
+    InvalidAmount,
+    /// The merchant already used this `out_refund_no`: `existing` is that refund (compare its
+    /// `request_fingerprint`: the same request again, or another one).
+    #[error("out_refund_no already used by this merchant")]
+    OutRefundNoTaken { existing: Box<Refund> },
+    /// The generated refund number exists already: retry with a new one.
+    #[error("refund number already exists")]
+    RefundNoTaken,
+    /// Other writes to the order kept getting in the way (DynamoDB's transaction conflicts, or
+    /// the order changed between the write and the read of why it failed): nothing written;
+    /// safe to retry the same call.
+    #[error("the order kept changing; nothing written")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ReserveRefused> for BeginRefundError {
+    fn from(refused: ReserveRefused) -> Self {
+        match refused {
+            ReserveRefused::InvalidAmount => BeginRefundError::InvalidAmount,
+            ReserveRefused::TooManyRefunds => BeginRefundError::TooManyRefunds,
+            ReserveRefused::ExceedsRefundable { refundable } => {
+                BeginRefundError::ExceedsRefundable { refundable }
+            }
+        }
+    }
+}
+
+/// Why [`RefundStore::settle_refund`](super::RefundStore::settle_refund) or
+/// [`RefundStore::update_refund_webhook`](super::RefundStore::update_refund_webhook) changed
+/// nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateRefundError {
+    #[error("refund not found")]
+    NotFound,
+    /// The refund is not in a state the change applies to; `current` is how it is now (a
+    /// duplicate or late notification: nothing changes twice).
+    #[error("refund update refused: {reason}")]
+    Refused {
+        current: Box<Refund>,
+        reason: RefundRefused,
+    },
+    /// The refund or its order kept changing: nothing written; safe to retry.
+    #[error("the refund or its order kept changing; nothing written")]
+    Conflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why [`RefundStore::record_external_refund`](super::RefundStore::record_external_refund)
+/// wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordRefundError {
+    /// ferrypay has no such order (or it is another merchant's).
+    #[error("order not found")]
+    OrderNotFound,
+    /// The order kept changing: nothing written; safe to retry.
+    #[error("the order kept changing; nothing written")]
+    Conflict,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

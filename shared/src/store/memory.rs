@@ -6,12 +6,14 @@ use std::{
 };
 
 use super::{
+    external_anomalies, newest_refunds_first, BeginRefundError, ExternalRefundRecorded,
     HealthStore, InsertMerchantError, InsertOrderError, ListQuery, MerchantStore, OrderPage,
-    OrderStore, PageStart, RateLimitStore, StoreError, UpdateMerchantError, UpdateOrderError,
-    WebhookAttemptStore,
+    OrderStore, PageStart, RateLimitStore, RecordRefundError, RefundSettled, RefundStore,
+    StoreError, UpdateMerchantError, UpdateOrderError, UpdateRefundError, WebhookAttemptStore,
 };
 use crate::model::{
-    KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderUpdate, OutTradeNo, Timestamp,
+    KeyHash, KeyKind, Merchant, MerchantId, Order, OrderNo, OrderStatus, OrderUpdate, OutRefundNo,
+    OutTradeNo, Refund, RefundNo, RefundSettlement, RefundStatus, RefundWebhookUpdate, Timestamp,
     WebhookAttempt,
 };
 
@@ -26,6 +28,57 @@ struct Tables {
     windows: HashMap<String, (u64, Timestamp)>,
     /// Per order, its webhook attempts by (generation, attempt).
     webhook_attempts: HashMap<OrderNo, BTreeMap<(u32, u32), WebhookAttempt>>,
+    refunds: HashMap<RefundNo, Refund>,
+    /// Per order, its refunds' numbers.
+    refunds_by_order: HashMap<OrderNo, BTreeSet<RefundNo>>,
+    out_refund_nos: HashMap<(MerchantId, OutRefundNo), RefundNo>,
+}
+
+impl Tables {
+    fn refund_by_out_refund_no(
+        &self,
+        merchant_id: &MerchantId,
+        no: &OutRefundNo,
+    ) -> Option<&Refund> {
+        self.out_refund_nos
+            .get(&(merchant_id.clone(), no.clone()))
+            .and_then(|refund_no| self.refunds.get(refund_no))
+    }
+
+    /// `merchant_id`'s order `order_no`.
+    fn own_order(&self, order_no: &OrderNo, merchant_id: &MerchantId) -> Option<&Order> {
+        self.orders
+            .get(order_no)
+            .filter(|order| order.merchant_id == *merchant_id)
+    }
+
+    fn order_refunds(&self, order_no: &OrderNo) -> Vec<Refund> {
+        self.refunds_by_order
+            .get(order_no)
+            .map(|numbers| {
+                numbers
+                    .iter()
+                    .filter_map(|no| self.refunds.get(no))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn insert_refund(&mut self, refund: &Refund) {
+        if let Some(out_refund_no) = &refund.out_refund_no {
+            self.out_refund_nos.insert(
+                (refund.merchant_id.clone(), out_refund_no.clone()),
+                refund.refund_no.clone(),
+            );
+        }
+        self.refunds_by_order
+            .entry(refund.order_no.clone())
+            .or_default()
+            .insert(refund.refund_no.clone());
+        self.refunds
+            .insert(refund.refund_no.clone(), refund.clone());
+    }
 }
 
 #[derive(Default)]
@@ -219,6 +272,161 @@ impl OrderStore for MemoryStore {
                 .collect(),
         };
         Ok(OrderPage::from_overfetch(page, query.per_page, total))
+    }
+}
+
+impl RefundStore for MemoryStore {
+    async fn begin_refund(&self, refund: &Refund) -> Result<Refund, BeginRefundError> {
+        if refund.status != RefundStatus::Processing {
+            return Err(StoreError::new(format!(
+                "begin refund {}: not processing",
+                refund.refund_no
+            ))
+            .into());
+        }
+        let mut t = self.lock()?;
+        if let Some(out_refund_no) = &refund.out_refund_no {
+            if let Some(existing) = t.refund_by_out_refund_no(&refund.merchant_id, out_refund_no) {
+                return Err(BeginRefundError::OutRefundNoTaken {
+                    existing: Box::new(existing.clone()),
+                });
+            }
+        }
+        let order = t
+            .own_order(&refund.order_no, &refund.merchant_id)
+            .ok_or(BeginRefundError::OrderNotFound)?;
+        if order.status != OrderStatus::Paid {
+            return Err(BeginRefundError::OrderNotPaid(order.status));
+        }
+        let tally = order
+            .refunds
+            .reserve(refund.amount, order.amount)
+            .map_err(BeginRefundError::from)?;
+        if t.refunds.contains_key(&refund.refund_no) {
+            return Err(BeginRefundError::RefundNoTaken);
+        }
+        let next = order.with_refunds(tally);
+        t.orders.insert(next.order_no.clone(), next);
+        t.insert_refund(refund);
+        Ok(refund.clone())
+    }
+
+    async fn settle_refund(
+        &self,
+        refund_no: &RefundNo,
+        settlement: &RefundSettlement,
+    ) -> Result<RefundSettled, UpdateRefundError> {
+        let mut t = self.lock()?;
+        let refund = t
+            .refunds
+            .get(refund_no)
+            .ok_or(UpdateRefundError::NotFound)?;
+        let next = refund
+            .settle(settlement)
+            .map_err(|reason| UpdateRefundError::Refused {
+                current: Box::new(refund.clone()),
+                reason,
+            })?;
+        let order = t
+            .orders
+            .get(&refund.order_no)
+            .ok_or_else(|| StoreError::new(format!("refund {refund_no}: its order is missing")))?;
+        let tally = order
+            .refunds
+            .settle(refund.amount, refund.status, next.status);
+        let order = order.with_refunds(tally);
+        let over_refunded = tally.committed() > order.amount;
+        t.orders.insert(order.order_no.clone(), order.clone());
+        t.refunds.insert(refund_no.clone(), next.clone());
+        Ok(RefundSettled {
+            refund: next,
+            order,
+            over_refunded,
+        })
+    }
+
+    async fn record_external_refund(
+        &self,
+        refund: &Refund,
+    ) -> Result<ExternalRefundRecorded, RecordRefundError> {
+        if refund.out_refund_no.is_some() {
+            return Err(StoreError::new(format!(
+                "record refund {}: a refund made outside ferrypay has no out_refund_no",
+                refund.refund_no
+            ))
+            .into());
+        }
+        let mut t = self.lock()?;
+        if let Some(existing) = t.refunds.get(&refund.refund_no) {
+            return Ok(ExternalRefundRecorded::Existing(Box::new(existing.clone())));
+        }
+        let order = t
+            .own_order(&refund.order_no, &refund.merchant_id)
+            .ok_or(RecordRefundError::OrderNotFound)?;
+        let tally = order.refunds.record(refund.amount, refund.status);
+        let anomalies = external_anomalies(order, &tally);
+        let order = order.with_refunds(tally);
+        t.orders.insert(order.order_no.clone(), order.clone());
+        t.insert_refund(refund);
+        Ok(ExternalRefundRecorded::New {
+            refund: Box::new(refund.clone()),
+            order: Box::new(order),
+            anomalies,
+        })
+    }
+
+    async fn get_refund(&self, refund_no: &RefundNo) -> Result<Option<Refund>, StoreError> {
+        Ok(self.lock()?.refunds.get(refund_no).cloned())
+    }
+
+    async fn refund_by_out_refund_no(
+        &self,
+        merchant_id: &MerchantId,
+        out_refund_no: &OutRefundNo,
+    ) -> Result<Option<Refund>, StoreError> {
+        Ok(self
+            .lock()?
+            .refund_by_out_refund_no(merchant_id, out_refund_no)
+            .cloned())
+    }
+
+    async fn refunds_of_order(
+        &self,
+        order_no: &OrderNo,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        let mut refunds = self.lock()?.order_refunds(order_no);
+        newest_refunds_first(&mut refunds);
+        refunds.truncate(limit as usize);
+        Ok(refunds)
+    }
+
+    async fn processing_refunds(&self, order_no: &OrderNo) -> Result<Vec<Refund>, StoreError> {
+        let mut refunds = self.lock()?.order_refunds(order_no);
+        refunds.retain(|r| r.status == RefundStatus::Processing);
+        newest_refunds_first(&mut refunds);
+        refunds.reverse();
+        Ok(refunds)
+    }
+
+    async fn update_refund_webhook(
+        &self,
+        refund_no: &RefundNo,
+        update: &RefundWebhookUpdate,
+    ) -> Result<Refund, UpdateRefundError> {
+        let mut t = self.lock()?;
+        let refund = t
+            .refunds
+            .get(refund_no)
+            .ok_or(UpdateRefundError::NotFound)?;
+        let next = refund
+            .apply_webhook(update)
+            .map_err(|reason| UpdateRefundError::Refused {
+                current: Box::new(refund.clone()),
+                reason,
+            })?;
+        t.refunds.insert(refund_no.clone(), next.clone());
+        Ok(next)
     }
 }
 

@@ -28,13 +28,23 @@ pub(super) fn apply_rules(update: &OrderUpdate) -> Condition {
             .and("#amount = :amount")
             .name("#amount", "amount")
             .value(":amount", n(amount.get())),
-        OrderUpdate::RestartWebhook => status_is(OrderStatus::Paid),
+        OrderUpdate::RestartWebhook => has_webhook(),
         OrderUpdate::RecordWebhookQueued { generation, .. }
-        | OrderUpdate::RecordWebhookAttempt { generation, .. } => status_is(OrderStatus::Paid)
+        | OrderUpdate::RecordWebhookAttempt { generation, .. } => has_webhook()
             .and("#webhook_generation = :webhook_generation")
             .name("#webhook_generation", "webhook_generation")
             .value(":webhook_generation", n(i64::from(*generation))),
     }
+}
+
+/// `Order::has_webhook`: paid, or refunded (after a full refund its `order.paid` webhook is
+/// still delivered and resent).
+fn has_webhook() -> Condition {
+    Condition::new("attribute_exists(#pk) AND #status IN (:paid, :refunded)")
+        .name("#pk", PK)
+        .name("#status", "status")
+        .value(":paid", s(OrderStatus::Paid.as_str()))
+        .value(":refunded", s(OrderStatus::Refunded.as_str()))
 }
 
 /// A condition expression with its placeholders.

@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::schema::{
-    attempt_sk, guard_pk, merchant_pk, order_pk, status_list_pk, GUARD_SK, ITEM_TYPE, LIST_PK,
-    ORDER_NO, ORDER_SK, PK, PURGE_AT, SK, STATUS_LIST_PK, VERSION,
+    attempt_sk, guard_pk, merchant_pk, order_pk, status_list_pk, COMMITTED, GUARD_SK, ITEM_TYPE,
+    LIST_PK, ORDER_NO, ORDER_SK, PK, PURGE_AT, REFUNDED, REFUND_COUNT, RESERVED, SK,
+    STATUS_LIST_PK, VERSION,
 };
 use crate::{
     model::{
         Fen, MerchantId, Order, OrderNo, OrderSource, OrderStatus, OutTradeNo, PayCredential,
-        PayType, Timestamp, WebhookAttempt, WebhookState, WebhookStatus,
+        PayType, RefundTally, Timestamp, WebhookAttempt, WebhookState, WebhookStatus,
     },
     store::{StoreError, WEBHOOK_ATTEMPT_RETENTION_DAYS},
 };
@@ -58,6 +59,7 @@ fn order_attributes(order: &Order, version: i64) -> Item {
         created_at,
         expires_at,
         request_fingerprint,
+        refunds,
     } = order;
     let WebhookState {
         generation: webhook_generation,
@@ -93,6 +95,7 @@ fn order_attributes(order: &Order, version: i64) -> Item {
             n(i64::from(*webhook_attempts)),
         ),
     ]);
+    item.extend(tally_attributes(refunds));
     insert_opt(
         &mut item,
         "out_trade_no",
@@ -123,6 +126,36 @@ fn order_attributes(order: &Order, version: i64) -> Item {
         insert_opt(&mut item, name, at.map(|t| n(t.unix())));
     }
     item
+}
+
+/// An order's refund tally: `refunded_amount`, `reserved_amount`, `refund_count`, and
+/// `committed_amount` (their sum, which condition expressions, having no arithmetic, compare).
+fn tally_attributes(tally: &RefundTally) -> [(String, AttributeValue); 4] {
+    [
+        (REFUNDED.to_string(), n(tally.refunded.get())),
+        (RESERVED.to_string(), n(tally.reserved.get())),
+        (REFUND_COUNT.to_string(), n(i64::from(tally.count))),
+        (COMMITTED.to_string(), n(tally.committed().get())),
+    ]
+}
+
+/// An order's refund tally; each attribute absent (orders stored before refunds) is 0.
+fn tally_from(r: &Reader<'_>) -> Result<RefundTally, StoreError> {
+    let count = r.opt_int(REFUND_COUNT)?.unwrap_or(0);
+    let tally = RefundTally {
+        refunded: Fen::new(r.opt_int(REFUNDED)?.unwrap_or(0)),
+        reserved: Fen::new(r.opt_int(RESERVED)?.unwrap_or(0)),
+        count: u32::try_from(count).map_err(|_| corrupt(r.what, "refund_count out of range"))?,
+    };
+    if let Some(committed) = r.opt_int(COMMITTED)? {
+        if committed != tally.committed().get() {
+            return Err(corrupt(
+                r.what,
+                "committed_amount is not refunded + reserved",
+            ));
+        }
+    }
+    Ok(tally)
 }
 
 /// The order record: keyed by order number, listed in both indexes.
@@ -307,6 +340,7 @@ pub(super) fn order_from_item(item: &Item) -> Result<(Order, i64), StoreError> {
         created_at: Timestamp::from_unix(r.int("created_at")?),
         expires_at: Timestamp::from_unix(r.int("expires_at")?),
         request_fingerprint: r.str("request_fingerprint")?.to_string(),
+        refunds: tally_from(&r)?,
     };
     Ok((order, r.int(VERSION)?))
 }
@@ -449,6 +483,43 @@ mod tests {
         corrupt.insert("source".into(), s("email"));
         let error = order_from_item(&corrupt).unwrap_err().to_string();
         assert!(error.contains("corrupt order item: source"), "{error}");
+    }
+
+    #[test]
+    fn an_orders_refund_tally_is_stored_and_reads_as_zero_when_absent() {
+        let mut order = paid_order();
+        order.refunds = RefundTally {
+            refunded: Fen::new(300),
+            reserved: Fen::new(34),
+            count: 3,
+        };
+        let item = order_record(&order, 2);
+        assert_eq!(item.get("refunded_amount"), Some(&n(300)));
+        assert_eq!(item.get("reserved_amount"), Some(&n(34)));
+        assert_eq!(item.get("refund_count"), Some(&n(3)));
+        assert_eq!(item.get("committed_amount"), Some(&n(334)));
+        assert_eq!(order_from_item(&item).unwrap().0, order);
+
+        // An item written before refunds existed has none of them: nothing refunded.
+        let mut old = item.clone();
+        for name in [
+            "refunded_amount",
+            "reserved_amount",
+            "refund_count",
+            "committed_amount",
+        ] {
+            old.remove(name);
+        }
+        assert_eq!(
+            order_from_item(&old).unwrap().0.refunds,
+            RefundTally::default()
+        );
+
+        // A sum that does not add up is refused, not believed.
+        let mut corrupt = item;
+        corrupt.insert("committed_amount".into(), n(1));
+        let error = order_from_item(&corrupt).unwrap_err().to_string();
+        assert!(error.contains("committed_amount"), "{error}");
     }
 
     #[test]

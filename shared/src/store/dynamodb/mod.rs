@@ -7,8 +7,9 @@
 //! - `item`: items to and from the model;
 //! - `condition`: condition expressions, among them `Order::apply`'s rules;
 //! - `keyring`: the wrapped data keys that seal merchants' secrets;
-//! - one file per capability: `merchants`, `orders`, `webhook_attempts`, `rate_limits`,
-//!   `health`.
+//! - `refund_item`: refund items (and their pointers) to and from the model;
+//! - one file per capability: `merchants`, `orders`, `refunds`, `webhook_attempts`,
+//!   `rate_limits`, `health`.
 
 mod condition;
 mod health;
@@ -19,6 +20,8 @@ mod merchants;
 mod migrate;
 mod orders;
 mod rate_limits;
+mod refund_item;
+mod refunds;
 mod schema;
 mod webhook_attempts;
 
@@ -105,6 +108,22 @@ impl DynamoStore {
         items: Vec<TransactWriteItem>,
         context: &str,
     ) -> Result<Result<(), Vec<usize>>, StoreError> {
+        match self.transact_detailed(items, context).await? {
+            Ok(()) => Ok(Ok(())),
+            Err(Cancelled::Conditions { failed, .. }) => Ok(Err(failed)),
+            Err(Cancelled::Contended(error)) => Err(error),
+        }
+    }
+
+    /// [`DynamoStore::transact`], telling apart the two ways it can be cancelled: conditions
+    /// that failed (with the items DynamoDB returned for those that asked for
+    /// `ReturnValuesOnConditionCheckFailure: ALL_OLD`), and conflicts or throttling that went
+    /// on for [`MAX_ATTEMPTS`] (nothing was written; the caller may try again).
+    async fn transact_detailed(
+        &self,
+        items: Vec<TransactWriteItem>,
+        context: &str,
+    ) -> Result<Result<(), Cancelled>, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -118,14 +137,24 @@ impl DynamoStore {
                 Ok(_) => return Ok(Ok(())),
                 Err(e) => e,
             };
-            let reasons: Vec<String> = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None").to_string())
-                    .collect(),
-                _ => return Err(sdk_error(context, error)),
-            };
+            let (reasons, mut old): (Vec<String>, HashMap<usize, Item>) =
+                match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        let reasons = cancelled.cancellation_reasons();
+                        (
+                            reasons
+                                .iter()
+                                .map(|r| r.code().unwrap_or("None").to_string())
+                                .collect(),
+                            reasons
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(i, r)| r.item().map(|item| (i, item.clone())))
+                                .collect(),
+                        )
+                    }
+                    _ => return Err(sdk_error(context, error)),
+                };
             let failed: Vec<usize> = reasons
                 .iter()
                 .enumerate()
@@ -133,7 +162,8 @@ impl DynamoStore {
                 .map(|(i, _)| i)
                 .collect();
             if !failed.is_empty() {
-                return Ok(Err(failed));
+                old.retain(|i, _| failed.contains(i));
+                return Ok(Err(Cancelled::Conditions { failed, old }));
             }
             let transient = reasons.iter().any(|code| {
                 matches!(
@@ -141,8 +171,11 @@ impl DynamoStore {
                     "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
                 )
             });
-            if !transient || attempt >= MAX_ATTEMPTS {
+            if !transient {
                 return Err(sdk_error(context, error));
+            }
+            if attempt >= MAX_ATTEMPTS {
+                return Ok(Err(Cancelled::Contended(sdk_error(context, error))));
             }
             tracing::debug!(
                 context,
@@ -216,6 +249,18 @@ impl DynamoStore {
             .build()
             .map_err(|e| build_error("update request", e))
     }
+}
+
+/// Why a transaction wrote nothing (see [`DynamoStore::transact_detailed`]).
+enum Cancelled {
+    /// The conditions of these items (indexes) failed; `old` holds, by index, the items as they
+    /// were, for those that asked for them (and exist).
+    Conditions {
+        failed: Vec<usize>,
+        old: HashMap<usize, Item>,
+    },
+    /// Conflicting transactions or throttling did not settle within [`MAX_ATTEMPTS`].
+    Contended(StoreError),
 }
 
 /// A failed SDK call, its error kept as the cause. `op` names what was done (ids, never

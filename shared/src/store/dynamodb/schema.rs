@@ -88,7 +88,9 @@ use super::{build_error, sdk_error, DynamoStore};
 #[cfg(doc)]
 use crate::store::SecretKeys;
 use crate::{
-    model::{KeyHash, MerchantId, OrderNo, OrderStatus, OutTradeNo, SecretPurpose},
+    model::{
+        KeyHash, MerchantId, OrderNo, OrderStatus, OutRefundNo, OutTradeNo, RefundNo, SecretPurpose,
+    },
     store::StoreError,
 };
 
@@ -104,6 +106,12 @@ pub(super) const ORDER_NO: &str = "order_no";
 pub(super) const PURGE_AT: &str = "purge_at";
 
 pub(super) const VERSION: &str = "version";
+/// An order's refund tally (absent: 0); `committed_amount` = `refunded_amount` +
+/// `reserved_amount`, kept because condition expressions cannot add.
+pub(super) const REFUNDED: &str = "refunded_amount";
+pub(super) const RESERVED: &str = "reserved_amount";
+pub(super) const REFUND_COUNT: &str = "refund_count";
+pub(super) const COMMITTED: &str = "committed_amount";
 pub(super) const ITEM_TYPE: &str = "item_type";
 
 /// How long `create_table` waits for the table and its indexes to become active.
@@ -123,6 +131,21 @@ pub(super) fn order_pk(order_no: &OrderNo) -> String {
 
 pub(super) fn guard_pk(merchant_id: &MerchantId, out_trade_no: &OutTradeNo) -> String {
     format!("OTN#{merchant_id}#{out_trade_no}")
+}
+
+/// A refund's number, unique across ferrypay (the pointer to its order).
+pub(super) fn refund_no_pk(refund_no: &RefundNo) -> String {
+    format!("REFUNDNO#{refund_no}")
+}
+
+/// A merchant's `out_refund_no`, unique per merchant.
+pub(super) fn refund_guard_pk(merchant_id: &MerchantId, out_refund_no: &OutRefundNo) -> String {
+    format!("ORF#{merchant_id}#{out_refund_no}")
+}
+
+/// A refund's sort key in its order's partition.
+pub(super) fn refund_sk(refund_no: &RefundNo) -> String {
+    format!("{REFUND_SK_PREFIX}{refund_no}")
 }
 
 pub(super) fn status_list_pk(merchant_id: &MerchantId, status: OrderStatus) -> String {
@@ -151,6 +174,9 @@ pub(super) const COUNTS_SK: &str = "COUNTS";
 pub(super) const WINDOW_SK: &str = "WINDOW";
 pub(super) const KEYRING_SK: &str = "KEYRING";
 pub(super) const ATTEMPT_SK_PREFIX: &str = "ATTEMPT#";
+pub(super) const REFUND_SK_PREFIX: &str = "REFUND#";
+pub(super) const REFUND_NO_SK: &str = "REFUNDNO";
+pub(super) const REFUND_GUARD_SK: &str = "ORF";
 
 /// Zero-padded, so that the attempts of an order sort by generation, then attempt number.
 pub(super) fn attempt_sk(generation: u32, attempt: u32) -> String {
