@@ -347,7 +347,13 @@ impl<B: Backends> Ferrypay<B> {
             }
         };
         match state {
+            // Refunded: it was paid (and refunded since): settle the payment all the same.
             TradeState::Paid {
+                transaction_id,
+                paid_at,
+                amount,
+            }
+            | TradeState::Refunded {
                 transaction_id,
                 paid_at,
                 amount,
