@@ -735,3 +735,52 @@ async fn tampered_and_stale_refund_notifications_fail_verification_and_duplicate
         "{deliveries:?}"
     );
 }
+
+#[tokio::test]
+async fn the_dev_stack_verifies_and_acknowledges_refund_notifications() {
+    use ferrypay::{model::Secret, service::NewMerchant};
+    use ferrypay_cli::dev::DevStack;
+    const SK: &str = "sk_test_wechat_refunds";
+    let options = crate::harness::dev_options(NewMerchant {
+        name: "Refund Shop".into(),
+        secret_key: Some(Secret::new(SK.into())),
+        ..NewMerchant::default()
+    });
+    let stack = DevStack::start(options).await.unwrap();
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/api/v1/pay/create", stack.base_url()))
+        .header("X-API-Key", SK)
+        .json(&json!({"amount": 300}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let no = created["order_no"].as_str().unwrap().to_string();
+    let mock = &stack.mock.as_ref().unwrap().mock;
+    let paid = mock
+        .pay(PayControl {
+            out_trade_no: no.clone(),
+            notify: true,
+            ..PayControl::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(paid["first_attempts"], json!([204]));
+    // A refund made in the merchant platform: its notification passes the real callback's
+    // checks (signature, decryption with associated data `refund`, mchid) and is acknowledged
+    // (the refund use cases are not wired in yet), so WeChat Pay does not retry it.
+    let made = mock
+        .refund_externally(ferrypay_cli::wechat_mock::ExternalRefundControl {
+            out_trade_no: no.clone(),
+            amount: 100,
+            status: "SUCCESS".into(),
+            notify: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(made["first_attempts"], json!([204]));
+    assert_eq!(mock.trade_state(&no), Some("REFUND"));
+}

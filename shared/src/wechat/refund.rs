@@ -365,7 +365,7 @@ impl WechatPayClient {
         match self.call(Method::GET, &path, None).await {
             Ok(verified) => parse_refund(&verified.body).map(Some).map_err(unreadable),
             Err(CallError::Wechat { status, code, .. })
-                if status == 404 && code == "RESOURCE_NOT_EXISTS" =>
+                if status < 500 && code == "RESOURCE_NOT_EXISTS" =>
             {
                 Ok(None)
             }
