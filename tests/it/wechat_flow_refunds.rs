@@ -784,3 +784,61 @@ async fn the_dev_stack_verifies_and_acknowledges_refund_notifications() {
     assert_eq!(made["first_attempts"], json!([204]));
     assert_eq!(mock.trade_state(&no), Some("REFUND"));
 }
+
+#[tokio::test]
+async fn a_payment_older_than_365_days_cannot_be_refunded() {
+    use ferrypay::model::ManualClock;
+    // One clock for both sides, so signatures stay within WeChat's 5 minutes as a year passes.
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix(1_766_284_200)));
+    let mock = MockServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockConfig::dev().unwrap(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let config = mock_client_config(mock.base_url(), "http://127.0.0.1:9/notify".into()).unwrap();
+    let client = WechatPayClient::connect(config, clock.clone())
+        .await
+        .unwrap();
+    let order = OrderNo::parse("FP20251221103000RFD030").unwrap();
+    client
+        .prepay(&PrepayRequest {
+            order_no: order.clone(),
+            amount: Fen::new(100),
+            description: "old".into(),
+            pay_type: PayType::Native,
+            openid: None,
+            client_ip: None,
+            expires_at: Timestamp::from_unix(4_102_444_800),
+        })
+        .await
+        .unwrap();
+    mock.mock
+        .pay(PayControl {
+            out_trade_no: order.as_str().into(),
+            ..PayControl::default()
+        })
+        .await
+        .unwrap();
+    clock.advance(365 * 86_400);
+    client
+        .refund(&request(&order, "RF20251221103000AAAA30", 10, 100))
+        .await
+        .unwrap();
+    clock.advance(1);
+    assert_eq!(
+        rejected_code(
+            client
+                .refund(&request(&order, "RF20251221103000AAAA31", 10, 100))
+                .await
+        ),
+        "INVALID_REQUEST"
+    );
+    // Queries have no age limit.
+    assert!(client
+        .query_refund("RF20251221103000AAAA30")
+        .await
+        .unwrap()
+        .is_some());
+}

@@ -109,7 +109,7 @@ impl FakeChannel {
         self.close_says_paid.store(true, Ordering::SeqCst);
     }
 
-    /// How many channel calls were made (prepay, query, close).
+    /// How many channel calls were made (prepay, query, close, refund, query_refund).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
     }

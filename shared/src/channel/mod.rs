@@ -1,6 +1,16 @@
 //! The payment channel: who actually takes the payer's money (WeChat Pay). Services talk to it
 //! only through [`PayChannel`], so the real APIv3 client and the in-process fake are
 //! interchangeable.
+//!
+//! Refunds, for the use cases built on this port: persist the refund (number, order, amount,
+//! `processing`) before [`PayChannel::refund`], since its notification can arrive first. Then:
+//! `Ok` with [`ChannelRefundState::Processing`] (the usual answer) waits for a
+//! [`ChannelNotice::Refund`] or a [`PayChannel::query_refund`]; [`RefundError::Unavailable`]
+//! keeps it processing and retries the identical request (or queries: `Ok(None)` means it was
+//! never made); [`RefundError::Declined`] and [`RefundError::Rejected`] mean no money moved.
+//! `Closed` and `Abnormal` both mean the money is not back with the payer, but only `Closed`
+//! may be retried, with a new number; `Abnormal` waits for an operator. An order's refunds
+//! make its [`TradeState`] `Refunded`, which still means paid.
 
 mod fake;
 mod none;

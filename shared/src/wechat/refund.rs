@@ -3,7 +3,7 @@
 //! `REFUND.*` notification resource, and how WeChat Pay's error answers are classified.
 //!
 //! The calls are signed and their answers verified exactly as the payment calls
-//! ([`WechatPayClient::call`]). A failed call is retried by the client with backoff only when
+//! (`WechatPayClient::call`). A failed call is retried by the client with backoff only when
 //! it is transient (network, 5xx, 429, `SYSTEM_ERROR`, `FREQUENCY_LIMITED`): the *identical*
 //! body again, which WeChat Pay's idempotency on `out_refund_no` makes safe ("同一退款单号多次请求
 //! 只退一笔"). After that, [`classify`] says what the failure means:
