@@ -19,4 +19,5 @@ mod store_contract;
 mod webhook_verifiers;
 mod webhooks;
 mod wechat_flow;
+mod wechat_flow_refunds;
 mod wechat_oauth;

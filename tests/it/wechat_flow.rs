@@ -523,6 +523,7 @@ async fn the_client_retries_transient_failures_but_not_refusals() {
         count,
         status,
         code: code.into(),
+        ..FailControl::default()
     };
 
     mock.fail_next(fail(2, 500, "SYSTEM_ERROR"));

@@ -2,7 +2,7 @@
 //! the mock's orders, notifications and OAuth settings; and the payer's WeChat client
 //! (`/mock/jsapi/pay`, what `getBrandWCPayRequest` does).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use ferrypay::wechat::jsapi::{pay_sign_valid, JsapiPayParams};
@@ -10,7 +10,10 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Answer, OAuthControl, WechatMock};
+use super::{
+    Answer, ExternalRefundControl, OAuthControl, RefundAuto, RefundAutoControl, RefundControl,
+    WechatMock,
+};
 
 /// Faults a pay control request can ask for.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,13 +41,22 @@ fn yes() -> bool {
     true
 }
 
-/// Makes the next `count` API calls fail with this status and WeChat error code.
-#[derive(Debug, Clone, Deserialize)]
+/// Makes the next `count` API calls fail with this status and WeChat error code, after
+/// `delay_ms`; only calls whose path starts with `path_prefix`, when given (e.g.
+/// `/v3/refund`), count. `status` 0: no error, the real answer after the delay (the call is
+/// carried out: a client that times out first has lost the answer of a call that happened).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailControl {
     pub count: u32,
+    #[serde(default)]
     pub status: u16,
+    #[serde(default)]
     pub code: String,
+    #[serde(default)]
+    pub delay_ms: u64,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
 }
 
 /// How far a JSAPI `timeStamp` may be from the mock's clock, either way (seconds).
@@ -77,6 +89,48 @@ impl WechatMock {
                 }
                 Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
             },
+            (&Method::POST, "refund") => {
+                match serde_json::from_slice::<RefundControl>(req.body()) {
+                    Ok(control) => match self.settle_refund(control).await {
+                        Ok(body) => json_answer(StatusCode::OK, body),
+                        Err(message) => {
+                            json_answer(StatusCode::CONFLICT, json!({"error": message}))
+                        }
+                    },
+                    Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+                }
+            }
+            (&Method::POST, "refund/external") => {
+                match serde_json::from_slice::<ExternalRefundControl>(req.body()) {
+                    Ok(control) => match self.refund_externally(control).await {
+                        Ok(body) => json_answer(StatusCode::OK, body),
+                        Err(message) => {
+                            json_answer(StatusCode::CONFLICT, json!({"error": message}))
+                        }
+                    },
+                    Err(e) => json_answer(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+                }
+            }
+            (&Method::POST, "refund/auto") => {
+                let auto = serde_json::from_slice::<RefundAutoControl>(req.body())
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| {
+                        self.set_refund_auto(c.after_ms.map(|ms| RefundAuto {
+                            after: Duration::from_millis(ms),
+                            status: c.status,
+                        }))
+                    });
+                match auto {
+                    Ok(()) => json_answer(StatusCode::OK, json!({"ok": true})),
+                    Err(message) => json_answer(StatusCode::BAD_REQUEST, json!({"error": message})),
+                }
+            }
+            (&Method::GET, other) if other.starts_with("refunds/") => {
+                match self.refund(other.trim_start_matches("refunds/")) {
+                    Some(refund) => json_answer(StatusCode::OK, refund),
+                    None => json_answer(StatusCode::NOT_FOUND, json!({"error": "no such refund"})),
+                }
+            }
             (&Method::POST, "jsapi/pay") => {
                 json_answer(StatusCode::OK, self.jsapi_pay_answer(req.body()).await)
             }
@@ -116,15 +170,22 @@ impl WechatMock {
         }
     }
 
-    /// The failure `POST /mock/fail` asked for, while its count lasts (one per call).
-    pub(super) fn injected_failure(&self) -> Option<Answer> {
+    /// The failure `POST /mock/fail` asked for, while its count lasts (one per call of the
+    /// paths it names): the delay, and the error answer (`None`: the real one).
+    pub(super) fn injected_failure(&self, path: &str) -> Option<(Duration, Option<Answer>)> {
         let mut failures = self.failures.lock().ok()?;
-        let fail = failures.as_mut().filter(|f| f.count > 0)?;
+        let fail = failures.as_mut().filter(|f| {
+            f.count > 0 && f.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        })?;
         fail.count -= 1;
+        let delay = Duration::from_millis(fail.delay_ms);
+        if fail.status == 0 {
+            return Some((delay, None));
+        }
         let status = StatusCode::from_u16(fail.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = fail.code.clone();
         drop(failures);
-        Some(self.error(status, &code, "injected failure"))
+        Some((delay, Some(self.error(status, &code, "injected failure"))))
     }
 
     /// The payer pays: NOTPAY becomes SUCCESS; then the notifications go out. Returns after the
@@ -158,11 +219,15 @@ impl WechatMock {
                 .transaction_json(&control.out_trade_no, &order, amount)
                 .to_string();
             for _ in 0..=control.duplicates {
-                let notification = self.notification(&plaintext, &control)?;
-                statuses.push(
-                    self.deliver(&control.out_trade_no, &order.notify_url, notification)
-                        .await,
-                );
+                let notification = self.notification(
+                    ("TRANSACTION.SUCCESS", "支付成功"),
+                    "transaction",
+                    &plaintext,
+                    control.tamper_signature,
+                    control.stale_seconds,
+                )?;
+                let key = (control.out_trade_no.as_str(), None);
+                statuses.push(self.deliver(key, &order.notify_url, notification).await);
             }
         }
         Ok(json!({"transaction_id": transaction_id, "first_attempts": statuses}))

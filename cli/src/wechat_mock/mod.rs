@@ -6,11 +6,23 @@
 //!
 //! Endpoints: `POST /v3/pay/transactions/{native,jsapi,h5}`,
 //! `GET /v3/pay/transactions/out-trade-no/{no}?mchid=`,
-//! `POST /v3/pay/transactions/out-trade-no/{no}/close`, `GET /v3/certificates`.
+//! `POST /v3/pay/transactions/out-trade-no/{no}/close`, `GET /v3/certificates`,
+//! `POST /v3/refund/domestic/refunds`, `GET /v3/refund/domestic/refunds/{out_refund_no}`
+//! (refunds: see `refund.rs`).
 //! Control (no signature, mock only): `POST /mock/pay` with `{"out_trade_no": ..., "notify":
 //! true, "duplicates": 0, "tamper_signature": false, "amount": null, "stale_seconds": 0}`,
-//! `POST /mock/fail` with `{"count": 2, "status": 500, "code": "SYSTEM_ERROR"}` (the next
-//! API calls fail so), `GET /mock/orders/{no}`, `GET /mock/deliveries`.
+//! `POST /mock/fail` with `{"count": 2, "status": 500, "code": "SYSTEM_ERROR", "delay_ms": 0,
+//! "path_prefix": null}` (the next `count` API calls, of those whose path starts with
+//! `path_prefix` if given, answer so after `delay_ms`; `status` 0 answers the real answer after
+//! the delay, the call carried out: with a client timeout shorter than the delay, the case of
+//! a refund made whose answer was lost), `GET /mock/orders/{no}`, `GET /mock/deliveries`.
+//! Refunds: `POST /mock/refund` with `{"out_refund_no", "status": "SUCCESS"|"ABNORMAL"|"CLOSED",
+//! "notify": true, "duplicates": 0, "tamper_signature": false, "stale_seconds": 0}` (a refund
+//! reaches that state; the notification goes out), `POST /mock/refund/external` with
+//! `{"out_trade_no", "amount", "status": "SUCCESS", "notify": true}` (a refund made in the
+//! merchant platform, with WeChat's own `out_refund_no`), `POST /mock/refund/auto` with
+//! `{"after_ms": 500, "status": "SUCCESS"}` (new refunds settle by themselves; `null`: off),
+//! `GET /mock/refunds/{out_refund_no}`.
 //!
 //! The payer's WeChat client (`WeixinJSBridge.invoke('getBrandWCPayRequest', params, cb)`):
 //! `POST /mock/jsapi/pay` with the object a page hands to the bridge, `{appId, timeStamp,
@@ -45,7 +57,8 @@
 //! next exchanges answer `-1` (system busy); it answers, like `GET /mock/oauth`, the current
 //! settings and the OAuth calls so far (`calls`, newest last, at most 1000).
 //!
-//! By concern: `pay.rs` the APIv3 endpoints (prepay, query, close, certificates), `oauth.rs`
+//! By concern: `pay.rs` the APIv3 endpoints (prepay, query, close, certificates), `refund.rs`
+//! refunds and their notifications, `oauth.rs`
 //! WeChat OAuth, `control.rs` the `/mock/*` control requests and the payer's WeChat client,
 //! `notify.rs` the notifications and their retries. This file routes and holds the shared state.
 
@@ -53,6 +66,7 @@ mod control;
 mod notify;
 mod oauth;
 mod pay;
+mod refund;
 
 use std::{
     collections::HashMap,
@@ -82,6 +96,8 @@ pub use control::{FailControl, PayControl, JSAPI_TIMESTAMP_SKEW_SECS};
 pub use notify::Delivery;
 use oauth::OAuthState;
 pub use oauth::{OAuthCall, OAuthControl, OAuthEndpoint, OAUTH_CODE_TTL_SECS};
+use refund::MockRefund;
+pub use refund::{ExternalRefundControl, RefundAuto, RefundAutoControl, RefundControl};
 
 /// How the mock signs: with a WeChat Pay public key id, or as a platform certificate.
 #[derive(Debug, Clone)]
@@ -106,6 +122,11 @@ pub struct MockConfig {
     pub oauth_secret: Secret<String>,
     /// The payer's openid OAuth codes stand for until `POST /mock/oauth` says otherwise.
     pub oauth_openid: String,
+    /// New refunds leave `PROCESSING` by themselves (None: only on `POST /mock/refund`).
+    pub refund_auto: Option<RefundAuto>,
+    /// WeChat Pay wants a minute between refunds of one order ("同一笔订单多次退款的请求需相隔1分钟");
+    /// closer ones get 429 `FREQUENCY_LIMITED`. Zero (the dev default): no such limit.
+    pub refund_min_interval: Duration,
 }
 
 impl MockConfig {
@@ -130,6 +151,8 @@ impl MockConfig {
             notify_retry: Self::DEV_NOTIFY_RETRY.map(Duration::from_secs).to_vec(),
             oauth_secret: Secret::new(dev_keys::OAUTH_SECRET.into()),
             oauth_openid: dev_keys::OAUTH_OPENID.into(),
+            refund_auto: None,
+            refund_min_interval: Duration::ZERO,
         })
     }
 }
@@ -155,6 +178,9 @@ pub struct WechatMock {
     verifier: AuthorizationVerifier,
     clock: Arc<dyn Clock>,
     orders: Mutex<HashMap<String, MockOrder>>,
+    /// Refunds by `out_refund_no`. Lock order: `orders` first, then `refunds`.
+    refunds: Mutex<HashMap<String, MockRefund>>,
+    refund_auto: Mutex<Option<RefundAuto>>,
     deliveries: Arc<Mutex<Vec<Delivery>>>,
     failures: Mutex<Option<FailControl>>,
     /// API calls answered (signature checked), failures included.
@@ -182,6 +208,8 @@ impl WechatMock {
         let oauth = Mutex::new(OAuthState::new(config.oauth_openid.clone()));
         Ok(WechatMock {
             oauth,
+            refunds: Mutex::default(),
+            refund_auto: Mutex::new(config.refund_auto.clone()),
             config,
             verifier,
             clock,
@@ -259,7 +287,7 @@ impl WechatMock {
         if let Some(control) = path.strip_prefix("/mock/") {
             return self.control(&req, control).await;
         }
-        self.api(&req)
+        self.api(&req).await
     }
 }
 

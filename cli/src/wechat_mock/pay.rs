@@ -1,7 +1,7 @@
 //! The WeChat Pay APIv3 endpoints: prepay (native, JSAPI, H5), query, close, certificates, each
 //! behind the `Authorization` check and answered signed with the platform key.
 
-use std::sync::atomic::Ordering;
+use std::sync::{atomic::Ordering, Arc};
 
 use bytes::Bytes;
 use ferrypay::{
@@ -16,7 +16,7 @@ use super::{Answer, MockOrder, SigningMode, WechatMock};
 impl WechatMock {
     /// The APIv3 endpoints, after the checks WeChat Pay makes first: the signature, then any
     /// failure `POST /mock/fail` asked for.
-    pub(super) fn api(&self, req: &http::Request<Bytes>) -> Answer {
+    pub(super) async fn api(self: &Arc<Self>, req: &http::Request<Bytes>) -> Answer {
         let path = req.uri().path().to_string();
         // WeChat Pay checks the signature before anything else.
         let canonical = req
@@ -40,9 +40,21 @@ impl WechatMock {
             return response;
         }
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if let Some(failure) = self.injected_failure() {
-            return failure;
+        // The call is carried out (or the failure made) first, then the delay: an answer lost
+        // to a client's timeout leaves what the call did done.
+        let (delay, answer) = match self.injected_failure(&path) {
+            Some((delay, Some(failure))) => (delay, failure),
+            Some((delay, None)) => (delay, self.route(req, &path)),
+            None => (std::time::Duration::ZERO, self.route(req, &path)),
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
+        answer
+    }
+
+    /// The APIv3 endpoints by method and path.
+    fn route(self: &Arc<Self>, req: &http::Request<Bytes>, path: &str) -> Answer {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method(), segments.as_slice()) {
             (&Method::POST, ["v3", "pay", "transactions", kind @ ("native" | "jsapi" | "h5")]) => {
@@ -63,6 +75,10 @@ impl WechatMock {
                 self.close(no, req.body())
             }
             (&Method::GET, ["v3", "certificates"]) => self.certificates(),
+            (&Method::POST, ["v3", "refund", "domestic", "refunds"]) => {
+                self.create_refund(req.body())
+            }
+            (&Method::GET, ["v3", "refund", "domestic", "refunds", no]) => self.query_refund(no),
             _ => self.error(StatusCode::NOT_FOUND, "NOT_FOUND", "无效的请求"),
         }
     }
@@ -72,7 +88,8 @@ impl WechatMock {
         self.calls.load(Ordering::SeqCst)
     }
 
-    /// The mock's trade state of an order (`NOTPAY`, `SUCCESS`, `CLOSED`), if it has it.
+    /// The mock's trade state of an order (`NOTPAY`, `SUCCESS`, `REFUND`, `CLOSED`), if it
+    /// has it.
     pub fn trade_state(&self, out_trade_no: &str) -> Option<&'static str> {
         self.orders
             .lock()
@@ -147,7 +164,7 @@ impl WechatMock {
             );
         };
         if let Some(existing) = orders.get(&out_trade_no) {
-            if existing.trade_state == "SUCCESS" {
+            if matches!(existing.trade_state, "SUCCESS" | "REFUND") {
                 return self.error(StatusCode::FORBIDDEN, "ORDERPAID", "该订单已支付");
             }
             if existing.request != request || existing.kind != kind {
@@ -202,7 +219,7 @@ impl WechatMock {
             "out_trade_no": no,
             "trade_type": match order.kind.as_str() { "native" => "NATIVE", "jsapi" => "JSAPI", _ => "MWEB" },
             "trade_state": order.trade_state,
-            "trade_state_desc": match order.trade_state { "SUCCESS" => "支付成功", "CLOSED" => "订单已关闭", _ => "订单未支付" },
+            "trade_state_desc": match order.trade_state { "SUCCESS" => "支付成功", "REFUND" => "转入退款", "CLOSED" => "订单已关闭", _ => "订单未支付" },
             "attach": "",
             "amount": {"total": reported_amount, "currency": "CNY"},
         });
@@ -247,7 +264,7 @@ impl WechatMock {
         };
         match orders.get_mut(no) {
             None => self.error(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在"),
-            Some(order) if order.trade_state == "SUCCESS" => {
+            Some(order) if matches!(order.trade_state, "SUCCESS" | "REFUND") => {
                 self.error(StatusCode::BAD_REQUEST, "ORDERPAID", "订单已支付")
             }
             Some(order) => {

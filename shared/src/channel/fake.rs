@@ -1,8 +1,16 @@
 //! An in-process payment channel for tests and the skeleton's dev stack. It keeps each order's
-//! state like WeChat Pay would, and lets tests pay orders and inject failures.
+//! state like WeChat Pay would, and lets tests pay orders, settle refunds and inject failures.
+//!
+//! Refunds behave as WeChat Pay's do (see `wechat::refund`): they start `Processing`; the
+//! same number with the same parameters is the same refund, with others `INVALID_REQUEST`;
+//! more than the refundable rest, more than 50 refunds, or the total not the order's are
+//! `INVALID_REQUEST`; an unknown or unpaid order is `RESOURCE_NOT_EXISTS`. Tests settle them
+//! ([`FakeChannel::settle_refund`]), script failures ([`FakeChannel::script_refund_errors`],
+//! [`FakeChannel::lose_next_refund_answers`]) and make refunds outside ferrypay
+//! ([`FakeChannel::refund_externally`]). The fake has no clock: the 1-year limit is not kept.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Mutex, MutexGuard,
@@ -10,11 +18,12 @@ use std::{
 };
 
 use super::{
-    ChannelError, ChannelNotice, CloseOutcome, JsapiPayParams, NoticeError, NoticeTrade,
-    PayChannel, PaymentNotice, PrepayRequest, TradeState,
+    ChannelError, ChannelNotice, ChannelRefund, ChannelRefundState, CloseOutcome, JsapiPayParams,
+    NoticeError, NoticeTrade, PayChannel, PaymentNotice, PrepayRequest, RefundError, RefundNotice,
+    RefundRequest, TradeState,
 };
 use crate::{
-    model::{Fen, OrderNo, PayCredential, PayType, Timestamp},
+    model::{Fen, OrderNo, PayCredential, PayType, Timestamp, MAX_REFUNDS_PER_ORDER},
     sign::hex_lower,
 };
 
@@ -36,6 +45,14 @@ pub struct FakeChannel {
     /// Every close answers "already paid" (WeChat's ORDERPAID), whatever the query says.
     close_says_paid: AtomicBool,
     next_transaction: AtomicU64,
+    /// Refunds by `out_refund_no`, in the order they were made.
+    refunds: Mutex<Vec<ChannelRefund>>,
+    /// What the next refund calls answer instead of refunding (one each).
+    refund_script: Mutex<VecDeque<RefundError>>,
+    /// The next N refund calls refund, but answer unavailable (the answer was lost).
+    lose_refund_answers: AtomicU32,
+    refund_calls: AtomicU64,
+    next_refund: AtomicU64,
 }
 
 impl FakeChannel {
@@ -92,7 +109,7 @@ impl FakeChannel {
         self.close_says_paid.store(true, Ordering::SeqCst);
     }
 
-    /// How many channel calls were made (prepay, query, close).
+    /// How many channel calls were made (prepay, query, close, refund, query_refund).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
     }
@@ -127,12 +144,212 @@ impl FakeChannel {
 
     /// The channel's state of an order, as a test would inspect it.
     pub fn state(&self, order_no: &OrderNo) -> TradeState {
-        self.trades
+        let state = self
+            .trades
             .lock()
             .ok()
             .and_then(|t| t.get(order_no).map(|trade| trade.state.clone()))
-            .unwrap_or(TradeState::NotFound)
+            .unwrap_or(TradeState::NotFound);
+        self.with_refunds(order_no, state)
     }
+
+    /// `REFUND` once a refund on a paid order is not closed, as WeChat reports it.
+    fn with_refunds(&self, order_no: &OrderNo, state: TradeState) -> TradeState {
+        let refunded = self.refunds.lock().is_ok_and(|refunds| {
+            refunds.iter().any(|r| {
+                r.out_trade_no == order_no.as_str() && r.state != ChannelRefundState::Closed
+            })
+        });
+        match state {
+            TradeState::Paid {
+                transaction_id,
+                paid_at,
+                amount,
+            } if refunded => TradeState::Refunded {
+                transaction_id,
+                paid_at,
+                amount,
+            },
+            other => other,
+        }
+    }
+
+    /// The next refund calls (create or query) answer these errors, one each, refunding nothing.
+    pub fn script_refund_errors(&self, errors: impl IntoIterator<Item = RefundError>) {
+        if let Ok(mut script) = self.refund_script.lock() {
+            script.extend(errors);
+        }
+    }
+
+    /// The next `n` refund creations make the refund but answer unavailable: the ambiguous
+    /// case (a timeout after WeChat Pay accepted it).
+    pub fn lose_next_refund_answers(&self, n: u32) {
+        self.lose_refund_answers.store(n, Ordering::SeqCst);
+    }
+
+    /// How many refund calls (create and query) were made.
+    pub fn refund_calls(&self) -> u64 {
+        self.refund_calls.load(Ordering::SeqCst)
+    }
+
+    /// The channel's refund of this number, as a test would inspect it.
+    pub fn refund_state(&self, out_refund_no: &str) -> Option<ChannelRefund> {
+        let refunds = self.refunds.lock().ok()?;
+        refunds
+            .iter()
+            .find(|r| r.out_refund_no == out_refund_no)
+            .cloned()
+    }
+
+    /// A processing refund reaches a final state (or an abnormal one succeeds, once an operator
+    /// resolved it). Returns the notification body of that state for
+    /// [`PayChannel::open_notification`] (with the header `x-fake-verified: yes`), or `None` if
+    /// the refund is unknown or cannot change so.
+    pub fn settle_refund(&self, out_refund_no: &str, state: ChannelRefundState) -> Option<Vec<u8>> {
+        let mut refunds = self.refunds.lock().ok()?;
+        let refund = refunds
+            .iter_mut()
+            .find(|r| r.out_refund_no == out_refund_no)?;
+        let allowed = match (refund.state, state) {
+            (ChannelRefundState::Processing, ChannelRefundState::Processing) => false,
+            (ChannelRefundState::Processing, _) => true,
+            (ChannelRefundState::Abnormal, ChannelRefundState::Succeeded { .. }) => true,
+            _ => false,
+        };
+        if !allowed {
+            return None;
+        }
+        refund.state = state;
+        Some(refund_notice_body(refund))
+    }
+
+    /// A refund made in the merchant platform, outside ferrypay: it has a number of WeChat's
+    /// (not `RF...`) and succeeds at once. Returns its `out_refund_no` and the notification
+    /// body, or `None` if the order is not paid or `amount` is more than is refundable.
+    pub fn refund_externally(
+        &self,
+        order_no: &OrderNo,
+        amount: Fen,
+        now: Timestamp,
+    ) -> Option<(String, Vec<u8>)> {
+        let (total, transaction_id) = self.paid_trade(order_no)?;
+        let mut refunds = self.refunds.lock().ok()?;
+        if amount.get() <= 0 || amount.get() > refundable(&refunds, order_no, total) {
+            return None;
+        }
+        let n = self.next_refund.fetch_add(1, Ordering::SeqCst) + 1;
+        let refund = ChannelRefund {
+            refund_id: format!("50300000{:021}", n),
+            out_refund_no: format!("50300000{:021}", n),
+            out_trade_no: order_no.as_str().to_string(),
+            transaction_id: Some(transaction_id),
+            state: ChannelRefundState::Succeeded { at: now },
+            amount,
+            total,
+            payer_total: Some(total),
+            payer_refund: Some(amount),
+        };
+        let body = refund_notice_body(&refund);
+        let out_refund_no = refund.out_refund_no.clone();
+        refunds.push(refund);
+        Some((out_refund_no, body))
+    }
+
+    /// A paid order's total and transaction id.
+    fn paid_trade(&self, order_no: &OrderNo) -> Option<(Fen, String)> {
+        let trades = self.trades.lock().ok()?;
+        match &trades.get(order_no)?.state {
+            TradeState::Paid {
+                transaction_id,
+                amount,
+                ..
+            } => Some((*amount, transaction_id.clone())),
+            _ => None,
+        }
+    }
+
+    fn begin_refund_call(&self) -> Result<(), RefundError> {
+        self.refund_calls.fetch_add(1, Ordering::SeqCst);
+        self.begin_call().map_err(|e| match e {
+            ChannelError::Unavailable(cause) => RefundError::Unavailable(cause),
+            ChannelError::Rejected { code, message } => RefundError::Rejected { code, message },
+        })?;
+        let scripted = self
+            .refund_script
+            .lock()
+            .map_err(|_| RefundError::Unavailable("fake channel lock poisoned".into()))?
+            .pop_front();
+        scripted.map_or(Ok(()), Err)
+    }
+}
+
+/// What is left to refund of an order of `total`: closed refunds gave nothing.
+fn refundable(refunds: &[ChannelRefund], order_no: &OrderNo, total: Fen) -> i64 {
+    let taken: i64 = refunds
+        .iter()
+        .filter(|r| r.out_trade_no == order_no.as_str() && r.state != ChannelRefundState::Closed)
+        .map(|r| r.amount.get())
+        .sum();
+    total.get() - taken
+}
+
+fn rejected(code: &str, message: &str) -> RefundError {
+    RefundError::Rejected {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// The fake's refund notification: `{event_type, refund_id, out_refund_no, out_trade_no,
+/// transaction_id, refund_status, success_time (Unix seconds), amount, total}`.
+fn refund_notice_body(refund: &ChannelRefund) -> Vec<u8> {
+    let (status, at) = match refund.state {
+        ChannelRefundState::Processing => ("PROCESSING", None),
+        ChannelRefundState::Succeeded { at } => ("SUCCESS", Some(at.unix())),
+        ChannelRefundState::Closed => ("CLOSED", None),
+        ChannelRefundState::Abnormal => ("ABNORMAL", None),
+    };
+    serde_json::json!({
+        "event_type": format!("REFUND.{status}"),
+        "refund_id": refund.refund_id,
+        "out_refund_no": refund.out_refund_no,
+        "out_trade_no": refund.out_trade_no,
+        "transaction_id": refund.transaction_id,
+        "refund_status": status,
+        "success_time": at,
+        "amount": refund.amount.get(),
+        "total": refund.total.get(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Reads [`refund_notice_body`]'s shape back.
+fn parse_refund_notice(v: &serde_json::Value) -> Result<ChannelNotice, NoticeError> {
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let number = |k: &str| v.get(k).and_then(serde_json::Value::as_i64);
+    let malformed = || NoticeError::Malformed("fake refund notification".into());
+    let event_type = text("event_type").ok_or_else(malformed)?;
+    let state = match (text("refund_status").as_deref(), number("success_time")) {
+        (Some("SUCCESS"), Some(at)) => ChannelRefundState::Succeeded {
+            at: Timestamp::from_unix(at),
+        },
+        (Some("CLOSED"), _) => ChannelRefundState::Closed,
+        (Some("ABNORMAL"), _) => ChannelRefundState::Abnormal,
+        _ => return Err(malformed()),
+    };
+    let refund = ChannelRefund {
+        refund_id: text("refund_id").ok_or_else(malformed)?,
+        out_refund_no: text("out_refund_no").ok_or_else(malformed)?,
+        out_trade_no: text("out_trade_no").ok_or_else(malformed)?,
+        transaction_id: text("transaction_id"),
+        state,
+        amount: Fen::new(number("amount").ok_or_else(malformed)?),
+        total: Fen::new(number("total").ok_or_else(malformed)?),
+        payer_total: None,
+        payer_refund: None,
+    };
+    Ok(ChannelNotice::Refund(RefundNotice { event_type, refund }))
 }
 
 impl PayChannel for FakeChannel {
@@ -164,10 +381,11 @@ impl PayChannel for FakeChannel {
     async fn query(&self, order_no: &OrderNo) -> Result<TradeState, ChannelError> {
         self.queries.fetch_add(1, Ordering::SeqCst);
         self.begin_call()?;
-        Ok(self
+        let state = self
             .trades()?
             .get(order_no)
-            .map_or(TradeState::NotFound, |t| t.state.clone()))
+            .map_or(TradeState::NotFound, |t| t.state.clone());
+        Ok(self.with_refunds(order_no, state))
     }
 
     async fn close(&self, order_no: &OrderNo) -> Result<CloseOutcome, ChannelError> {
@@ -178,7 +396,7 @@ impl PayChannel for FakeChannel {
         let mut trades = self.trades()?;
         match trades.get_mut(order_no) {
             Some(FakeTrade {
-                state: TradeState::Paid { .. },
+                state: TradeState::Paid { .. } | TradeState::Refunded { .. },
                 ..
             }) => Ok(CloseOutcome::AlreadyPaid),
             Some(trade) => {
@@ -188,6 +406,78 @@ impl PayChannel for FakeChannel {
             // WeChat answers ORDER_NOT_EXIST; nothing is open, so the order is closed.
             None => Ok(CloseOutcome::Closed),
         }
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<ChannelRefund, RefundError> {
+        self.begin_refund_call()?;
+        let Some((total, transaction_id)) = self.paid_trade(&request.order_no) else {
+            return Err(rejected("RESOURCE_NOT_EXISTS", "订单号不存在或未支付"));
+        };
+        let mut refunds = self
+            .refunds
+            .lock()
+            .map_err(|_| RefundError::Unavailable("fake channel lock poisoned".into()))?;
+        let no = request.refund_no.as_str();
+        if let Some(existing) = refunds.iter().find(|r| r.out_refund_no == no) {
+            return if existing.out_trade_no == request.order_no.as_str()
+                && existing.amount == request.amount
+                && existing.total == request.total
+            {
+                Ok(existing.clone())
+            } else {
+                Err(rejected(
+                    "INVALID_REQUEST",
+                    "订单金额或退款金额与之前请求不一致，请核实后再试",
+                ))
+            };
+        }
+        if request.total != total {
+            return Err(rejected("INVALID_REQUEST", "您的请求参数与订单信息不一致"));
+        }
+        let count = refunds
+            .iter()
+            .filter(|r| r.out_trade_no == request.order_no.as_str())
+            .count();
+        if count >= MAX_REFUNDS_PER_ORDER as usize {
+            return Err(rejected("INVALID_REQUEST", "部分退款次数超过50次"));
+        }
+        if request.amount.get() <= 0 {
+            return Err(rejected("PARAM_ERROR", "amount.refund 必须大于0"));
+        }
+        if request.amount.get() > refundable(&refunds, &request.order_no, total) {
+            return Err(rejected("INVALID_REQUEST", "申请退款金额超过订单可退金额"));
+        }
+        let n = self.next_refund.fetch_add(1, Ordering::SeqCst) + 1;
+        let refund = ChannelRefund {
+            refund_id: format!("50300000{:021}", n),
+            out_refund_no: no.to_string(),
+            out_trade_no: request.order_no.as_str().to_string(),
+            transaction_id: Some(transaction_id),
+            state: ChannelRefundState::Processing,
+            amount: request.amount,
+            total,
+            payer_total: Some(total),
+            payer_refund: Some(request.amount),
+        };
+        refunds.push(refund.clone());
+        let lost = self
+            .lose_refund_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lost {
+            return Err(RefundError::Unavailable(
+                "injected lost answer (the refund was made)".into(),
+            ));
+        }
+        Ok(refund)
+    }
+
+    async fn query_refund(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<Option<ChannelRefund>, RefundError> {
+        self.begin_refund_call()?;
+        Ok(self.refund_state(out_refund_no))
     }
 
     fn jsapi_params(
@@ -208,7 +498,8 @@ impl PayChannel for FakeChannel {
     }
 
     /// The fake's notifications are plain JSON `{out_trade_no, transaction_id, trade_state,
-    /// amount}` with the header `x-fake-verified: yes` standing in for a valid signature.
+    /// amount}` with the header `x-fake-verified: yes` standing in for a valid signature;
+    /// refund notifications are those [`FakeChannel::settle_refund`] returns.
     async fn open_notification(
         &self,
         headers: &http::HeaderMap,
@@ -220,6 +511,9 @@ impl PayChannel for FakeChannel {
         let v: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| NoticeError::Malformed(e.to_string()))?;
         let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        if text("event_type").is_some_and(|e| e.starts_with("REFUND.")) {
+            return parse_refund_notice(&v);
+        }
         match (
             text("out_trade_no"),
             text("transaction_id"),
@@ -245,5 +539,188 @@ impl PayChannel for FakeChannel {
                 event_type: text("event_type").unwrap_or_default(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RefundNo;
+
+    const ORDER: &str = "FP20251221103000ABC123";
+
+    async fn paid(fake: &FakeChannel, amount: i64) -> OrderNo {
+        let no = OrderNo::parse(ORDER).unwrap();
+        fake.prepay(&PrepayRequest {
+            order_no: no.clone(),
+            amount: Fen::new(amount),
+            description: "x".into(),
+            pay_type: PayType::Native,
+            openid: None,
+            client_ip: None,
+            expires_at: Timestamp::from_unix(4_102_444_800),
+        })
+        .await
+        .unwrap();
+        fake.pay(&no, Timestamp::from_unix(1_766_284_200)).unwrap();
+        no
+    }
+
+    fn request(no: &OrderNo, refund_no: &str, amount: i64) -> RefundRequest {
+        RefundRequest {
+            refund_no: RefundNo::parse(refund_no).unwrap(),
+            order_no: no.clone(),
+            amount: Fen::new(amount),
+            total: Fen::new(100),
+            reason: None,
+        }
+    }
+
+    fn code(result: Result<ChannelRefund, RefundError>) -> String {
+        match result {
+            Err(RefundError::Rejected { code, .. }) => code,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn refunds_behave_as_wechats() {
+        let fake = FakeChannel::new();
+        let unpaid = OrderNo::parse("FP20251221103000NOTPAI").unwrap();
+        assert_eq!(
+            code(
+                fake.refund(&request(&unpaid, "RF20251221103000AAAAAA", 1))
+                    .await
+            ),
+            "RESOURCE_NOT_EXISTS"
+        );
+        let no = paid(&fake, 100).await;
+        let first = fake
+            .refund(&request(&no, "RF20251221103000AAAAAA", 30))
+            .await
+            .unwrap();
+        assert_eq!(first.state, ChannelRefundState::Processing);
+        assert!(
+            matches!(fake.state(&no), TradeState::Refunded { amount, .. } if amount == Fen::new(100))
+        );
+        // idempotent; the same number with another amount is refused
+        assert_eq!(
+            fake.refund(&request(&no, "RF20251221103000AAAAAA", 30))
+                .await
+                .unwrap(),
+            first
+        );
+        assert_eq!(
+            code(
+                fake.refund(&request(&no, "RF20251221103000AAAAAA", 31))
+                    .await
+            ),
+            "INVALID_REQUEST"
+        );
+        // over the rest; the total must be the order's
+        assert_eq!(
+            code(
+                fake.refund(&request(&no, "RF20251221103000BBBBBB", 71))
+                    .await
+            ),
+            "INVALID_REQUEST"
+        );
+        let mut wrong_total = request(&no, "RF20251221103000BBBBBB", 1);
+        wrong_total.total = Fen::new(99);
+        assert_eq!(code(fake.refund(&wrong_total).await), "INVALID_REQUEST");
+        // a closed refund gives its amount back
+        let body = fake
+            .settle_refund("RF20251221103000AAAAAA", ChannelRefundState::Closed)
+            .unwrap();
+        assert!(fake
+            .settle_refund("RF20251221103000AAAAAA", ChannelRefundState::Abnormal)
+            .is_none());
+        assert!(matches!(fake.state(&no), TradeState::Paid { .. }));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-fake-verified", "yes".parse().unwrap());
+        match fake.open_notification(&headers, &body).await.unwrap() {
+            ChannelNotice::Refund(n) => {
+                assert_eq!(n.event_type, "REFUND.CLOSED");
+                assert_eq!(n.refund.state, ChannelRefundState::Closed);
+            }
+            other => panic!("{other:?}"),
+        }
+        fake.refund(&request(&no, "RF20251221103000BBBBBB", 100))
+            .await
+            .unwrap();
+        let at = Timestamp::from_unix(1_766_284_300);
+        fake.settle_refund(
+            "RF20251221103000BBBBBB",
+            ChannelRefundState::Succeeded { at },
+        )
+        .unwrap();
+        assert_eq!(
+            fake.query_refund("RF20251221103000BBBBBB")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            ChannelRefundState::Succeeded { at }
+        );
+        assert_eq!(
+            fake.query_refund("RF20251221103000CCCCCC").await.unwrap(),
+            None
+        );
+        assert!(
+            fake.refund_externally(&no, Fen::new(1), at).is_none(),
+            "nothing left"
+        );
+    }
+
+    #[tokio::test]
+    async fn refund_failures_and_outside_refunds_are_controllable() {
+        let fake = FakeChannel::new();
+        let no = paid(&fake, 100).await;
+        fake.script_refund_errors([RefundError::Declined {
+            code: "NOT_ENOUGH".into(),
+            message: "余额不足".into(),
+        }]);
+        assert!(matches!(
+            fake.refund(&request(&no, "RF20251221103000AAAAAA", 10))
+                .await,
+            Err(RefundError::Declined { .. })
+        ));
+        assert_eq!(
+            fake.refund_state("RF20251221103000AAAAAA"),
+            None,
+            "nothing made"
+        );
+        fake.lose_next_refund_answers(1);
+        assert!(matches!(
+            fake.refund(&request(&no, "RF20251221103000AAAAAA", 10))
+                .await,
+            Err(RefundError::Unavailable(_))
+        ));
+        assert!(
+            fake.refund_state("RF20251221103000AAAAAA").is_some(),
+            "made all the same"
+        );
+        fake.fail_next_calls(1);
+        assert!(matches!(
+            fake.query_refund("RF20251221103000AAAAAA").await,
+            Err(RefundError::Unavailable(_))
+        ));
+        let at = Timestamp::from_unix(1_766_284_300);
+        let (outside, body) = fake.refund_externally(&no, Fen::new(5), at).unwrap();
+        assert!(
+            RefundNo::parse(&outside).is_none(),
+            "not our shape: {outside}"
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-fake-verified", "yes".parse().unwrap());
+        match fake.open_notification(&headers, &body).await.unwrap() {
+            ChannelNotice::Refund(n) => {
+                assert_eq!(n.refund.out_refund_no, outside);
+                assert_eq!(n.refund.amount, Fen::new(5));
+                assert_eq!(n.refund.state, ChannelRefundState::Succeeded { at });
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fake.refund_calls(), 3, "the outside refund is no call");
     }
 }

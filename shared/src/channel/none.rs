@@ -4,8 +4,8 @@
 //! needing the secret back.
 
 use super::{
-    ChannelError, ChannelNotice, CloseOutcome, JsapiPayParams, NoticeError, PayChannel,
-    PrepayRequest, TradeState,
+    ChannelError, ChannelNotice, ChannelRefund, CloseOutcome, JsapiPayParams, NoticeError,
+    PayChannel, PrepayRequest, RefundError, RefundRequest, TradeState,
 };
 use crate::model::{Cause, OrderNo, PayCredential, Timestamp};
 
@@ -36,6 +36,14 @@ impl PayChannel for NoChannel {
 
     fn jsapi_params(&self, _: &str, _: Timestamp) -> Result<JsapiPayParams, ChannelError> {
         Err(refused())
+    }
+
+    async fn refund(&self, _: &RefundRequest) -> Result<ChannelRefund, RefundError> {
+        Err(RefundError::Unavailable(Cause::new(NO_CHANNEL)))
+    }
+
+    async fn query_refund(&self, _: &str) -> Result<Option<ChannelRefund>, RefundError> {
+        Err(RefundError::Unavailable(Cause::new(NO_CHANNEL)))
     }
 
     async fn open_notification(
@@ -72,6 +80,21 @@ mod tests {
             NoChannel
                 .jsapi_params("wx1", Timestamp::from_unix(1))
                 .unwrap_err()
+        ));
+        let refund = RefundRequest {
+            refund_no: crate::model::RefundNo::parse("RF20251221103000ABC123").unwrap(),
+            order_no: no.clone(),
+            amount: Fen::new(1),
+            total: Fen::new(100),
+            reason: None,
+        };
+        assert!(matches!(
+            NoChannel.refund(&refund).await,
+            Err(RefundError::Unavailable(_))
+        ));
+        assert!(matches!(
+            NoChannel.query_refund("RF20251221103000ABC123").await,
+            Err(RefundError::Unavailable(_))
         ));
         let notice = NoChannel
             .open_notification(&http::HeaderMap::new(), b"{}")

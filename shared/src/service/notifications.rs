@@ -64,6 +64,13 @@ impl<B: Backends> Ferrypay<B> {
             })?;
         let payment = match notice {
             ChannelNotice::Payment(payment) => payment,
+            ChannelNotice::Refund(notice) => {
+                // Verified and decrypted; the refund use cases are not wired in yet.
+                tracing::warn!(event_type = %notice.event_type, out_refund_no = %notice.refund.out_refund_no, "refund notification not handled yet; acknowledged");
+                return Ok(NoticeOutcome::Ignored {
+                    reason: format!("event {}", notice.event_type),
+                });
+            }
             ChannelNotice::Other { event_type } => {
                 tracing::warn!(%event_type, "notification of an event ferrypay does not handle yet; acknowledged");
                 return Ok(NoticeOutcome::Ignored {

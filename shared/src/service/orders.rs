@@ -348,7 +348,13 @@ impl<B: Backends> Ferrypay<B> {
             }
         };
         match state {
+            // Refunded: it was paid (and refunded since): settle the payment all the same.
             TradeState::Paid {
+                transaction_id,
+                paid_at,
+                amount,
+            }
+            | TradeState::Refunded {
                 transaction_id,
                 paid_at,
                 amount,
@@ -473,6 +479,27 @@ impl<B: Backends> Ferrypay<B> {
 mod tests {
     use super::*;
     use crate::{service::ErrorCode, testing::*};
+
+    #[tokio::test]
+    async fn a_pending_order_the_channel_says_refunded_is_settled_as_paid() {
+        let clock = clock_at_start();
+        let app = app_with_clock(clock.clone());
+        let (merchant, _) = onboard_test_merchant(&app, "Shop").await;
+        let order = create_test_order(&app, &merchant, 100, None).await;
+        // Paid and partly refunded in the merchant platform; no notification reached us.
+        let now = app.clock.now();
+        app.channel.pay(&order.order_no, now).unwrap();
+        app.channel
+            .refund_externally(&order.order_no, Fen::new(10), now)
+            .unwrap();
+        assert!(matches!(
+            app.channel.state(&order.order_no),
+            TradeState::Refunded { .. }
+        ));
+        let settled = app.refresh(order).await.unwrap();
+        assert_eq!(settled.status, OrderStatus::Paid);
+        assert!(settled.transaction_id.is_some());
+    }
 
     #[tokio::test]
     async fn a_close_saying_paid_while_the_query_says_not_paid_is_asked_a_bounded_number_of_times()

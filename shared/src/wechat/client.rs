@@ -245,6 +245,11 @@ impl WechatPayClient {
         &self.mchid
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_retry_for_tests(&mut self, retry: RetryPolicy) {
+        self.retry = retry;
+    }
+
     pub fn appid(&self) -> &str {
         &self.appid
     }

@@ -16,6 +16,8 @@
 //! - [`jsapi`]: `getBrandWCPayRequest` parameters, and their `paySign` check (for the mock).
 //! - `server` (feature `wechat-mock`, and in this crate's tests): WeChat Pay's side, for the
 //!   mock: sign responses, check our `Authorization`. No Lambda function enables it.
+//! - [`refund`]: domestic refunds: request and Refund object, error classification, the
+//!   refund notification resource.
 //! - [`oauth`]: `snsapi_base` authorization URL and the code-for-openid exchange.
 
 pub mod aead;
@@ -26,6 +28,7 @@ pub mod jsapi;
 pub mod keys;
 pub mod notification;
 pub mod oauth;
+pub mod refund;
 #[cfg(any(test, feature = "wechat-mock"))]
 pub mod server;
 pub mod settings;
