@@ -287,8 +287,9 @@ impl RefundTally {
             return Err(ReserveRefused::TooManyRefunds);
         }
         if amount > self.refundable(order_amount) {
+            // Never below 0 (an order WeChat Pay refunded past ferrypay's tally).
             return Err(ReserveRefused::ExceedsRefundable {
-                refundable: self.refundable(order_amount),
+                refundable: Fen::new(self.refundable(order_amount).get().max(0)),
             });
         }
         Ok(RefundTally {
@@ -570,6 +571,12 @@ mod tests {
         assert_eq!(
             tally(0, 0, MAX_REFUNDS_PER_ORDER).reserve(Fen::new(1), order),
             Err(ReserveRefused::TooManyRefunds)
+        );
+        assert_eq!(
+            tally(60, 0, 2).reserve(Fen::new(1), Fen::new(50)),
+            Err(ReserveRefused::ExceedsRefundable {
+                refundable: Fen::new(0)
+            })
         );
     }
 
