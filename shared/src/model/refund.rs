@@ -404,9 +404,9 @@ pub enum RefundRefused {
 
 impl Refund {
     /// The refund after WeChat Pay's `settlement`: only a processing refund changes (to the
-    /// outcome), or an abnormal one to succeeded (WeChat Pay paid it out after all). The
-    /// `refund_id` given replaces none known; a success sets `succeeded_at`, closed and
-    /// abnormal set `ended_at`.
+    /// outcome), or an abnormal one to succeeded (WeChat Pay paid it out after all: its webhook
+    /// starts a new generation, not yet queued). The `refund_id` given replaces none known; a
+    /// success sets `succeeded_at`, closed and abnormal set `ended_at`.
     pub fn settle(&self, settlement: &RefundSettlement) -> Result<Refund, RefundRefused> {
         let to = settlement.outcome.status();
         match (self.status, to) {
@@ -421,6 +421,10 @@ impl Refund {
         match to {
             RefundStatus::Succeeded => next.succeeded_at = Some(settlement.at),
             _ => next.ended_at = Some(settlement.at),
+        }
+        if self.status == RefundStatus::Abnormal {
+            // The merchant heard `refund.abnormal`; `refund.succeeded` is a new webhook.
+            next.webhook = self.webhook.restarted();
         }
         Ok(next)
     }
@@ -668,6 +672,8 @@ mod tests {
         // The first refund_id known stays.
         assert_eq!(paid_out.channel_refund_id.as_deref(), Some("5039"));
         assert_eq!(paid_out.ended_at, Some(Timestamp::from_unix(9)));
+        assert_eq!(paid_out.webhook.generation, abnormal.webhook.generation + 1);
+        assert_eq!(succeeded.webhook, refund.webhook);
     }
 
     #[test]
