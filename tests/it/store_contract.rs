@@ -2815,6 +2815,8 @@ async fn closed_and_abnormal_refunds_release_their_reservation<S: Store>(store: 
     assert_eq!(paid_out.order.refunds, tally(50, 60, 3));
     assert!(paid_out.over_refunded);
     assert_eq!(tally_of(&store, &o).await, tally(50, 60, 3));
+    // Nothing is refundable then (never a negative remainder).
+    assert_exceeds(store.begin_refund(&refund_of(&o, 4, 1, None)).await, 0);
 }
 
 async fn refunds_made_outside_ferrypay_are_recorded_once<S: Store>(store: S) {

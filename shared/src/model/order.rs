@@ -440,6 +440,16 @@ mod tests {
     }
 
     #[test]
+    fn orders_serialized_before_refunds_read_as_nothing_refunded() {
+        let order = pending_order();
+        let mut json = serde_json::to_value(&order).unwrap();
+        json.as_object_mut().unwrap().remove("refunds");
+        let read: Order = serde_json::from_value(json).unwrap();
+        assert_eq!(read.refunds, RefundTally::default());
+        assert_eq!(read, order);
+    }
+
+    #[test]
     fn status_and_pay_type_strings_round_trip() {
         for s in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));

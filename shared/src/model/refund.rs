@@ -287,8 +287,9 @@ impl RefundTally {
             return Err(ReserveRefused::TooManyRefunds);
         }
         if amount > self.refundable(order_amount) {
+            // Never below 0 (an order WeChat Pay refunded past ferrypay's tally).
             return Err(ReserveRefused::ExceedsRefundable {
-                refundable: self.refundable(order_amount),
+                refundable: Fen::new(self.refundable(order_amount).get().max(0)),
             });
         }
         Ok(RefundTally {
@@ -403,9 +404,9 @@ pub enum RefundRefused {
 
 impl Refund {
     /// The refund after WeChat Pay's `settlement`: only a processing refund changes (to the
-    /// outcome), or an abnormal one to succeeded (WeChat Pay paid it out after all). The
-    /// `refund_id` given replaces none known; a success sets `succeeded_at`, closed and
-    /// abnormal set `ended_at`.
+    /// outcome), or an abnormal one to succeeded (WeChat Pay paid it out after all: its webhook
+    /// starts a new generation, not yet queued). The `refund_id` given replaces none known; a
+    /// success sets `succeeded_at`, closed and abnormal set `ended_at`.
     pub fn settle(&self, settlement: &RefundSettlement) -> Result<Refund, RefundRefused> {
         let to = settlement.outcome.status();
         match (self.status, to) {
@@ -420,6 +421,10 @@ impl Refund {
         match to {
             RefundStatus::Succeeded => next.succeeded_at = Some(settlement.at),
             _ => next.ended_at = Some(settlement.at),
+        }
+        if self.status == RefundStatus::Abnormal {
+            // The merchant heard `refund.abnormal`; `refund.succeeded` is a new webhook.
+            next.webhook = self.webhook.restarted();
         }
         Ok(next)
     }
@@ -571,6 +576,12 @@ mod tests {
             tally(0, 0, MAX_REFUNDS_PER_ORDER).reserve(Fen::new(1), order),
             Err(ReserveRefused::TooManyRefunds)
         );
+        assert_eq!(
+            tally(60, 0, 2).reserve(Fen::new(1), Fen::new(50)),
+            Err(ReserveRefused::ExceedsRefundable {
+                refundable: Fen::new(0)
+            })
+        );
     }
 
     #[test]
@@ -661,6 +672,8 @@ mod tests {
         // The first refund_id known stays.
         assert_eq!(paid_out.channel_refund_id.as_deref(), Some("5039"));
         assert_eq!(paid_out.ended_at, Some(Timestamp::from_unix(9)));
+        assert_eq!(paid_out.webhook.generation, abnormal.webhook.generation + 1);
+        assert_eq!(succeeded.webhook, refund.webhook);
     }
 
     #[test]

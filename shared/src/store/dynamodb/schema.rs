@@ -20,9 +20,13 @@
 //! | order counts | `COUNTS#{id}` | `COUNTS` | | `count_all`, `count_{status}` | functions |
 //! | rate-limit window | `WINDOW#{bucket}` | `WINDOW` | | `n`, `expires_at`, `purge_at` (TTL) | functions |
 //! | webhook attempt | `ORDER#{order_no}` | `ATTEMPT#{generation:010}#{attempt:010}` | | the attempt, `purge_at` (TTL, 90 days) | functions |
+//! | refund | `ORDER#{order_no}` | `REFUND#{refund_no}` | | the refund + `version` (in no index) | functions |
+//! | refund number | `REFUNDNO#{refund_no}` | `REFUNDNO` | | `refund_no`, `order_no`, `merchant_id`: where the refund is; never changes | functions |
+//! | out_refund_no guard | `ORF#{merchant id}#{out_refund_no}` | `ORF` | | as the refund number's item | functions |
 //!
-//! So Lambda functions write only `ORDER#`, `OTN#`, `COUNTS#` and `WINDOW#` partitions (what
-//! the template's `dynamodb:LeadingKeys` conditions allow); `MERCHANT#`, `KEY#` and `KEYRING#`
+//! So Lambda functions write only `ORDER#`, `OTN#`, `COUNTS#`, `WINDOW#` and (refunds)
+//! `REFUNDNO#` and `ORF#` partitions (what the template's `dynamodb:LeadingKeys` conditions
+//! allow; no function is granted the refund partitions yet); `MERCHANT#`, `KEY#` and `KEYRING#`
 //! are the operator's (a store without [`SecretKeys::operator`] refuses merchant writes).
 //! Tables written before the counts moved may still hold `MERCHANT#{id}`/`COUNTS`: it is read
 //! and added to the new item until `ferrypay merchant migrate-counts` folds it in.
@@ -39,7 +43,14 @@
 //! when true), `link_return_hosts` (L of S, only when not empty).
 //!
 //! An order (record and guard copy) carries `source` (S: `api`, `link` or `signed_link`);
-//! orders written before it was recorded have none and read back as `api`.
+//! orders written before it was recorded have none and read back as `api`. It also carries its
+//! refund tally: `refunded_amount`, `reserved_amount`, `refund_count` and `committed_amount`
+//! (N; `committed` = `refunded` + `reserved`, kept because a condition expression cannot add);
+//! orders written before refunds have none, which read as 0 (an `ADD` starts them from 0).
+//!
+//! A refund's number is ferrypay's `RF…` or, for a refund made in WeChat Pay's merchant
+//! platform, WeChat Pay's `out_refund_no` (any of its characters): either way the number
+//! WeChat Pay knows it by, unique through its `REFUNDNO#` item.
 //!
 //! | access pattern | how |
 //! | --- | --- |
@@ -51,6 +62,9 @@
 //! | a merchant's orders, newest first | `Query orders_by_merchant` (or `orders_by_merchant_status` for one status), descending; a cursor is the key condition `order_no < :after` inside the caller's own partition, so it can never reach another merchant's orders; `total` is a `GetItem` of the counts item (and of the old one, see above), sent concurrently |
 //! | rate-limit window | `UpdateItem ADD n` |
 //! | an order's latest webhook attempts | `Query pk = ORDER#… AND begins_with(sk, ATTEMPT#)`, descending (zero-padded numbers sort) |
+//! | refund by number | `GetItem REFUNDNO#…`, then `GetItem ORDER#… / REFUND#…` (both strongly consistent) |
+//! | refund by merchant + `out_refund_no` | `GetItem ORF#…`, then the refund |
+//! | an order's refunds (newest first; the processing ones) | `Query pk = ORDER#… AND begins_with(sk, REFUND#)`, strongly consistent, sorted by `created_at` in code (at most about 50 items; WeChat Pay's own numbers do not sort by time) |
 //!
 //! Writes:
 //! - `insert_merchant`: one transaction putting the merchant and both key items, each only if new.
@@ -70,6 +84,26 @@
 //!   `version = :read_version`, so the order returned is exactly the one written. If the
 //!   condition fails it reads again and `Order::apply` gives the reason (or, if only the version
 //!   moved, it tries again, bounded).
+//! - `begin_refund`: reads the order (strongly consistent) and refuses at once what that shows;
+//!   then one transaction: `UpdateItem` of the order record `ADD reserved_amount :a,
+//!   committed_amount :a, refund_count :1, version :1` under `merchant_id = :m AND status = paid
+//!   AND (committed_amount absent OR <= amount - :a) AND (refund_count absent OR < 50)` with
+//!   `ReturnValuesOnConditionCheckFailure = ALL_OLD`; puts of the refund and its `REFUNDNO#`
+//!   item, each only if new; the `ORF#` guard (with an `out_refund_no`) only if new; the same
+//!   `ADD` on the `OTN#` copy (with an `out_trade_no`). No version condition: concurrent
+//!   reservations each see the others' instead of conflicting. A cancelled transaction names
+//!   its refusal by item: the guard (the refund that has the number is read and returned), the
+//!   order (the returned item says which condition: not found, not paid, too many, exceeds;
+//!   none of them: a conflict), the refund or its number (a number collision).
+//! - `settle_refund`, `record_external_refund`: read the refund (and its order), compute the
+//!   next state with `Refund::settle` / `RefundTally::{settle, record}` and
+//!   `Order::with_refunds`, then one transaction: the refund under `version = :read` (or, for a
+//!   refund recorded from WeChat Pay, its `REFUNDNO#` item and the refund only if new), the
+//!   order and its `OTN#` copy under `version = :read`, and, when the order becomes
+//!   `refunded`, the counts (`count_paid` -1, `count_refunded` +1; the new record carries its
+//!   new `status_list_pk`). If a condition fails they read again and the model decides
+//!   (bounded).
+//! - `update_refund_webhook`: a put of the refund under `version = :read`, re-read on a race.
 //! - `count_in_window`: `ADD n :1` if the item's `expires_at` is this window's (or it is new);
 //!   otherwise the item is an earlier window that TTL has not deleted yet (TTL deletion lags by
 //!   up to days), and it is replaced by a fresh count of 1.
