@@ -790,11 +790,14 @@ BROKEN_TEMPLATES = [
      lambda t: t["Resources"].pop("CloseApiPermission"),
      "POST /api/v1/pay/close: no AWS::Lambda::Permission"),
     ("a route to a missing function",
-     lambda t: _set(_paths(t), "/api/v1/pay/refund", {"post": copy.deepcopy(_paths(t)["/api/v1/pay/close"]["post"])})
-     or _set(_paths(t)["/api/v1/pay/refund"]["post"]["x-amazon-apigateway-integration"], "uri",
+     lambda t: _set(_paths(t), "/api/v1/pay/transfer", {"post": copy.deepcopy(_paths(t)["/api/v1/pay/close"]["post"])})
+     or _set(_paths(t)["/api/v1/pay/transfer"]["post"]["x-amazon-apigateway-integration"], "uri",
              {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
-                         "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-refund/invocations"}),
-     "points at refund, which is no function here"),
+                         "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-transfer/invocations"}),
+     "points at transfer, which is no function here"),
+    ("the refund query's GET routed nowhere",
+     lambda t: _paths(t)["/api/v1/pay/refund/query"].pop("get"),
+     "GET /api/v1/pay/refund/query (function refund)"),
     ("the queue's visibility under six worker timeouts",
      lambda t: _set(t["Mappings"]["Notify"]["Worker"], "VisibilityTimeout", 300),
      "less than 6 x"),

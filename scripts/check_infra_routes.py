@@ -37,11 +37,17 @@ def code_routes() -> set[tuple[str, str, str]]:
     source = API_RS.read_text()
     paths = dict(re.findall(r'Endpoint::(\w+) => "(/[^"]+)"', source))
     methods_fn = source.split("pub fn methods(self)", 1)[1].split("\n    }\n", 1)[0]
+    # The function of each endpoint: `Endpoint::function` (the refund function serves two).
+    function_fn = source.split("pub fn function(self)", 1)[1].split("\n    }\n", 1)[0]
+    functions = {endpoint: name for arm, name in re.findall(r"((?:Endpoint::\w+\s*\|?\s*)+)=> \"([a-z-]+)\"", function_fn)
+                 for endpoint in re.findall(r"Endpoint::(\w+)", arm)}
     routes = set()
-    for arm, methods in re.findall(r"((?:Endpoint::\w+\s*\|?\s*)+)=> &\[([^\]]*)\]", methods_fn):
+    for arm, methods in re.findall(r"((?:Endpoint::\w+\s*\|?\s*)+)=> \{?\s*&\[([^\]]*)\]", methods_fn):
         for endpoint in re.findall(r"Endpoint::(\w+)", arm):
+            if endpoint not in functions:
+                sys.exit(f"{API_RS}: Endpoint::function names no function for {endpoint}")
             for method in re.findall(r"Method::(\w+)", methods):
-                routes.add((method, paths[endpoint], endpoint.lower()))
+                routes.add((method, paths[endpoint], functions[endpoint]))
     notify = rust_consts(NOTIFY_RS.read_text()).get("WECHAT_NOTIFY_PATH")
     if not notify:
         sys.exit(f"{NOTIFY_RS}: WECHAT_NOTIFY_PATH not found")

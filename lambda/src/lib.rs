@@ -45,6 +45,9 @@ mod test_util;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Merchant(Endpoint),
+    /// Several endpoints in one function (the refund function: refund and its query), each
+    /// request to the one of its path.
+    Merchants(&'static [Endpoint]),
     WechatNotify,
 }
 
@@ -79,6 +82,12 @@ pub async fn handle<B: Backends>(
     let req = into_api_request(req, edge);
     let response: ApiResponse = match route {
         Route::Merchant(endpoint) => api::handle_endpoint(app, endpoint, req).await,
+        Route::Merchants(endpoints) => match api::Endpoint::for_path(req.uri().path()) {
+            Some(endpoint) if endpoints.contains(&endpoint) => {
+                api::handle_endpoint(app, endpoint, req).await
+            }
+            _ => api::route_not_found(),
+        },
         Route::WechatNotify => handle_wechat_notify(app, req).await,
     };
     Ok(response.map(Body::from))

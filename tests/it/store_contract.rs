@@ -86,7 +86,7 @@ contract!(
     a_reused_out_refund_no_returns_the_existing_refund,
     the_fifty_first_refund_of_an_order_is_refused,
     a_refund_is_settled_once,
-    closed_and_abnormal_refunds_release_their_reservation,
+    closed_refunds_release_their_reservation_and_abnormal_ones_keep_it,
     refunds_made_outside_ferrypay_are_recorded_once,
     refund_webhooks_are_recorded_on_final_refunds,
 );
@@ -2762,7 +2762,10 @@ async fn a_refund_is_settled_once<S: Store>(store: S) {
     ));
 }
 
-async fn closed_and_abnormal_refunds_release_their_reservation<S: Store>(store: S) {
+/// A closed refund moved no money: its amount is refundable again. An abnormal one did (it waits
+/// at WeChat Pay for an operator), so its amount stays reserved, and when it is paid out after
+/// all it becomes refunded.
+async fn closed_refunds_release_their_reservation_and_abnormal_ones_keep_it<S: Store>(store: S) {
     let a = merchant("a");
     let o = paid_order(&store, &a, 1, 100, Some("shop-rel")).await;
     let closed = store
@@ -2791,31 +2794,31 @@ async fn closed_and_abnormal_refunds_release_their_reservation<S: Store>(store: 
         .await
         .unwrap();
     assert_eq!(ab.refund.status, RefundStatus::Abnormal);
-    assert_eq!(ab.order.refunds, tally(0, 0, 2));
+    assert_eq!(ab.order.refunds, tally(0, 50, 2));
     assert_eq!(ab.order.status, OrderStatus::Paid);
     assert!(store
         .processing_refunds(&o.order_no)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(tally_of(&store, &o).await, tally(0, 0, 2));
+    assert_eq!(tally_of(&store, &o).await, tally(0, 50, 2));
 
-    // The released amount may be refunded again...
+    // The closed amount may be refunded again, the abnormal one not.
+    assert_exceeds(store.begin_refund(&refund_of(&o, 3, 51, None)).await, 50);
     store
-        .begin_refund(&refund_of(&o, 3, 60, None))
+        .begin_refund(&refund_of(&o, 3, 50, None))
         .await
         .unwrap();
-    // ... and when WeChat Pay pays the abnormal refund out after all, that is recorded too,
-    // past the amount: flagged, never dropped.
+    // Paid out after all, the abnormal refund's reservation becomes refunded.
     let paid_out = store
         .settle_refund(&abnormal.refund_no, &settled(RefundOutcome::Succeeded, 3))
         .await
         .unwrap();
     assert_eq!(paid_out.refund.status, RefundStatus::Succeeded);
-    assert_eq!(paid_out.order.refunds, tally(50, 60, 3));
-    assert!(paid_out.over_refunded);
-    assert_eq!(tally_of(&store, &o).await, tally(50, 60, 3));
-    // Nothing is refundable then (never a negative remainder).
+    assert_eq!(paid_out.order.refunds, tally(50, 50, 3));
+    assert!(!paid_out.over_refunded);
+    assert_eq!(tally_of(&store, &o).await, tally(50, 50, 3));
+    // Nothing is refundable then.
     assert_exceeds(store.begin_refund(&refund_of(&o, 4, 1, None)).await, 0);
 }
 

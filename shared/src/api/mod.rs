@@ -18,6 +18,7 @@ use serde::Serialize;
 
 pub use error::ApiError;
 use params::{api_key, Params};
+use refunds::RefundAnswer;
 use wire::{CreatedAnswer, ListAnswer, OrderAnswer, OrderWire, ResendAnswer};
 
 use crate::service::{Backends, Ferrypay};
@@ -53,15 +54,21 @@ pub enum Endpoint {
     List,
     /// Sends a paid order's webhook again.
     Resend,
+    /// Refunds a paid order, whole or in part.
+    Refund,
+    /// One refund, asking WeChat Pay about a processing one.
+    RefundQuery,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Create,
         Endpoint::Query,
         Endpoint::Close,
         Endpoint::List,
         Endpoint::Resend,
+        Endpoint::Refund,
+        Endpoint::RefundQuery,
     ];
 
     pub fn path(self) -> &'static str {
@@ -71,13 +78,32 @@ impl Endpoint {
             Endpoint::Close => "/api/v1/pay/close",
             Endpoint::List => "/api/v1/pay/list",
             Endpoint::Resend => "/api/v1/pay/notify/resend",
+            Endpoint::Refund => "/api/v1/pay/refund",
+            Endpoint::RefundQuery => "/api/v1/pay/refund/query",
+        }
+    }
+
+    /// The Lambda function that serves the endpoint: one per endpoint, but the refund
+    /// function serves both refund endpoints.
+    pub fn function(self) -> &'static str {
+        match self {
+            Endpoint::Create => "create",
+            Endpoint::Query => "query",
+            Endpoint::Close => "close",
+            Endpoint::List => "list",
+            Endpoint::Resend => "resend",
+            Endpoint::Refund | Endpoint::RefundQuery => "refund",
         }
     }
 
     pub fn methods(self) -> &'static [Method] {
         match self {
-            Endpoint::Create | Endpoint::Close | Endpoint::Resend => &[Method::POST],
-            Endpoint::Query | Endpoint::List => &[Method::GET, Method::POST],
+            Endpoint::Create | Endpoint::Close | Endpoint::Resend | Endpoint::Refund => {
+                &[Method::POST]
+            }
+            Endpoint::Query | Endpoint::List | Endpoint::RefundQuery => {
+                &[Method::GET, Method::POST]
+            }
         }
     }
 
@@ -96,11 +122,16 @@ pub async fn handle<B: Backends>(app: &Ferrypay<B>, req: ApiRequest) -> ApiRespo
     }
     match Endpoint::for_path(req.uri().path()) {
         Some(endpoint) => handle_endpoint(app, endpoint, req).await,
-        None => error_response(&ApiError::RouteNotFound),
+        None => route_not_found(),
     }
 }
 
-/// Serves one endpoint (a Lambda function is wired to exactly one).
+/// The answer to a path no endpoint serves.
+pub fn route_not_found() -> ApiResponse {
+    error_response(&ApiError::RouteNotFound)
+}
+
+/// Serves one endpoint.
 pub async fn handle_endpoint<B: Backends>(
     app: &Ferrypay<B>,
     endpoint: Endpoint,
@@ -145,8 +176,10 @@ async fn dispatch<B: Backends>(
             let by = orders::parse_order_ref(&params)?;
             let order = app.query_order(&merchant, &by).await?;
             let attempts = app.webhook_attempts(&order).await?;
-            to_json(&OrderAnswer::from(OrderWire::with_attempts(
-                &order, &attempts,
+            // No read at all for an order never refunded.
+            let refunds = app.refunds_of(&order).await?;
+            to_json(&OrderAnswer::from(OrderWire::for_query(
+                &order, &attempts, &refunds,
             )))
         }
         Endpoint::Close => {
@@ -163,6 +196,16 @@ async fn dispatch<B: Backends>(
             let by = orders::parse_order_ref(&params)?;
             let order = app.resend_webhook(&merchant, &by).await?;
             to_json(&ResendAnswer::from(&order))
+        }
+        Endpoint::Refund => {
+            let request = refunds::parse_refund(&params)?;
+            let refund = app.refund_order(&merchant, request).await?;
+            to_json(&RefundAnswer::from(&refund))
+        }
+        Endpoint::RefundQuery => {
+            let by = refunds::parse_refund_ref(&params)?;
+            let refund = app.query_refund(&merchant, &by).await?;
+            to_json(&RefundAnswer::from(&refund))
         }
     }
 }

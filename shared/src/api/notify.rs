@@ -1,4 +1,4 @@
-//! `POST /api/v1/notify/wechat`: WeChat Pay's payment notifications. Answers as WeChat Pay
+//! `POST /api/v1/notify/wechat`: WeChat Pay's payment and refund notifications. Answers as WeChat Pay
 //! expects: 204 when handled, otherwise a status with `{"code": "FAIL", "message": ...}` (and
 //! WeChat Pay retries).
 
@@ -28,6 +28,12 @@ pub async fn handle_wechat_notify<B: Backends>(app: &Ferrypay<B>, req: ApiReques
                 }
                 NoticeOutcome::Anomaly { order_no } => {
                     tracing::error!(%order_no, anomaly = true, "notification acknowledged as an anomaly")
+                }
+                NoticeOutcome::Refund { refund_no } => {
+                    tracing::info!(%refund_no, "refund notification handled")
+                }
+                NoticeOutcome::RefundAnomaly { refund_no } => {
+                    tracing::error!(%refund_no, anomaly = true, "refund notification acknowledged as an anomaly")
                 }
             }
             let mut response = Response::new(String::new());

@@ -4,10 +4,12 @@
 
 use serde::Serialize;
 
+use super::refunds::RefundWire;
+
 use crate::{
     channel::JsapiPayParams,
     model::{
-        Fen, Order, OrderNo, OrderSource, OrderStatus, OutTradeNo, PayType, Timestamp,
+        Fen, Order, OrderNo, OrderSource, OrderStatus, OutTradeNo, PayType, Refund, Timestamp,
         WebhookAttempt, WebhookState, WebhookStatus,
     },
     service::{CreatedOrder, ListOrders, PaymentInfo},
@@ -34,6 +36,11 @@ pub struct OrderWire<'a> {
     pub expires_at: Option<String>,
     /// `api`, `link` (unsigned: the payer could have changed the amount) or `signed_link`.
     pub source: OrderSource,
+    /// The sum of the order's succeeded refunds (0 for none).
+    pub refunded_amount: Fen,
+    /// A query's order: its latest refunds, newest first (absent from lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunds: Option<Vec<RefundWire<'a>>>,
     /// `null` until the order is paid.
     pub webhook: Option<WebhookWire<'a>>,
 }
@@ -53,18 +60,26 @@ impl<'a> From<&'a Order> for OrderWire<'a> {
             created_at: time(Some(order.created_at)),
             expires_at: time(Some(order.expires_at)),
             source: order.source,
+            refunded_amount: order.refunds.refunded,
+            refunds: None,
             webhook: WebhookWire::of(order),
         }
     }
 }
 
 impl<'a> OrderWire<'a> {
-    /// A query's order: with its webhook's latest attempts (newest first).
-    pub fn with_attempts(order: &'a Order, attempts: &'a [WebhookAttempt]) -> Self {
+    /// A query's order: with its webhook's latest attempts and its latest refunds (newest
+    /// first).
+    pub fn for_query(
+        order: &'a Order,
+        attempts: &'a [WebhookAttempt],
+        refunds: &'a [Refund],
+    ) -> Self {
         let mut wire = OrderWire::from(order);
         if let Some(webhook) = &mut wire.webhook {
             webhook.log = Some(attempts.iter().map(AttemptWire::from).collect());
         }
+        wire.refunds = Some(refunds.iter().map(RefundWire::from).collect());
         wire
     }
 }
@@ -273,6 +288,7 @@ mod tests {
             "created_at": legacy_time(Some(order.created_at)),
             "expires_at": legacy_time(Some(order.expires_at)),
             "source": order.source.as_str(),
+            "refunded_amount": order.refunds.refunded,
             "webhook": legacy_webhook_json(order),
         })
     }
@@ -293,14 +309,21 @@ mod tests {
         })
     }
 
-    /// A query's order: with its webhook's latest attempts (newest first).
+    /// A query's order: with its webhook's latest attempts (newest first) and, before the
+    /// webhook, its refunds (none here).
     fn legacy_order_with_attempts_json(order: &Order, attempts: &[WebhookAttempt]) -> Value {
-        let mut body = legacy_order_json(order);
+        let mut body = serde_json::Map::new();
+        for (key, value) in legacy_order_json(order).as_object().unwrap().clone() {
+            if key == "webhook" {
+                body.insert("refunds".into(), json!([]));
+            }
+            body.insert(key, value);
+        }
         if let Some(Value::Object(webhook)) = body.get_mut("webhook") {
             let log: Vec<Value> = attempts.iter().map(legacy_attempt_json).collect();
             webhook.insert("log".into(), Value::Array(log));
         }
-        body
+        Value::Object(body)
     }
 
     fn legacy_attempt_json(a: &WebhookAttempt) -> Value {
@@ -429,11 +452,11 @@ mod tests {
             );
             let attempts = [attempt(2, false), attempt(1, true)];
             same(
-                &OrderAnswer::from(OrderWire::with_attempts(&order, &attempts)),
+                &OrderAnswer::from(OrderWire::for_query(&order, &attempts, &[])),
                 json!({"success": true, "order": legacy_order_with_attempts_json(&order, &attempts)}),
             );
             same(
-                &OrderAnswer::from(OrderWire::with_attempts(&order, &[])),
+                &OrderAnswer::from(OrderWire::for_query(&order, &[], &[])),
                 json!({"success": true, "order": legacy_order_with_attempts_json(&order, &[])}),
             );
             same(

@@ -300,14 +300,15 @@ impl RefundTally {
     }
 
     /// The tally after a refund of `amount` moved from `from` to `to` (see [`Refund::settle`]):
-    /// succeeded takes the reservation as refunded; closed and abnormal release it; an abnormal
-    /// refund that succeeds after all is refunded again (its reservation was released).
+    /// succeeded takes the reservation as refunded; closed releases it. Abnormal keeps it: the
+    /// money has left the merchant's balance and waits at WeChat Pay for an operator (it may
+    /// still succeed), so it must not be refundable a second time; when it succeeds after all,
+    /// the reservation becomes refunded.
     pub fn settle(self, amount: Fen, from: RefundStatus, to: RefundStatus) -> Self {
         let a = amount.get();
         let (refunded, reserved) = match (from, to) {
-            (RefundStatus::Processing, RefundStatus::Succeeded) => (a, -a),
-            (RefundStatus::Processing, RefundStatus::Closed | RefundStatus::Abnormal) => (0, -a),
-            (RefundStatus::Abnormal, RefundStatus::Succeeded) => (a, 0),
+            (RefundStatus::Processing | RefundStatus::Abnormal, RefundStatus::Succeeded) => (a, -a),
+            (RefundStatus::Processing, RefundStatus::Closed) => (0, -a),
             _ => (0, 0),
         };
         RefundTally {
@@ -318,14 +319,14 @@ impl RefundTally {
     }
 
     /// The tally after a refund WeChat Pay reports (made outside ferrypay) is recorded,
-    /// whatever it does to the remainder: succeeded counts as refunded, processing as
-    /// reserved, closed and abnormal only in the count.
+    /// whatever it does to the remainder: succeeded counts as refunded, processing and
+    /// abnormal as reserved (see [`RefundTally::settle`]), closed only in the count.
     pub fn record(self, amount: Fen, status: RefundStatus) -> Self {
         let a = amount.get();
         let (refunded, reserved) = match status {
             RefundStatus::Succeeded => (a, 0),
-            RefundStatus::Processing => (0, a),
-            RefundStatus::Closed | RefundStatus::Abnormal => (0, 0),
+            RefundStatus::Processing | RefundStatus::Abnormal => (0, a),
+            RefundStatus::Closed => (0, 0),
         };
         RefundTally {
             refunded: Fen::new(self.refunded.get() + refunded),
@@ -591,14 +592,13 @@ mod tests {
         let a = Fen::new(20);
         assert_eq!(t.settle(a, Processing, Succeeded), tally(30, 0, 3));
         assert_eq!(t.settle(a, Processing, Closed), tally(10, 0, 3));
-        assert_eq!(t.settle(a, Processing, Abnormal), tally(10, 0, 3));
-        // An abnormal refund paid out after all: refunded again (its reservation was released).
-        assert_eq!(
-            tally(10, 0, 3).settle(a, Abnormal, Succeeded),
-            tally(30, 0, 3)
-        );
+        // Abnormal keeps its reservation (the money waits at WeChat Pay), and paid out after
+        // all, the reservation becomes refunded.
+        assert_eq!(t.settle(a, Processing, Abnormal), tally(10, 20, 3));
+        assert_eq!(t.settle(a, Abnormal, Succeeded), tally(30, 0, 3));
         assert_eq!(t.record(a, Succeeded), tally(30, 20, 4));
         assert_eq!(t.record(a, Processing), tally(10, 40, 4));
+        assert_eq!(t.record(a, Abnormal), tally(10, 40, 4));
         assert_eq!(t.record(a, Closed), tally(10, 20, 4));
     }
 

@@ -37,6 +37,9 @@ pub enum Error {
     /// The same `out_trade_no` with other parameters.
     #[error("out_trade_no already used")]
     OutTradeNoUsed,
+    /// Not positive, or more than the order's amount.
+    #[error("invalid amount")]
+    InvalidAmount,
     #[error("refund not found")]
     RefundNotFound,
     /// More than the order's amount less its succeeded and processing refunds.
@@ -85,6 +88,7 @@ impl Error {
             Error::OrderRefunded => ErrorCode::OrderRefunded,
             Error::OrderNotPaid => ErrorCode::OrderNotPaid,
             Error::OutTradeNoUsed => ErrorCode::OutTradeNoUsed,
+            Error::InvalidAmount => ErrorCode::InvalidAmount,
             Error::RefundNotFound => ErrorCode::RefundNotFound,
             Error::RefundExceedsRefundable => ErrorCode::RefundExceedsRefundable,
             Error::OutRefundNoUsed => ErrorCode::OutRefundNoUsed,

@@ -23,7 +23,7 @@ pub use merchants::{
 };
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
-pub use refunds::{RefundOrder, RefundRef};
+pub use refunds::{RefundNoticeOutcome, RefundOrder, RefundRef, REFUNDS_SHOWN};
 pub use webhook_jobs::{WebhookJob, WEBHOOK_JOB_VERSION};
 pub use webhook_worker::{
     random_jitter, BatchMessage, JitterSource, JobError, JobOutcome, SkipReason, WebhookBody,

@@ -1,12 +1,13 @@
-//! Payment notifications from the channel (WeChat Pay's callback): verify, decrypt, check,
-//! then the conditional `pending -> paid` write and the merchant-webhook job.
+//! Notifications from the channel (WeChat Pay's callback): verify, decrypt, check, then for a
+//! payment the conditional `pending -> paid` write and the merchant-webhook job, for a refund
+//! its conditional settlement (or the record of a refund made outside ferrypay).
 
-use super::{Backends, Error, Ferrypay, Settlement};
+use super::{Backends, Error, Ferrypay, RefundNoticeOutcome, Settlement};
 use crate::{
     channel::{
         ChannelError, ChannelNotice, NoticeError, NoticeHeaders, NoticeTrade, PayChannel, Payment,
     },
-    model::OrderNo,
+    model::{OrderNo, RefundNo},
     store::OrderStore,
 };
 
@@ -20,6 +21,12 @@ pub enum NoticeOutcome {
     /// A payment the order cannot take (other amount, already closed): logged loudly as an
     /// anomaly for an operator, nothing changed. Retrying would not help, so it is acknowledged.
     Anomaly { order_no: OrderNo },
+    /// A refund is in the state the notification states (now, or already: a duplicate), or a
+    /// refund made outside ferrypay is recorded.
+    Refund { refund_no: RefundNo },
+    /// A refund notification that contradicts ferrypay's refund (another order or amount):
+    /// logged as an anomaly, nothing changed, acknowledged.
+    RefundAnomaly { refund_no: RefundNo },
 }
 
 /// A notification answered with an error. WeChat Pay retries these.
@@ -65,11 +72,18 @@ impl<B: Backends> Ferrypay<B> {
         let payment = match notice {
             ChannelNotice::Payment(payment) => payment,
             ChannelNotice::Refund(notice) => {
-                // Verified and decrypted; the refund use cases are not wired in yet.
-                tracing::warn!(event_type = %notice.event_type, out_refund_no = %notice.refund.out_refund_no, "refund notification not handled yet; acknowledged");
-                return Ok(NoticeOutcome::Ignored {
-                    reason: format!("event {}", notice.event_type),
-                });
+                return match self.handle_refund_notice(&notice.refund).await {
+                    Ok(
+                        RefundNoticeOutcome::Settled { refund_no }
+                        | RefundNoticeOutcome::RecordedExternal { refund_no },
+                    ) => Ok(NoticeOutcome::Refund { refund_no }),
+                    Ok(RefundNoticeOutcome::Anomaly { refund_no }) => {
+                        Ok(NoticeOutcome::RefundAnomaly { refund_no })
+                    }
+                    // Logged as an anomaly; WeChat Pay retries, as for an unknown payment.
+                    Err(Error::OrderNotFound) => Err(NotifyError::UnknownOrder),
+                    Err(e) => Err(NotifyError::Retry(e)),
+                };
             }
             ChannelNotice::Other { event_type } => {
                 tracing::warn!(%event_type, "notification of an event ferrypay does not handle yet; acknowledged");
