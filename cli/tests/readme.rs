@@ -187,6 +187,35 @@ fn readme_run_command_starts_the_stack_and_its_examples_work() {
         assert_eq!(answer["code"], *code, "{answer}");
     }
 
+    // The refund example: a refund of 30 is processing, then succeeded; the order keeps `paid`
+    // with 30 refunded and shows its refund.
+    let refunds = readme_block("refunds");
+    let answers = run_block(&refunds, port, mock_port);
+    assert_eq!(
+        answers.len(),
+        printing_curls(&refunds).len(),
+        "{answers:#?}"
+    );
+    let answers = api_answers(&answers);
+    for answer in &answers {
+        assert_eq!(answer["success"], true, "{answer}");
+    }
+    let begun = &answers[1]["refund"];
+    assert_eq!(begun["status"], "processing", "{begun}");
+    assert_eq!(begun["amount"], 30);
+    assert_eq!(begun["reason"], "少发一件");
+    let done = &answers[2]["refund"];
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["refund_no"], begun["refund_no"]);
+    assert!(done["succeeded_at"].is_string(), "{done}");
+    let order = &answers[3]["order"];
+    assert_eq!(order["status"], "paid", "{order}");
+    assert_eq!(order["refunded_amount"], 30, "{order}");
+    assert_eq!(
+        order["refunds"][0]["refund_no"], begun["refund_no"],
+        "{order}"
+    );
+
     // The payment link examples: each line's HTTP status is the one its comment gives; the
     // WeChat one ends on a cashier page.
     let links = readme_block("links");
