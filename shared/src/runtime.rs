@@ -52,7 +52,7 @@ use crate::{
 /// Which merchant secrets each Lambda function may open (and so which `kms:Decrypt` its role
 /// needs, conditioned on `kms:EncryptionContext:ferrypay:purpose`): the notify-worker signs
 /// webhooks, gateway-redirect checks signed links; create, query, close, list, resend,
-/// inbound-callback and health open none.
+/// refund, inbound-callback and health open none.
 pub const FUNCTION_SECRET_PURPOSES: &[(&str, &[SecretPurpose])] = &[
     ("notify-worker", WORKER_OPENS),
     ("gateway-redirect", GATEWAY_OPENS),
@@ -63,6 +63,7 @@ pub const FUNCTION_SECRET_PURPOSES: &[(&str, &[SecretPurpose])] = &[
     ("resend", &[]),
     ("inbound-callback", &[]),
     ("health", &[]),
+    ("refund", &[]),
 ];
 
 const WORKER_OPENS: &[SecretPurpose] = &[SecretPurpose::Webhook];

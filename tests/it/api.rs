@@ -479,9 +479,14 @@ async fn oversized_bodies_are_refused() {
 async fn unknown_routes_and_methods() {
     let h = Harness::new().await;
     assert_error(
-        &h.get("/api/v1/pay/refund").await,
+        &h.get("/api/v1/pay/transfer").await,
         StatusCode::NOT_FOUND,
         "route_not_found",
+    );
+    assert_error(
+        &h.get("/api/v1/pay/refund").await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
     );
     assert_error(
         &h.get("/api/v1/pay/create").await,
