@@ -20,6 +20,7 @@
 //! | order counts | `COUNTS#{id}` | `COUNTS` | | `count_all`, `count_{status}` | functions |
 //! | rate-limit window | `WINDOW#{bucket}` | `WINDOW` | | `n`, `expires_at`, `purge_at` (TTL) | functions |
 //! | webhook attempt | `ORDER#{order_no}` | `ATTEMPT#{generation:010}#{attempt:010}` | | the attempt, `purge_at` (TTL, 90 days) | functions |
+//! | refund webhook attempt | `ORDER#{order_no}` | `RATTEMPT#{refund_no}#{generation:010}#{attempt:010}` | | the attempt + `refund_no`, `purge_at` (TTL, 90 days) | functions |
 //!
 //! So Lambda functions write only `ORDER#`, `OTN#`, `COUNTS#` and `WINDOW#` partitions (what
 //! the template's `dynamodb:LeadingKeys` conditions allow); `MERCHANT#`, `KEY#` and `KEYRING#`
@@ -51,6 +52,7 @@
 //! | a merchant's orders, newest first | `Query orders_by_merchant` (or `orders_by_merchant_status` for one status), descending; a cursor is the key condition `order_no < :after` inside the caller's own partition, so it can never reach another merchant's orders; `total` is a `GetItem` of the counts item (and of the old one, see above), sent concurrently |
 //! | rate-limit window | `UpdateItem ADD n` |
 //! | an order's latest webhook attempts | `Query pk = ORDER#… AND begins_with(sk, ATTEMPT#)`, descending (zero-padded numbers sort) |
+//! | a refund's latest webhook attempts | `Query pk = ORDER#… AND begins_with(sk, RATTEMPT#{refund_no}#)`, descending (a refund number has no `#`, so one refund's prefix never takes in another's) |
 //!
 //! Writes:
 //! - `insert_merchant`: one transaction putting the merchant and both key items, each only if new.
@@ -174,6 +176,7 @@ pub(super) const COUNTS_SK: &str = "COUNTS";
 pub(super) const WINDOW_SK: &str = "WINDOW";
 pub(super) const KEYRING_SK: &str = "KEYRING";
 pub(super) const ATTEMPT_SK_PREFIX: &str = "ATTEMPT#";
+pub(super) const REFUND_ATTEMPT_SK_PREFIX: &str = "RATTEMPT#";
 pub(super) const REFUND_SK_PREFIX: &str = "REFUND#";
 pub(super) const REFUND_NO_SK: &str = "REFUNDNO";
 pub(super) const REFUND_GUARD_SK: &str = "ORF";
@@ -181,6 +184,19 @@ pub(super) const REFUND_GUARD_SK: &str = "ORF";
 /// Zero-padded, so that the attempts of an order sort by generation, then attempt number.
 pub(super) fn attempt_sk(generation: u32, attempt: u32) -> String {
     format!("{ATTEMPT_SK_PREFIX}{generation:010}#{attempt:010}")
+}
+
+/// Where a refund's attempts start in its order's partition (see [`refund_attempt_sk`]).
+pub(super) fn refund_attempts_prefix(refund_no: &RefundNo) -> String {
+    format!("{REFUND_ATTEMPT_SK_PREFIX}{refund_no}#")
+}
+
+/// A refund's attempt: apart from the order's own (`ATTEMPT#`), sorted like them.
+pub(super) fn refund_attempt_sk(refund_no: &RefundNo, generation: u32, attempt: u32) -> String {
+    format!(
+        "{}{generation:010}#{attempt:010}",
+        refund_attempts_prefix(refund_no)
+    )
 }
 
 pub(super) fn count_attribute(status: Option<OrderStatus>) -> String {
