@@ -15,6 +15,7 @@ mod lambda_runtime;
 mod limits;
 mod link_signers;
 mod queue_contract;
+mod refund_webhooks;
 mod store_contract;
 mod webhook_verifiers;
 mod webhooks;

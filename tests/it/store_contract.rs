@@ -89,6 +89,8 @@ contract!(
     closed_refunds_release_their_reservation_and_abnormal_ones_keep_it,
     refunds_made_outside_ferrypay_are_recorded_once,
     refund_webhooks_are_recorded_on_final_refunds,
+    an_abnormal_refund_that_succeeds_starts_a_new_webhook_generation,
+    refund_webhook_attempts_are_kept_apart_from_the_orders,
 );
 
 // ---------------------------------------------------------------- the two stores
@@ -2997,6 +2999,140 @@ async fn refund_webhooks_are_recorded_on_final_refunds<S: Store>(store: S) {
         store.update_refund_webhook(&unknown, &queued).await,
         Err(UpdateRefundError::NotFound)
     ));
+}
+
+async fn an_abnormal_refund_that_succeeds_starts_a_new_webhook_generation<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, None).await;
+    let r = store
+        .begin_refund(&refund_of(&o, 1, 10, None))
+        .await
+        .unwrap();
+    let at = |s: i64| Timestamp::from_unix(START + 3000 + s);
+    let queued = |generation| RefundWebhookUpdate::Queued {
+        generation,
+        at: at(1),
+    };
+    let abnormal = store
+        .settle_refund(&r.refund_no, &settled(RefundOutcome::Abnormal, 1))
+        .await
+        .unwrap()
+        .refund;
+    assert_eq!(abnormal.webhook, WebhookState::default());
+    store
+        .update_refund_webhook(&r.refund_no, &queued(0))
+        .await
+        .unwrap();
+    let paid_out = store
+        .settle_refund(&r.refund_no, &settled(RefundOutcome::Succeeded, 2))
+        .await
+        .unwrap()
+        .refund;
+    assert_eq!(paid_out.status, RefundStatus::Succeeded);
+    assert_eq!(paid_out.webhook.generation, 1);
+    assert_eq!(paid_out.webhook.queued_at, None);
+    assert_eq!(
+        store.get_refund(&r.refund_no).await.unwrap(),
+        Some(paid_out.clone())
+    );
+    // The abnormal event's generation is over; the success's may be queued.
+    match store.update_refund_webhook(&r.refund_no, &queued(0)).await {
+        Err(UpdateRefundError::Refused { reason, .. }) => assert_eq!(
+            reason,
+            RefundRefused::WebhookSuperseded {
+                attempted: 0,
+                current: 1
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let q = store
+        .update_refund_webhook(&r.refund_no, &queued(1))
+        .await
+        .unwrap();
+    assert_eq!(q.webhook.generation, 1);
+    assert_eq!(q.webhook.queued_at, Some(at(1)));
+}
+
+/// An attempt of `refund`'s webhook.
+fn refund_attempt_record(refund: &Refund, generation: u32, attempt: u32) -> WebhookAttempt {
+    let order = Order {
+        order_no: refund.order_no.clone(),
+        ..order(&merchant("a"), 1, None)
+    };
+    WebhookAttempt {
+        event_id: format!("evt_{}_succeeded", refund.refund_no),
+        ..attempt_record(&order, generation, attempt, attempt.is_multiple_of(2))
+    }
+}
+
+async fn refund_webhook_attempts_are_kept_apart_from_the_orders<S: Store>(store: S) {
+    let a = merchant("a");
+    let o = paid_order(&store, &a, 1, 100, None).await;
+    let first = store
+        .begin_refund(&refund_of(&o, 1, 10, None))
+        .await
+        .unwrap();
+    let second = store
+        .begin_refund(&refund_of(&o, 2, 10, None))
+        .await
+        .unwrap();
+    let refund_attempts = |r: &Refund, limit| {
+        let (order_no, refund_no) = (r.order_no.clone(), r.refund_no.clone());
+        let store = &store;
+        async move {
+            store
+                .refund_webhook_attempts(&order_no, &refund_no, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(refund_attempts(&first, 20).await.is_empty());
+    store
+        .record_webhook_attempt(&attempt_record(&o, 0, 1, true))
+        .await
+        .unwrap();
+    // Eleven attempts of the first refund (the zero-padding matters), one of generation 1.
+    for n in 1..=11 {
+        store
+            .record_refund_webhook_attempt(&first.refund_no, &refund_attempt_record(&first, 0, n))
+            .await
+            .unwrap();
+    }
+    store
+        .record_refund_webhook_attempt(&first.refund_no, &refund_attempt_record(&first, 1, 1))
+        .await
+        .unwrap();
+    store
+        .record_refund_webhook_attempt(&second.refund_no, &refund_attempt_record(&second, 0, 1))
+        .await
+        .unwrap();
+    // The same attempt recorded again replaces the earlier record (a redelivered job).
+    let mut again = refund_attempt_record(&first, 0, 11);
+    again.error = Some("connection refused".into());
+    store
+        .record_refund_webhook_attempt(&first.refund_no, &again)
+        .await
+        .unwrap();
+
+    // The order's own log is as it was: its one attempt.
+    assert_eq!(
+        store.webhook_attempts(&o.order_no, 100).await.unwrap(),
+        vec![attempt_record(&o, 0, 1, true)]
+    );
+    let all = refund_attempts(&first, 100).await;
+    let keys: Vec<(u32, u32)> = all.iter().map(|a| (a.generation, a.attempt)).collect();
+    let mut expected = vec![(1, 1)];
+    expected.extend((1..=11).rev().map(|n| (0, n)));
+    assert_eq!(keys, expected);
+    assert_eq!(all[0], refund_attempt_record(&first, 1, 1));
+    assert_eq!(all[1], again);
+    assert_eq!(refund_attempts(&first, 3).await, all[..3].to_vec());
+    assert_eq!(
+        refund_attempts(&second, 100).await,
+        vec![refund_attempt_record(&second, 0, 1)]
+    );
+    assert!(refund_attempts(&first, 0).await.is_empty());
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Merchant webhooks as a merchant checks them: ferrypay's signatures (`sign::webhook`) over a
-//! body serialised by `WebhookBody`, verified by the example receivers in
+//! body serialised by `WebhookBody` (and, for refund events, `RefundWebhookBody`), verified by the example receivers in
 //! `examples/webhook-verify` (Python and Node.js), each on the official Standard Webhooks
 //! library of its language, run as subprocesses through their `check` command.
 //!
@@ -17,8 +17,11 @@ use std::{
 
 use crate::harness;
 use ferrypay::{
-    model::{MerchantId, OrderNo, OrderSource, OrderStatus, OutTradeNo, Timestamp},
-    service::WebhookBody,
+    model::{
+        Fen, MerchantId, OrderNo, OrderSource, OrderStatus, OutRefundNo, OutTradeNo, Refund,
+        RefundNo, RefundReason, RefundSource, RefundStatus, RefundTally, Timestamp, WebhookState,
+    },
+    service::{RefundWebhookBody, WebhookBody},
     sign::{generate_webhook_secret, webhook::signature_header},
     testing,
 };
@@ -183,6 +186,47 @@ fn paid_order_body() -> (String, Vec<u8>) {
     (format!("evt_{}_paid", order.order_no), body)
 }
 
+/// The bytes the notify-worker posts for a refund that succeeded: `RefundWebhookBody::new`
+/// over the order and the refund, serialised as `WebhookWorker` does.
+fn refund_succeeded_body() -> (String, Vec<u8>) {
+    let created = Timestamp::from_unix(testing::START);
+    let mut order = testing::pending_order(
+        OrderNo::parse("FP20251221103000K7Q2ZX").unwrap(),
+        MerchantId::new("mch_0123456789abcdef"),
+        2_580,
+        created,
+    );
+    order.out_trade_no = OutTradeNo::parse("shop-20251221-0042").ok();
+    order.attach = Some(ATTACH.into());
+    order.status = OrderStatus::Paid;
+    order.paid_at = Some(created.plus_secs(95));
+    order.refunds = RefundTally {
+        refunded: Fen::new(580),
+        reserved: Fen::new(0),
+        count: 1,
+    };
+    let refund = Refund {
+        refund_no: RefundNo::parse("RF20251221110000Q4M8TZ").unwrap(),
+        merchant_id: order.merchant_id.clone(),
+        order_no: order.order_no.clone(),
+        out_trade_no: order.out_trade_no.clone(),
+        out_refund_no: OutRefundNo::parse("shop-refund-7").ok(),
+        amount: Fen::new(580),
+        status: RefundStatus::Succeeded,
+        reason: RefundReason::parse("少发了一件 \"杯盖\"").ok(),
+        source: RefundSource::Api,
+        channel_refund_id: Some("50300000222025122100001".into()),
+        created_at: created.plus_secs(1800),
+        succeeded_at: Some(created.plus_secs(1805)),
+        ended_at: None,
+        request_fingerprint: String::new(),
+        webhook: WebhookState::default(),
+    };
+    let body =
+        serde_json::to_vec(&RefundWebhookBody::new("refund.succeeded", &order, &refund)).unwrap();
+    (format!("evt_{}_succeeded", refund.refund_no), body)
+}
+
 fn secret() -> String {
     generate_webhook_secret().unwrap().expose().clone()
 }
@@ -297,5 +341,29 @@ fn a_wrong_secret_or_another_webhook_id_is_refused() {
     for verifier in verifiers() {
         verifier.refuses(&other, &delivery, "No matching signature");
         verifier.refuses(&secret, &other_id, "No matching signature");
+    }
+}
+
+#[test]
+fn a_refund_webhook_verifies_like_an_order_webhook() {
+    let (id, body) = refund_succeeded_body();
+    let text = std::str::from_utf8(&body).unwrap();
+    assert_eq!(
+        text,
+        r#"{"event":"refund.succeeded","order_no":"FP20251221103000K7Q2ZX","out_trade_no":"shop-20251221-0042","amount":2580,"refunded_amount":580,"status":"paid","refund":{"refund_no":"RF20251221110000Q4M8TZ","out_refund_no":"shop-refund-7","order_no":"FP20251221103000K7Q2ZX","out_trade_no":"shop-20251221-0042","amount":580,"status":"succeeded","reason":"少发了一件 \"杯盖\"","created_at":"2025-12-21 11:00:00","succeeded_at":"2025-12-21 11:00:05","source":"api"},"attach":"user_id=123&note=拿铁两杯，少糖 \"外带\"/A座"}"#
+    );
+    let secret = secret();
+    let delivery = signed(&[&secret], &id, now(), &body);
+    let mut tampered = signed(&[&secret], &id, now(), &body);
+    tampered.body = text.replace("580", "590").into_bytes();
+    for verifier in verifiers() {
+        let stdout = verifier.accepts(&secret, &delivery);
+        assert_eq!(
+            stdout.trim(),
+            "valid: refund.succeeded FP20251221103000K7Q2ZX paid",
+            "{}",
+            verifier.name
+        );
+        verifier.refuses(&secret, &tampered, "No matching signature");
     }
 }

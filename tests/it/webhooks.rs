@@ -50,7 +50,7 @@ const MAX_RECEIVES: u32 = 3;
 
 /// Runs a test body under a real-time limit. (`tokio::time::timeout` would measure tokio's
 /// clock, which the tests jump by minutes; a watchdog thread measures real seconds.)
-async fn bounded<T>(test: impl Future<Output = T>) -> T {
+pub(crate) async fn bounded<T>(test: impl Future<Output = T>) -> T {
     let (expired, limit) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(LIMIT_SECS));
@@ -77,11 +77,11 @@ fn scripted_jitter() -> f64 {
 
 /// An app on the memory store and queue with a manual clock, a merchant without a default
 /// notify URL (orders carry theirs), and a webhook sender.
-struct Rig {
-    app: TestApp,
-    clock: Arc<ManualClock>,
-    merchant: Merchant,
-    sender: WebhookSender,
+pub(crate) struct Rig {
+    pub(crate) app: TestApp,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) merchant: Merchant,
+    pub(crate) sender: WebhookSender,
     /// Tokio's clock when the rig started, and the whole seconds since then the manual clock
     /// has been moved by [`Rig::jump`].
     origin: tokio::time::Instant,
@@ -90,7 +90,7 @@ struct Rig {
 
 impl Rig {
     /// Loopback allowed, a 5 s timeout, no jitter.
-    async fn new(schedule: &str) -> Rig {
+    pub(crate) async fn new(schedule: &str) -> Rig {
         Rig::build(
             OutboundPolicy::DEV,
             Duration::from_secs(5),
@@ -100,7 +100,7 @@ impl Rig {
         .await
     }
 
-    async fn build(
+    pub(crate) async fn build(
         policy: OutboundPolicy,
         timeout: Duration,
         schedule: &str,
@@ -145,20 +145,20 @@ impl Rig {
         }
     }
 
-    fn worker(&self) -> WebhookWorker<'_, MemoryStore, MemoryQueue> {
+    pub(crate) fn worker(&self) -> WebhookWorker<'_, MemoryStore, MemoryQueue> {
         WebhookWorker::new(&self.app.store, &self.app.queue, &*self.clock, &self.sender)
     }
 
-    fn admin(&self) -> MerchantAdmin<'_, MemoryStore> {
+    pub(crate) fn admin(&self) -> MerchantAdmin<'_, MemoryStore> {
         MerchantAdmin::new(&self.app.store, &*self.clock, true)
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now().unix()
     }
 
     /// A 19.90 order, paid: its webhook job is on the queue.
-    async fn paid_order(
+    pub(crate) async fn paid_order(
         &self,
         notify_url: Option<&str>,
         out_trade_no: Option<&str>,
@@ -195,16 +195,16 @@ impl Rig {
     }
 
     /// A paid order posting to `url`.
-    async fn paid_order_to(&self, url: &str) -> Order {
+    pub(crate) async fn paid_order_to(&self, url: &str) -> Order {
         self.paid_order(Some(url), None, None).await
     }
 
-    async fn order(&self, order_no: &OrderNo) -> Order {
+    pub(crate) async fn order(&self, order_no: &OrderNo) -> Order {
         self.app.store.get_order(order_no).await.unwrap().unwrap()
     }
 
     /// The attempt log, newest first.
-    async fn attempts(&self, order_no: &OrderNo) -> Vec<WebhookAttempt> {
+    pub(crate) async fn attempts(&self, order_no: &OrderNo) -> Vec<WebhookAttempt> {
         self.app
             .store
             .webhook_attempts(order_no, 100)
@@ -216,7 +216,7 @@ impl Rig {
     /// whole seconds tokio's clock has passed since the rig started (the real milliseconds
     /// the test spends in between count too), on top of any advance a test made itself. So a
     /// job the queue hands over is never early by the manual clock.
-    async fn jump(&self, by: Duration) {
+    pub(crate) async fn jump(&self, by: Duration) {
         tokio::time::pause();
         tokio::time::advance(by).await;
         tokio::time::resume();
@@ -226,7 +226,7 @@ impl Rig {
     }
 
     /// The next message, jumping the clocks until one is visible.
-    async fn next_message(&self) -> ReceivedMessage {
+    pub(crate) async fn next_message(&self) -> ReceivedMessage {
         for _ in 0..2 {
             if let Some(message) = self.app.queue.receive(1).await.unwrap().pop() {
                 return message;
@@ -243,7 +243,7 @@ impl Rig {
 
     /// Receives the next message (jumping as needed), hands it to the worker and deletes it
     /// if handled, as the Lambda runtime does.
-    async fn step(&self) -> (ReceivedMessage, JobOutcome) {
+    pub(crate) async fn step(&self) -> (ReceivedMessage, JobOutcome) {
         let message = self.next_message().await;
         let outcome = self.worker().handle_message(&message.body).await.unwrap();
         self.app.queue.delete(&message.receipt).await.unwrap();
@@ -251,7 +251,7 @@ impl Rig {
     }
 
     /// Steps until the queue is empty (at most `max` steps); the outcomes in order.
-    async fn run(&self, max: usize) -> Vec<JobOutcome> {
+    pub(crate) async fn run(&self, max: usize) -> Vec<JobOutcome> {
         let mut outcomes = Vec::new();
         while !self.app.queue.is_empty() {
             assert!(
@@ -264,7 +264,7 @@ impl Rig {
     }
 }
 
-fn retrying(attempt: u32, secs: u64) -> JobOutcome {
+pub(crate) fn retrying(attempt: u32, secs: u64) -> JobOutcome {
     JobOutcome::Retrying {
         attempt,
         wait: Duration::from_secs(secs),
@@ -277,13 +277,16 @@ fn hopped(secs: u64) -> JobOutcome {
     }
 }
 
-fn job_of(message: &str) -> WebhookJob {
+pub(crate) fn job_of(message: &str) -> WebhookJob {
     serde_json::from_str(message).unwrap()
 }
 
 /// Checks a received webhook as a receiver would: the signature over the exact raw body, with
 /// `secret`, at the `webhook-timestamp` it carries.
-fn verify_request(secret: &str, request: &ReceivedRequest) -> Result<(), WebhookVerifyError> {
+pub(crate) fn verify_request(
+    secret: &str,
+    request: &ReceivedRequest,
+) -> Result<(), WebhookVerifyError> {
     let timestamp: i64 = request
         .header("webhook-timestamp")
         .unwrap()

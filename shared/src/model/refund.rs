@@ -238,7 +238,8 @@ pub struct Refund {
     /// SHA-256 over the request's parameters, so a repeated `out_refund_no` can be told apart
     /// from a retry of the same request.
     pub request_fingerprint: String,
-    /// The delivery of the webhook of its final state (when the merchant subscribed to it).
+    /// The delivery of the webhook of its final state (when the merchant subscribed to it):
+    /// generation 0 for the first final state, 1 for `succeeded` after `abnormal`.
     pub webhook: WebhookState,
 }
 
@@ -405,13 +406,17 @@ pub enum RefundRefused {
 
 impl Refund {
     /// The refund after WeChat Pay's `settlement`: only a processing refund changes (to the
-    /// outcome), or an abnormal one to succeeded (WeChat Pay paid it out after all: its webhook
-    /// starts a new generation, not yet queued). The `refund_id` given replaces none known; a
-    /// success sets `succeeded_at`, closed and abnormal set `ended_at`.
+    /// outcome), or an abnormal one to succeeded (WeChat Pay paid it out after all). The
+    /// `refund_id` given replaces none known; a success sets `succeeded_at`, closed and
+    /// abnormal set `ended_at`. An abnormal refund that succeeds has a second final state, so a
+    /// second webhook event (`refund.succeeded` after `refund.abnormal`): its webhook starts a
+    /// new generation, not yet queued, and the abnormal event's jobs still queued are
+    /// superseded (they send nothing; the refund's own state is the truth).
     pub fn settle(&self, settlement: &RefundSettlement) -> Result<Refund, RefundRefused> {
         let to = settlement.outcome.status();
         match (self.status, to) {
-            (RefundStatus::Processing, _) | (RefundStatus::Abnormal, RefundStatus::Succeeded) => {}
+            (RefundStatus::Processing, _) => {}
+            (RefundStatus::Abnormal, RefundStatus::Succeeded) => {}
             (current, _) => return Err(RefundRefused::AlreadyFinal(current)),
         }
         let mut next = self.clone();
@@ -674,6 +679,37 @@ mod tests {
         assert_eq!(paid_out.ended_at, Some(Timestamp::from_unix(9)));
         assert_eq!(paid_out.webhook.generation, abnormal.webhook.generation + 1);
         assert_eq!(succeeded.webhook, refund.webhook);
+    }
+
+    #[test]
+    fn an_abnormal_refund_that_succeeds_starts_a_new_webhook_generation() {
+        let queued = |generation| RefundWebhookUpdate::Queued {
+            generation,
+            at: Timestamp::from_unix(20),
+        };
+        let abnormal = processing_refund()
+            .settle(&settlement(RefundOutcome::Abnormal, 9))
+            .unwrap();
+        assert_eq!(abnormal.webhook, WebhookState::default());
+        let abnormal = abnormal.apply_webhook(&queued(0)).unwrap();
+        let paid_out = abnormal
+            .settle(&settlement(RefundOutcome::Succeeded, 11))
+            .unwrap();
+        assert_eq!(paid_out.webhook.generation, 1);
+        assert_eq!(paid_out.webhook.queued_at, None);
+        assert_eq!(
+            paid_out.apply_webhook(&queued(0)),
+            Err(RefundRefused::WebhookSuperseded {
+                attempted: 0,
+                current: 1
+            })
+        );
+        assert!(paid_out.apply_webhook(&queued(1)).is_ok());
+        // A processing refund's first final state keeps generation 0.
+        let succeeded = processing_refund()
+            .settle(&settlement(RefundOutcome::Succeeded, 5))
+            .unwrap();
+        assert_eq!(succeeded.webhook.generation, 0);
     }
 
     #[test]

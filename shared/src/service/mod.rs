@@ -9,6 +9,7 @@ pub mod limits;
 mod merchants;
 mod notifications;
 mod orders;
+mod refund_webhooks;
 mod refunds;
 pub mod retry;
 mod webhook_jobs;
@@ -23,8 +24,9 @@ pub use merchants::{
 };
 pub use notifications::{NoticeOutcome, NotifyError};
 pub use orders::{CreateOrder, CreatedOrder, ListOrders, OrderRef, PaymentInfo, Settlement};
+pub use refund_webhooks::{RefundJson, RefundWebhookBody};
 pub use refunds::{RefundNoticeOutcome, RefundOrder, RefundRef, REFUNDS_SHOWN};
-pub use webhook_jobs::{WebhookJob, WEBHOOK_JOB_VERSION};
+pub use webhook_jobs::{refund_event, WebhookJob, WEBHOOK_JOB_VERSION};
 pub use webhook_worker::{
     random_jitter, BatchMessage, JitterSource, JobError, JobOutcome, SkipReason, WebhookBody,
     WebhookSender, WebhookWorker, WEBHOOK_TIMEOUT,

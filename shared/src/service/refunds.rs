@@ -224,10 +224,14 @@ impl<B: Backends> Ferrypay<B> {
     /// answer leaves it processing. Final refunds are returned as they are.
     pub async fn finish_refund(&self, refund: Refund) -> Result<Refund, Error> {
         if refund.status != RefundStatus::Processing {
-            return Ok(refund);
+            // A crash between its settlement and its webhook job leaves the job to queue.
+            return Ok(self.queue_refund_webhook_or_log(refund).await);
         }
         match self.channel.query_refund(refund.refund_no.as_str()).await {
-            Ok(Some(found)) => self.apply_channel_refund(refund, &found).await,
+            Ok(Some(found)) => {
+                let refund = self.apply_channel_refund(refund, &found).await?;
+                Ok(self.queue_refund_webhook_or_log(refund).await)
+            }
             Ok(None) if refund.source == RefundSource::Wechat => Ok(refund),
             Ok(None) => {
                 let order = self
@@ -256,7 +260,10 @@ impl<B: Backends> Ferrypay<B> {
             reason: refund.reason.clone(),
         };
         match self.channel.refund(&request).await {
-            Ok(answer) => self.apply_channel_refund(refund, &answer).await,
+            Ok(answer) => {
+                let refund = self.apply_channel_refund(refund, &answer).await?;
+                Ok(self.queue_refund_webhook_or_log(refund).await)
+            }
             Err(RefundError::Unavailable(cause)) => {
                 tracing::warn!(refund_no = %refund.refund_no, %cause, "refund request unanswered; the refund stays processing and is sent again, identically, by its next query");
                 Ok(refund)
@@ -265,8 +272,10 @@ impl<B: Backends> Ferrypay<B> {
                 RefundError::Declined { code, message } | RefundError::Rejected { code, message },
             ) => {
                 tracing::error!(refund_no = %refund.refund_no, order_no = %refund.order_no, %code, %message, "WeChat Pay refused the refund: it is closed, no money moved");
-                self.settle(refund, RefundOutcome::Closed, None, self.clock.now())
+                let closed = self
+                    .settle(refund, RefundOutcome::Closed, None, self.clock.now())
                     .await?;
+                self.queue_refund_webhook_or_log(closed).await;
                 Err(Error::Channel(ChannelError::Rejected { code, message }))
             }
         }
@@ -349,6 +358,9 @@ impl<B: Backends> Ferrypay<B> {
                 return Ok(RefundNoticeOutcome::Anomaly { refund_no });
             }
             let refund = self.apply_channel_refund(refund, found).await?;
+            // Its webhook is queued before WeChat Pay hears "handled": a failure here is an
+            // error, so WeChat Pay's retry queues it.
+            let refund = self.ensure_refund_webhook_queued(refund).await?;
             return Ok(RefundNoticeOutcome::Settled {
                 refund_no: refund.refund_no,
             });
@@ -395,17 +407,23 @@ impl<B: Backends> Ferrypay<B> {
         };
         for _ in 0..BEGIN_ATTEMPTS {
             match self.store.record_external_refund(&refund).await {
-                Ok(ExternalRefundRecorded::New { anomalies, .. }) => {
+                Ok(ExternalRefundRecorded::New {
+                    refund: recorded,
+                    anomalies,
+                    ..
+                }) => {
                     tracing::warn!(refund_no = %refund_no, order_no = %order.order_no, amount = found.amount.get(), status = status.as_str(), "a refund made in the WeChat Pay merchant platform was recorded");
                     for anomaly in anomalies {
                         tracing::error!(anomaly = true, refund_no = %refund_no, order_no = %order.order_no, ?anomaly, "ANOMALY: a refund made outside ferrypay does not fit the order; recorded as WeChat Pay states it");
                     }
+                    self.ensure_refund_webhook_queued(*recorded).await?;
                     return Ok(RefundNoticeOutcome::RecordedExternal { refund_no });
                 }
                 Ok(ExternalRefundRecorded::Existing(existing)) => {
                     // A repeated notification: it may carry the final state of one recorded
-                    // while processing.
-                    self.apply_channel_refund(*existing, found).await?;
+                    // while processing, or find its webhook still to queue.
+                    let refund = self.apply_channel_refund(*existing, found).await?;
+                    self.ensure_refund_webhook_queued(refund).await?;
                     return Ok(RefundNoticeOutcome::RecordedExternal { refund_no });
                 }
                 Err(RecordRefundError::Conflict) => continue,
@@ -417,6 +435,24 @@ impl<B: Backends> Ferrypay<B> {
             "order {} kept changing while an outside refund was recorded",
             order.order_no
         )))
+    }
+}
+
+impl<B: Backends> Ferrypay<B> {
+    /// Queues a final refund's webhook if the merchant subscribed and it was not queued yet;
+    /// a failure is logged and left to the refund's next query or notification (the refund
+    /// itself is recorded: the answer does not fail for it).
+    async fn queue_refund_webhook_or_log(&self, refund: Refund) -> Refund {
+        if !refund.status.is_final() || refund.webhook.queued_at.is_some() {
+            return refund;
+        }
+        match self.ensure_refund_webhook_queued(refund.clone()).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                tracing::error!(refund_no = %refund.refund_no, error = %e, "refund webhook not queued yet; the refund's next query or notification queues it");
+                refund
+            }
+        }
     }
 }
 
@@ -765,6 +801,62 @@ mod tests {
             app.handle_refund_notice(&found).await,
             Err(Error::OrderNotFound)
         ));
+    }
+
+    /// The refund webhook jobs on the app's queue.
+    fn refund_jobs(app: &TestApp) -> Vec<serde_json::Value> {
+        app.queue
+            .bodies()
+            .iter()
+            .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap())
+            .filter(|job| job.get("refund_no").is_some())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn refund_webhooks_go_only_to_merchants_who_asked_and_once_per_event() {
+        use crate::{model::NotifyEvents, service::MerchantAdmin, store::MerchantStore};
+        let (app, clock, merchant, _) = paid().await;
+        let refund = app
+            .refund_order(&merchant, request("shop-1", Some(10), None))
+            .await
+            .unwrap();
+        let body = app
+            .channel
+            .settle_refund(refund.refund_no.as_str(), succeeded(&clock))
+            .unwrap();
+        notify(&app, &body).await;
+        assert!(
+            refund_jobs(&app).is_empty(),
+            "order.paid only: no refund webhook"
+        );
+
+        MerchantAdmin::new(&app.store, &*app.clock, false)
+            .set_notify_events(&merchant.id, NotifyEvents::all())
+            .await
+            .unwrap();
+        let merchant = app.store.get_merchant(&merchant.id).await.unwrap().unwrap();
+        let second = app
+            .refund_order(&merchant, request("shop-1", Some(10), None))
+            .await
+            .unwrap();
+        let body = app
+            .channel
+            .settle_refund(second.refund_no.as_str(), succeeded(&clock))
+            .unwrap();
+        notify(&app, &body).await;
+        // The duplicate notification and a query queue nothing more.
+        notify(&app, &body).await;
+        let by = RefundRef::RefundNo(second.refund_no.clone());
+        app.query_refund(&merchant, &by).await.unwrap();
+        let jobs = refund_jobs(&app);
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0]["event"], "refund.succeeded");
+        assert_eq!(jobs[0]["refund_no"], second.refund_no.as_str());
+        assert_eq!(
+            jobs[0]["event_id"],
+            format!("evt_{}_succeeded", second.refund_no)
+        );
     }
 
     #[test]

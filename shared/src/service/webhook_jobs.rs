@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{error::Error, Backends, Ferrypay, OrderRef};
 use crate::{
     model::{
-        Merchant, Order, OrderNo, OrderStatus, OrderUpdate, Timestamp, UpdateRefused,
-        WebhookAttempt,
+        Merchant, Order, OrderNo, OrderStatus, OrderUpdate, Refund, RefundNo, RefundStatus,
+        Timestamp, UpdateRefused, WebhookAttempt, WebhookEvent,
     },
     queue::{OutgoingMessage, Queue},
     store::{OrderStore, UpdateOrderError, WebhookAttemptStore},
@@ -19,7 +19,9 @@ pub const ATTEMPTS_SHOWN: u32 = 20;
 pub const WEBHOOK_JOB_VERSION: u32 = 1;
 
 /// A notify-queue message: versioned, and carrying ids only (the worker loads the order, so a
-/// retry always sends the order as it is).
+/// retry always sends the order as it is). A refund event's job also names the refund
+/// (`refund_no`, absent from order jobs, so jobs queued before refunds existed read as they
+/// were: still version 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookJob {
     pub v: u32,
@@ -27,7 +29,11 @@ pub struct WebhookJob {
     pub event_id: String,
     pub event: String,
     pub order_no: OrderNo,
-    /// The order's webhook generation this job belongs to (a resend starts a new one).
+    /// The refund of a `refund.*` event (its webhook state is the refund's, not the order's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_no: Option<RefundNo>,
+    /// The order's (or the refund's) webhook generation this job belongs to (a resend starts
+    /// a new one; so does an abnormal refund's later success).
     pub generation: u32,
     /// Delivery attempts made so far in this generation.
     pub attempt: u32,
@@ -42,10 +48,38 @@ impl WebhookJob {
             event_id: format!("evt_{order_no}_paid"),
             event: "order.paid".into(),
             order_no: order_no.clone(),
+            refund_no: None,
             generation,
             attempt: 0,
             not_before: None,
         }
+    }
+
+    /// The job of `refund`'s final state (`None` while it is processing), for its current
+    /// webhook generation. The event id is stable per refund event:
+    /// `evt_{refund_no}_{succeeded|abnormal|closed}`.
+    pub fn refund_final(refund: &Refund) -> Option<Self> {
+        let event = refund_event(refund.status)?;
+        Some(WebhookJob {
+            v: WEBHOOK_JOB_VERSION,
+            event_id: format!("evt_{}_{}", refund.refund_no, refund.status.as_str()),
+            event: event.as_str().into(),
+            order_no: refund.order_no.clone(),
+            refund_no: Some(refund.refund_no.clone()),
+            generation: refund.webhook.generation,
+            attempt: 0,
+            not_before: None,
+        })
+    }
+}
+
+/// The webhook event of a refund in `status`: none while processing.
+pub fn refund_event(status: RefundStatus) -> Option<WebhookEvent> {
+    match status {
+        RefundStatus::Processing => None,
+        RefundStatus::Succeeded => Some(WebhookEvent::RefundSucceeded),
+        RefundStatus::Abnormal => Some(WebhookEvent::RefundAbnormal),
+        RefundStatus::Closed => Some(WebhookEvent::RefundClosed),
     }
 }
 

@@ -9,6 +9,9 @@
 //! rather than ending the chain. A message that cannot be handled (malformed, unknown order,
 //! storage down) is reported as failed: SQS redelivers it and, after the queue's
 //! `maxReceiveCount`, moves it to the dead-letter queue. Nothing is dropped silently.
+//!
+//! A refund event's job (one with `refund_no`) goes the same way with the refund's webhook
+//! state and its own attempt log; what differs is in `refund_webhooks`.
 
 use std::time::{Duration, Instant};
 
@@ -18,13 +21,15 @@ use serde::Serialize;
 use super::{retry::RetrySchedule, WebhookJob, WEBHOOK_JOB_VERSION};
 use crate::{
     model::{
-        AttemptResult, Clock, Merchant, MerchantId, Order, OrderNo, OrderUpdate, Timestamp,
-        UpdateRefused, WebhookAttempt, WebhookStatus,
+        AttemptResult, Clock, Merchant, MerchantId, Order, OrderNo, OrderUpdate, RefundNo,
+        Timestamp, UpdateRefused, WebhookAttempt, WebhookState, WebhookStatus,
     },
     outbound::{OutboundClient, OutboundError, OutboundPolicy},
     queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_DELAY},
     sign::webhook::signature_header,
-    store::{MerchantStore, OrderStore, StoreError, UpdateOrderError, WebhookAttemptStore},
+    store::{
+        MerchantStore, OrderStore, RefundStore, StoreError, UpdateOrderError, WebhookAttemptStore,
+    },
 };
 
 /// A receiver gets this long to answer (DESIGN.md).
@@ -104,8 +109,10 @@ pub enum SkipReason {
     AlreadyFailed,
     /// This attempt was made before (the job is a redelivered copy).
     AlreadyAttempted,
-    /// A resend started a newer generation.
+    /// A resend started a newer generation (or, for a refund, its later success did).
     Superseded,
+    /// A refund event the merchant did not subscribe to (or no longer does).
+    NotSubscribed,
 }
 
 /// Why a job could not be handled: the message goes back to the queue (and, if it keeps
@@ -129,6 +136,20 @@ pub enum JobError {
         job: u32,
         order: u32,
     },
+    #[error("webhook job for unknown refund {0}")]
+    RefundNotFound(RefundNo),
+    /// A refund job for a refund still processing (jobs are queued for final refunds only).
+    #[error("webhook job for refund {0}, which is not final")]
+    RefundNotFinal(RefundNo),
+    #[error("webhook job of generation {job} is ahead of refund {refund_no}'s {refund}")]
+    AheadOfRefund {
+        refund_no: RefundNo,
+        job: u32,
+        refund: u32,
+    },
+    /// The refund kept changing while its attempt was being recorded: try again later.
+    #[error("refund {0} kept changing; its webhook attempt is not recorded")]
+    RefundConflict(RefundNo),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("could not queue the next attempt: {0}")]
@@ -166,6 +187,14 @@ impl<'a> WebhookBody<'a> {
     }
 }
 
+/// What a due job sends: where, the body (or why there is none), and whose secrets sign it.
+pub(super) struct Delivery {
+    /// `None` when neither the order nor the merchant has a notify URL.
+    pub url: Option<String>,
+    pub body: Result<Vec<u8>, String>,
+    pub merchant: Merchant,
+}
+
 /// One message of a batch, as the queue handed it over.
 #[derive(Debug, Clone)]
 pub struct BatchMessage {
@@ -181,8 +210,13 @@ pub struct WebhookWorker<'a, S, Q> {
     sender: &'a WebhookSender,
 }
 
-/// Reads the merchant (its webhook secret), moves the order's webhook state, logs each attempt.
-impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookWorker<'a, S, Q> {
+/// Reads the merchant (its webhook secret), moves the order's (or refund's) webhook state, logs
+/// each attempt.
+impl<'a, S, Q> WebhookWorker<'a, S, Q>
+where
+    S: MerchantStore + OrderStore + RefundStore + WebhookAttemptStore,
+    Q: Queue,
+{
     pub fn new(
         store: &'a S,
         queue: &'a Q,
@@ -195,6 +229,10 @@ impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookW
             clock,
             sender,
         }
+    }
+
+    pub(super) fn store(&self) -> &'a S {
+        self.store
     }
 
     /// Handles a batch concurrently (each POST may take its full timeout); returns the ids of
@@ -255,31 +293,32 @@ impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookW
             self.enqueue(job, remaining).await?;
             return Ok(JobOutcome::Hopped { remaining });
         }
-        let order = self
-            .store
-            .get_order(&job.order_no)
-            .await?
-            .ok_or_else(|| JobError::OrderNotFound(job.order_no.clone()))?;
-        if let Some(skip) = skip_reason(job, &order)? {
-            return Ok(JobOutcome::Skipped(skip));
-        }
-        let merchant = self
-            .store
-            .get_merchant(&order.merchant_id)
-            .await?
-            .ok_or_else(|| JobError::MerchantNotFound {
-                order_no: order.order_no.clone(),
-                merchant_id: order.merchant_id.clone(),
-            })?;
+        let prepared = match &job.refund_no {
+            None => self.prepare_order(job).await?,
+            Some(refund_no) => self.prepare_refund(job, refund_no).await?,
+        };
+        let delivery = match prepared {
+            Ok(delivery) => delivery,
+            Err(skip) => return Ok(JobOutcome::Skipped(skip)),
+        };
+        let order_no = &job.order_no;
+        let refund_no = job.refund_no.as_ref();
 
         let attempt = job.attempt.saturating_add(1);
-        let record = self.attempt(job, attempt, &order, &merchant).await;
-        self.store.record_webhook_attempt(&record.log).await?;
+        let record = self.attempt(job, attempt, delivery).await;
+        match refund_no {
+            None => self.store.record_webhook_attempt(&record.log).await?,
+            Some(no) => {
+                self.store
+                    .record_refund_webhook_attempt(no, &record.log)
+                    .await?
+            }
+        }
 
         if record.log.delivered {
-            self.record_on_order(job, attempt, now, AttemptResult::Delivered)
+            self.record_result(job, attempt, now, AttemptResult::Delivered)
                 .await?;
-            tracing::info!(order_no = %order.order_no, attempt, "webhook delivered");
+            tracing::info!(%order_no, ?refund_no, attempt, "webhook delivered");
             return Ok(JobOutcome::Delivered { attempt });
         }
         let next = self.sender.schedule.next_attempt(
@@ -289,9 +328,9 @@ impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookW
             record.retry_after,
         );
         let Some((wait, next_at)) = next else {
-            self.record_on_order(job, attempt, now, AttemptResult::GaveUp)
+            self.record_result(job, attempt, now, AttemptResult::GaveUp)
                 .await?;
-            tracing::warn!(order_no = %order.order_no, attempt, "webhook failed for good: the retry schedule is used up");
+            tracing::warn!(%order_no, ?refund_no, attempt, "webhook failed for good: the retry schedule is used up");
             return Ok(JobOutcome::GaveUp { attempt });
         };
         let next = WebhookJob {
@@ -300,27 +339,62 @@ impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookW
             ..job.clone()
         };
         self.enqueue(&next, wait).await?;
-        self.record_on_order(job, attempt, now, AttemptResult::Retrying { next_at })
+        self.record_result(job, attempt, now, AttemptResult::Retrying { next_at })
             .await?;
-        tracing::info!(order_no = %order.order_no, attempt, ?wait, "webhook attempt failed; retrying");
+        tracing::info!(%order_no, ?refund_no, attempt, ?wait, "webhook attempt failed; retrying");
         Ok(JobOutcome::Retrying { attempt, wait })
     }
 
-    /// Signs and POSTs the webhook once.
-    async fn attempt(
+    /// What an order job sends, or why it sends nothing.
+    async fn prepare_order(
         &self,
         job: &WebhookJob,
-        attempt: u32,
-        order: &Order,
-        merchant: &Merchant,
-    ) -> Attempted {
+    ) -> Result<Result<Delivery, SkipReason>, JobError> {
+        let order = self
+            .store
+            .get_order(&job.order_no)
+            .await?
+            .ok_or_else(|| JobError::OrderNotFound(job.order_no.clone()))?;
+        let skip = skip_reason(job, &order.webhook).map_err(|(job, order_generation)| {
+            JobError::AheadOfOrder {
+                order_no: order.order_no.clone(),
+                job,
+                order: order_generation,
+            }
+        })?;
+        if let Some(skip) = skip {
+            return Ok(Err(skip));
+        }
+        let merchant = self
+            .store
+            .get_merchant(&order.merchant_id)
+            .await?
+            .ok_or_else(|| JobError::MerchantNotFound {
+                order_no: order.order_no.clone(),
+                merchant_id: order.merchant_id.clone(),
+            })?;
+        let body = serde_json::to_vec(&WebhookBody::new(&job.event, &order))
+            .map_err(|e| format!("body does not serialise: {e}"));
+        Ok(Ok(Delivery {
+            url: order
+                .notify_url
+                .clone()
+                .or_else(|| merchant.notify_url.clone()),
+            body,
+            merchant,
+        }))
+    }
+
+    /// Signs and POSTs the webhook once.
+    async fn attempt(&self, job: &WebhookJob, attempt: u32, delivery: Delivery) -> Attempted {
         let now = self.clock.now();
-        let url = order
-            .notify_url
-            .clone()
-            .or_else(|| merchant.notify_url.clone());
+        let Delivery {
+            url,
+            body,
+            merchant,
+        } = delivery;
         let mut log = WebhookAttempt {
-            order_no: order.order_no.clone(),
+            order_no: job.order_no.clone(),
             event_id: job.event_id.clone(),
             generation: job.generation,
             attempt,
@@ -340,10 +414,10 @@ impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookW
                 retry_after: None,
             };
         };
-        let body = match serde_json::to_vec(&WebhookBody::new(&job.event, order)) {
+        let body = match body {
             Ok(body) => body,
             Err(e) => {
-                log.error = Some(format!("body does not serialise: {e}"));
+                log.error = Some(e);
                 return Attempted {
                     log,
                     retry_after: None,
@@ -400,6 +474,23 @@ impl<'a, S: MerchantStore + OrderStore + WebhookAttemptStore, Q: Queue> WebhookW
         }
     }
 
+    /// Records the attempt's result on the job's order or refund.
+    async fn record_result(
+        &self,
+        job: &WebhookJob,
+        attempt: u32,
+        at: Timestamp,
+        result: AttemptResult,
+    ) -> Result<(), JobError> {
+        match &job.refund_no {
+            None => self.record_on_order(job, attempt, at, result).await,
+            Some(refund_no) => {
+                self.record_on_refund(job, refund_no, attempt, at, result)
+                    .await
+            }
+        }
+    }
+
     async fn record_on_order(
         &self,
         job: &WebhookJob,
@@ -446,18 +537,17 @@ struct Attempted {
     retry_after: Option<Duration>,
 }
 
-/// Why `job` must not send, if so.
-fn skip_reason(job: &WebhookJob, order: &Order) -> Result<Option<SkipReason>, JobError> {
-    let state = &order.webhook;
+/// Why `job` must not send, if so, by the webhook state of its order or refund. A job of a
+/// generation the state does not know yet is `Err((job's, state's))`.
+pub(super) fn skip_reason(
+    job: &WebhookJob,
+    state: &WebhookState,
+) -> Result<Option<SkipReason>, (u32, u32)> {
     if job.generation < state.generation {
         return Ok(Some(SkipReason::Superseded));
     }
     if job.generation > state.generation {
-        return Err(JobError::AheadOfOrder {
-            order_no: order.order_no.clone(),
-            job: job.generation,
-            order: state.generation,
-        });
+        return Err((job.generation, state.generation));
     }
     Ok(match state.status {
         WebhookStatus::Delivered => Some(SkipReason::AlreadyDelivered),

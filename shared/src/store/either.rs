@@ -146,6 +146,23 @@ impl WebhookAttemptStore for EitherStore {
     ) -> Result<Vec<WebhookAttempt>, StoreError> {
         forward!(self, s => s.webhook_attempts(order_no, limit))
     }
+
+    async fn record_refund_webhook_attempt(
+        &self,
+        refund_no: &RefundNo,
+        attempt: &WebhookAttempt,
+    ) -> Result<(), StoreError> {
+        forward!(self, s => s.record_refund_webhook_attempt(refund_no, attempt))
+    }
+
+    async fn refund_webhook_attempts(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &RefundNo,
+        limit: u32,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
+        forward!(self, s => s.refund_webhook_attempts(order_no, refund_no, limit))
+    }
 }
 
 impl RateLimitStore for EitherStore {

@@ -28,6 +28,8 @@ struct Tables {
     windows: HashMap<String, (u64, Timestamp)>,
     /// Per order, its webhook attempts by (generation, attempt).
     webhook_attempts: HashMap<OrderNo, BTreeMap<(u32, u32), WebhookAttempt>>,
+    /// Per refund, its webhook attempts by (generation, attempt).
+    refund_webhook_attempts: HashMap<RefundNo, BTreeMap<(u32, u32), WebhookAttempt>>,
     refunds: HashMap<RefundNo, Refund>,
     /// Per order, its refunds' numbers.
     refunds_by_order: HashMap<OrderNo, BTreeSet<RefundNo>>,
@@ -453,6 +455,41 @@ impl WebhookAttemptStore for MemoryStore {
                 attempts
                     .values()
                     .rev()
+                    .take(limit as usize)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn record_refund_webhook_attempt(
+        &self,
+        refund_no: &RefundNo,
+        attempt: &WebhookAttempt,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .refund_webhook_attempts
+            .entry(refund_no.clone())
+            .or_default()
+            .insert((attempt.generation, attempt.attempt), attempt.clone());
+        Ok(())
+    }
+
+    async fn refund_webhook_attempts(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &RefundNo,
+        limit: u32,
+    ) -> Result<Vec<WebhookAttempt>, StoreError> {
+        Ok(self
+            .lock()?
+            .refund_webhook_attempts
+            .get(refund_no)
+            .map(|attempts| {
+                attempts
+                    .values()
+                    .rev()
+                    .filter(|a| a.order_no == *order_no)
                     .take(limit as usize)
                     .cloned()
                     .collect()

@@ -314,6 +314,25 @@ pub trait WebhookAttemptStore: Send + Sync + 'static {
         order_no: &OrderNo,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<WebhookAttempt>, StoreError>> + Send;
+
+    /// Records one delivery attempt of refund `refund_no`'s webhook (`attempt.order_no` is its
+    /// order). Kept apart from the order's own attempts: [`Self::webhook_attempts`] never
+    /// lists it. Idempotent like [`Self::record_webhook_attempt`]: the same refund, generation
+    /// and attempt number replace the earlier record.
+    fn record_refund_webhook_attempt(
+        &self,
+        refund_no: &RefundNo,
+        attempt: &WebhookAttempt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A refund's latest webhook attempts (of order `order_no`, where they are kept), newest
+    /// first (by generation, then attempt number), at most `limit`.
+    fn refund_webhook_attempts(
+        &self,
+        order_no: &OrderNo,
+        refund_no: &RefundNo,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<WebhookAttempt>, StoreError>> + Send;
 }
 
 /// Fixed-window request counters (rate limits).

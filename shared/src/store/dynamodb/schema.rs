@@ -23,6 +23,7 @@
 //! | refund | `ORDER#{order_no}` | `REFUND#{refund_no}` | | the refund + `version` (in no index) | functions |
 //! | refund number | `REFUNDNO#{refund_no}` | `REFUNDNO` | | `refund_no`, `order_no`, `merchant_id`: where the refund is; never changes | functions |
 //! | out_refund_no guard | `ORF#{merchant id}#{out_refund_no}` | `ORF` | | as the refund number's item | functions |
+//! | refund webhook attempt | `ORDER#{order_no}` | `RATTEMPT#{refund_no}#{generation:010}#{attempt:010}` | | the attempt + `refund_no`, `purge_at` (TTL, 90 days) | functions |
 //!
 //! So Lambda functions write only `ORDER#`, `OTN#`, `COUNTS#`, `WINDOW#` and (refunds)
 //! `REFUNDNO#` and `ORF#` partitions (what the template's `dynamodb:LeadingKeys` conditions
@@ -65,6 +66,7 @@
 //! | refund by number | `GetItem REFUNDNO#…`, then `GetItem ORDER#… / REFUND#…` (both strongly consistent) |
 //! | refund by merchant + `out_refund_no` | `GetItem ORF#…`, then the refund |
 //! | an order's refunds (newest first; the processing ones) | `Query pk = ORDER#… AND begins_with(sk, REFUND#)`, strongly consistent, sorted by `created_at` in code (at most about 50 items; WeChat Pay's own numbers do not sort by time) |
+//! | a refund's latest webhook attempts | `Query pk = ORDER#… AND begins_with(sk, RATTEMPT#{refund_no}#)`, descending (a refund number has no `#`, so one refund's prefix never takes in another's) |
 //!
 //! Writes:
 //! - `insert_merchant`: one transaction putting the merchant and both key items, each only if new.
@@ -208,6 +210,7 @@ pub(super) const COUNTS_SK: &str = "COUNTS";
 pub(super) const WINDOW_SK: &str = "WINDOW";
 pub(super) const KEYRING_SK: &str = "KEYRING";
 pub(super) const ATTEMPT_SK_PREFIX: &str = "ATTEMPT#";
+pub(super) const REFUND_ATTEMPT_SK_PREFIX: &str = "RATTEMPT#";
 pub(super) const REFUND_SK_PREFIX: &str = "REFUND#";
 pub(super) const REFUND_NO_SK: &str = "REFUNDNO";
 pub(super) const REFUND_GUARD_SK: &str = "ORF";
@@ -215,6 +218,19 @@ pub(super) const REFUND_GUARD_SK: &str = "ORF";
 /// Zero-padded, so that the attempts of an order sort by generation, then attempt number.
 pub(super) fn attempt_sk(generation: u32, attempt: u32) -> String {
     format!("{ATTEMPT_SK_PREFIX}{generation:010}#{attempt:010}")
+}
+
+/// Where a refund's attempts start in its order's partition (see [`refund_attempt_sk`]).
+pub(super) fn refund_attempts_prefix(refund_no: &RefundNo) -> String {
+    format!("{REFUND_ATTEMPT_SK_PREFIX}{refund_no}#")
+}
+
+/// A refund's attempt: apart from the order's own (`ATTEMPT#`), sorted like them.
+pub(super) fn refund_attempt_sk(refund_no: &RefundNo, generation: u32, attempt: u32) -> String {
+    format!(
+        "{}{generation:010}#{attempt:010}",
+        refund_attempts_prefix(refund_no)
+    )
 }
 
 pub(super) fn count_attribute(status: Option<OrderStatus>) -> String {
