@@ -5,10 +5,7 @@ use serde::Serialize;
 
 use super::{orders::field, params::Params, ApiError};
 use crate::{
-    model::{
-        Fen, OrderNo, OutRefundNo, OutTradeNo, Refund, RefundNo, RefundReason, RefundSource,
-        RefundStatus, Timestamp,
-    },
+    model::{Fen, OrderNo, OutRefundNo, OutTradeNo, Refund, RefundNo, RefundReason, RefundSource},
     service::{OrderRef, RefundOrder, RefundRef},
 };
 
@@ -68,40 +65,9 @@ fn order_ref(params: &Params) -> Result<OrderRef, ApiError> {
     Err(ApiError::MissingField("order_no"))
 }
 
-/// A refund as merchants see it (in refund answers, an order's `refunds` and refund webhooks).
-/// Field order is the JSON key order.
-#[derive(Debug, Serialize)]
-pub struct RefundWire<'a> {
-    pub refund_no: &'a RefundNo,
-    pub out_refund_no: &'a Option<OutRefundNo>,
-    pub order_no: &'a OrderNo,
-    pub out_trade_no: &'a Option<OutTradeNo>,
-    pub amount: Fen,
-    /// `processing`, `succeeded`, `closed` or `abnormal`.
-    pub status: RefundStatus,
-    pub reason: &'a Option<RefundReason>,
-    pub created_at: String,
-    pub succeeded_at: Option<String>,
-    /// `api`, `operator`, or `wechat` (made in the WeChat Pay merchant platform).
-    pub source: RefundSource,
-}
-
-impl<'a> From<&'a Refund> for RefundWire<'a> {
-    fn from(refund: &'a Refund) -> Self {
-        RefundWire {
-            refund_no: &refund.refund_no,
-            out_refund_no: &refund.out_refund_no,
-            order_no: &refund.order_no,
-            out_trade_no: &refund.out_trade_no,
-            amount: refund.amount,
-            status: refund.status,
-            reason: &refund.reason,
-            created_at: refund.created_at.to_beijing_string(),
-            succeeded_at: refund.succeeded_at.map(Timestamp::to_beijing_string),
-            source: refund.source,
-        }
-    }
-}
+/// A refund as merchants see it (in refund answers, an order's `refunds` and refund webhooks):
+/// the service's refund JSON, so the answer and the webhook cannot drift apart.
+pub use crate::service::RefundJson as RefundWire;
 
 /// `{"success": true, "refund": {...}}`.
 #[derive(Debug, Serialize)]
@@ -198,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_refund_answers_in_the_documented_shape() {
-        use crate::model::{MerchantId, WebhookState};
+        use crate::model::{MerchantId, RefundStatus, Timestamp, WebhookState};
         let created = Timestamp::from_unix(crate::testing::START);
         let refund = Refund {
             refund_no: RefundNo::parse("RF20251221103000ABC123").unwrap(),
