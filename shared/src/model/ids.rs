@@ -51,6 +51,52 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     Ok(buf)
 }
 
+/// A number of ferrypay's own: `prefix` (two letters) + Beijing `yyyymmddHHMMSS` + 6 random
+/// uppercase letters/digits (22 characters, sorting by creation time).
+pub(super) fn generate_timed_number(prefix: &str, now: Timestamp) -> Result<String, RandomError> {
+    Ok(format!(
+        "{prefix}{}{}",
+        now.to_beijing_compact(),
+        random_string(UPPER_ALNUM, 6)?
+    ))
+}
+
+/// Whether `s` has exactly the shape [`generate_timed_number`] gives with `prefix`.
+pub(super) fn is_timed_number(s: &str, prefix: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == TIMED_NUMBER_LEN
+        && s.starts_with(prefix)
+        && b.iter().skip(2).take(14).all(u8::is_ascii_digit)
+        && b.iter()
+            .skip(16)
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+const TIMED_NUMBER_LEN: usize = 22;
+
+/// A merchant's own number (order or refund): 1..=`max` ASCII letters, digits and `extra`
+/// characters (`allowed` names them all, for the error).
+pub(super) fn check_merchant_number(
+    s: &str,
+    max: usize,
+    extra: &[u8],
+    allowed: &'static str,
+) -> Result<(), FieldError> {
+    if s.is_empty() {
+        return Err(FieldError::Blank);
+    }
+    if s.len() > max {
+        return Err(FieldError::TooLong { max });
+    }
+    if !s
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+    {
+        return Err(FieldError::Character { allowed });
+    }
+    Ok(())
+}
+
 /// ferrypay's order number: `FP` + Beijing `yyyymmddHHMMSS` + 6 random uppercase letters/digits.
 /// 22 characters of `[0-9A-Z]`, so it is a valid WeChat Pay `out_trade_no` (6..=32 of
 /// `[0-9A-Za-z_-|*]`) and sorts by creation time.
@@ -59,26 +105,15 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
 pub struct OrderNo(String);
 
 impl OrderNo {
-    pub const LEN: usize = 22;
+    pub const LEN: usize = TIMED_NUMBER_LEN;
 
     pub fn generate(now: Timestamp) -> Result<Self, RandomError> {
-        Ok(OrderNo(format!(
-            "FP{}{}",
-            now.to_beijing_compact(),
-            random_string(UPPER_ALNUM, 6)?
-        )))
+        generate_timed_number("FP", now).map(OrderNo)
     }
 
     /// Accepts only strings of the exact shape `generate` produces.
     pub fn parse(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        let well_formed = b.len() == Self::LEN
-            && s.starts_with("FP")
-            && b.iter().skip(2).take(14).all(u8::is_ascii_digit)
-            && b.iter()
-                .skip(16)
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-        well_formed.then(|| OrderNo(s.to_string()))
+        is_timed_number(s, "FP").then(|| OrderNo(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -101,19 +136,7 @@ impl OutTradeNo {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        if s.is_empty() {
-            return Err(FieldError::Blank);
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(FieldError::TooLong { max: Self::MAX_LEN });
-        }
-        let allowed =
-            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'|' | b'*' | b'.');
-        if !s.bytes().all(allowed) {
-            return Err(FieldError::Character {
-                allowed: "[0-9A-Za-z_-|*.]",
-            });
-        }
+        check_merchant_number(s, Self::MAX_LEN, b"_-|*.", "[0-9A-Za-z_-|*.]")?;
         Ok(OutTradeNo(s.to_string()))
     }
 

@@ -10,8 +10,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_characters, ids::random_string, AttemptResult, Fen, FieldError, MerchantId, OrderNo,
-    OutTradeNo, RandomError, Timestamp, WebhookState,
+    check_characters,
+    ids::{check_merchant_number, generate_timed_number, is_timed_number},
+    AttemptResult, Fen, FieldError, MerchantId, OrderNo, OutTradeNo, RandomError, Timestamp,
+    WebhookState,
 };
 
 /// At most this many refunds per order (WeChat Pay's limit on partial refunds).
@@ -20,8 +22,6 @@ pub const MAX_REFUNDS_PER_ORDER: u32 = 50;
 pub const REFUND_WINDOW_DAYS: i64 = 365;
 /// The longest `reason`, in bytes of UTF-8 (WeChat Pay counts bytes and shows it to the payer).
 pub const MAX_REASON_BYTES: usize = 80;
-
-const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 /// ferrypay's refund number: `RF` + Beijing `yyyymmddHHMMSS` + 6 random uppercase letters or
 /// digits; 22 characters, so a valid WeChat Pay `out_refund_no` (at most 64 of
@@ -34,23 +34,12 @@ impl RefundNo {
     pub const LEN: usize = 22;
 
     pub fn generate(now: Timestamp) -> Result<Self, RandomError> {
-        Ok(RefundNo(format!(
-            "RF{}{}",
-            now.to_beijing_compact(),
-            random_string(UPPER_ALNUM, 6)?
-        )))
+        generate_timed_number("RF", now).map(RefundNo)
     }
 
     /// Accepts only strings of the exact shape `generate` produces.
     pub fn parse(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        let well_formed = b.len() == Self::LEN
-            && s.starts_with("RF")
-            && b.iter().skip(2).take(14).all(u8::is_ascii_digit)
-            && b.iter()
-                .skip(16)
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-        well_formed.then(|| RefundNo(s.to_string()))
+        is_timed_number(s, "RF").then(|| RefundNo(s.to_string()))
     }
 
     /// The number WeChat Pay knows a refund by when it was made outside ferrypay (in the
@@ -87,19 +76,7 @@ impl OutRefundNo {
     pub const MAX_LEN: usize = 64;
 
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        if s.is_empty() {
-            return Err(FieldError::Blank);
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(FieldError::TooLong { max: Self::MAX_LEN });
-        }
-        let allowed =
-            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'|' | b'*' | b'@');
-        if !s.bytes().all(allowed) {
-            return Err(FieldError::Character {
-                allowed: "[0-9A-Za-z_-|*@]",
-            });
-        }
+        check_merchant_number(s, Self::MAX_LEN, b"_-|*@", "[0-9A-Za-z_-|*@]")?;
         Ok(OutRefundNo(s.to_string()))
     }
 
