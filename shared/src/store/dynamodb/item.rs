@@ -61,15 +61,6 @@ fn order_attributes(order: &Order, version: i64) -> Item {
         request_fingerprint,
         refunds,
     } = order;
-    let WebhookState {
-        generation: webhook_generation,
-        queued_at: webhook_queued_at,
-        status: webhook_status,
-        attempts: webhook_attempts,
-        last_attempt_at: webhook_last_attempt_at,
-        next_attempt_at: webhook_next_attempt_at,
-        delivered_at: webhook_delivered_at,
-    } = webhook;
     let mut item = HashMap::from([
         (ORDER_NO.to_string(), s(order_no.as_str())),
         ("merchant_id".to_string(), s(merchant_id.as_str())),
@@ -85,16 +76,8 @@ fn order_attributes(order: &Order, version: i64) -> Item {
             s(request_fingerprint.as_str()),
         ),
         (VERSION.to_string(), n(version)),
-        (
-            "webhook_generation".to_string(),
-            n(i64::from(*webhook_generation)),
-        ),
-        ("webhook_status".to_string(), s(webhook_status.as_str())),
-        (
-            "webhook_attempts".to_string(),
-            n(i64::from(*webhook_attempts)),
-        ),
     ]);
+    insert_webhook_state(&mut item, webhook);
     item.extend(tally_attributes(refunds));
     insert_opt(
         &mut item,
@@ -117,15 +100,49 @@ fn order_attributes(order: &Order, version: i64) -> Item {
     );
     insert_opt(&mut item, "paid_at", paid_at.map(|t| n(t.unix())));
     insert_opt(&mut item, "closed_at", closed_at.map(|t| n(t.unix())));
-    for (name, at) in [
-        ("webhook_queued_at", webhook_queued_at),
-        ("webhook_last_attempt_at", webhook_last_attempt_at),
-        ("webhook_next_attempt_at", webhook_next_attempt_at),
-        ("webhook_delivered_at", webhook_delivered_at),
-    ] {
-        insert_opt(&mut item, name, at.map(|t| n(t.unix())));
-    }
     item
+}
+
+/// A webhook's delivery state as `webhook_*` attributes, the same on order and refund items.
+pub(super) fn insert_webhook_state(item: &mut Item, webhook: &WebhookState) {
+    // Destructured so that a new field fails to compile here until it is stored.
+    let WebhookState {
+        generation,
+        queued_at,
+        status,
+        attempts,
+        last_attempt_at,
+        next_attempt_at,
+        delivered_at,
+    } = webhook;
+    item.insert("webhook_generation".into(), n(i64::from(*generation)));
+    item.insert("webhook_status".into(), s(status.as_str()));
+    item.insert("webhook_attempts".into(), n(i64::from(*attempts)));
+    for (name, at) in [
+        ("webhook_queued_at", queued_at),
+        ("webhook_last_attempt_at", last_attempt_at),
+        ("webhook_next_attempt_at", next_attempt_at),
+        ("webhook_delivered_at", delivered_at),
+    ] {
+        insert_opt(item, name, at.map(|t| n(t.unix())));
+    }
+}
+
+/// The delivery state [`insert_webhook_state`] wrote.
+pub(super) fn webhook_state(r: &Reader<'_>) -> Result<WebhookState, StoreError> {
+    let status = r.str("webhook_status")?;
+    let status = WebhookStatus::parse(status)
+        .ok_or_else(|| corrupt(r.what, &format!("webhook_status {status:?}")))?;
+    let time = |name| r.opt_int(name).map(|t| t.map(Timestamp::from_unix));
+    Ok(WebhookState {
+        generation: r.u32("webhook_generation")?,
+        queued_at: time("webhook_queued_at")?,
+        status,
+        attempts: r.u32("webhook_attempts")?,
+        last_attempt_at: time("webhook_last_attempt_at")?,
+        next_attempt_at: time("webhook_next_attempt_at")?,
+        delivered_at: time("webhook_delivered_at")?,
+    })
 }
 
 /// An order's refund tally: `refunded_amount`, `reserved_amount`, `refund_count`, and
@@ -306,19 +323,7 @@ pub(super) fn order_from_item(item: &Item) -> Result<(Order, i64), StoreError> {
     let status = r.str("status")?;
     let status = OrderStatus::parse(status)
         .ok_or_else(|| corrupt("order", &format!("status {status:?}")))?;
-    let webhook_status = r.str("webhook_status")?;
-    let webhook_status = WebhookStatus::parse(webhook_status)
-        .ok_or_else(|| corrupt("order", &format!("webhook_status {webhook_status:?}")))?;
-    let time = |name| r.opt_int(name).map(|t| t.map(Timestamp::from_unix));
-    let webhook = WebhookState {
-        generation: r.u32("webhook_generation")?,
-        queued_at: time("webhook_queued_at")?,
-        status: webhook_status,
-        attempts: r.u32("webhook_attempts")?,
-        last_attempt_at: time("webhook_last_attempt_at")?,
-        next_attempt_at: time("webhook_next_attempt_at")?,
-        delivered_at: time("webhook_delivered_at")?,
-    };
+    let webhook = webhook_state(&r)?;
     let order = Order {
         order_no,
         merchant_id: MerchantId::new(r.str("merchant_id")?),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::{
-    item::{corrupt, insert_opt, n, s, Item, Reader},
+    item::{corrupt, insert_opt, insert_webhook_state, n, s, webhook_state, Item, Reader},
     schema::{
         order_pk, refund_guard_pk, refund_no_pk, refund_sk, ITEM_TYPE, ORDER_NO, PK,
         REFUND_GUARD_SK, REFUND_NO_SK, SK, VERSION,
@@ -13,7 +13,7 @@ use super::{
 use crate::{
     model::{
         Fen, MerchantId, OrderNo, OutRefundNo, OutTradeNo, Refund, RefundNo, RefundReason,
-        RefundSource, RefundStatus, Timestamp, WebhookState, WebhookStatus,
+        RefundSource, RefundStatus, Timestamp,
     },
     store::StoreError,
 };
@@ -40,15 +40,6 @@ pub(super) fn refund_item(refund: &Refund, version: i64) -> Item {
         request_fingerprint,
         webhook,
     } = refund;
-    let WebhookState {
-        generation: webhook_generation,
-        queued_at: webhook_queued_at,
-        status: webhook_status,
-        attempts: webhook_attempts,
-        last_attempt_at: webhook_last_attempt_at,
-        next_attempt_at: webhook_next_attempt_at,
-        delivered_at: webhook_delivered_at,
-    } = webhook;
     let mut item = HashMap::from([
         (PK.to_string(), s(order_pk(order_no))),
         (SK.to_string(), s(refund_sk(refund_no))),
@@ -65,16 +56,8 @@ pub(super) fn refund_item(refund: &Refund, version: i64) -> Item {
             s(request_fingerprint.as_str()),
         ),
         (VERSION.to_string(), n(version)),
-        (
-            "webhook_generation".to_string(),
-            n(i64::from(*webhook_generation)),
-        ),
-        ("webhook_status".to_string(), s(webhook_status.as_str())),
-        (
-            "webhook_attempts".to_string(),
-            n(i64::from(*webhook_attempts)),
-        ),
     ]);
+    insert_webhook_state(&mut item, webhook);
     insert_opt(
         &mut item,
         "out_trade_no",
@@ -91,14 +74,7 @@ pub(super) fn refund_item(refund: &Refund, version: i64) -> Item {
         "channel_refund_id",
         channel_refund_id.as_deref().map(s),
     );
-    for (name, at) in [
-        ("succeeded_at", succeeded_at),
-        ("ended_at", ended_at),
-        ("webhook_queued_at", webhook_queued_at),
-        ("webhook_last_attempt_at", webhook_last_attempt_at),
-        ("webhook_next_attempt_at", webhook_next_attempt_at),
-        ("webhook_delivered_at", webhook_delivered_at),
-    ] {
+    for (name, at) in [("succeeded_at", succeeded_at), ("ended_at", ended_at)] {
         insert_opt(&mut item, name, at.map(|t| n(t.unix())));
     }
     item
@@ -132,9 +108,6 @@ pub(super) fn refund_from_item(item: &Item) -> Result<(Refund, i64), StoreError>
     let source = r.str("source")?;
     let source = RefundSource::parse(source)
         .ok_or_else(|| corrupt("refund", &format!("source {source:?}")))?;
-    let webhook_status = r.str("webhook_status")?;
-    let webhook_status = WebhookStatus::parse(webhook_status)
-        .ok_or_else(|| corrupt("refund", &format!("webhook_status {webhook_status:?}")))?;
     let time = |name| r.opt_int(name).map(|t| t.map(Timestamp::from_unix));
     let refund = Refund {
         refund_no,
@@ -151,15 +124,7 @@ pub(super) fn refund_from_item(item: &Item) -> Result<(Refund, i64), StoreError>
         succeeded_at: time("succeeded_at")?,
         ended_at: time("ended_at")?,
         request_fingerprint: r.str("request_fingerprint")?.to_string(),
-        webhook: WebhookState {
-            generation: r.u32("webhook_generation")?,
-            queued_at: time("webhook_queued_at")?,
-            status: webhook_status,
-            attempts: r.u32("webhook_attempts")?,
-            last_attempt_at: time("webhook_last_attempt_at")?,
-            next_attempt_at: time("webhook_next_attempt_at")?,
-            delivered_at: time("webhook_delivered_at")?,
-        },
+        webhook: webhook_state(&r)?,
     };
     Ok((refund, r.int(VERSION)?))
 }
@@ -211,7 +176,7 @@ pub(super) fn pointer_target(item: &Item) -> Result<(OrderNo, RefundNo), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AttemptResult;
+    use crate::model::{AttemptResult, WebhookState};
 
     fn refund() -> Refund {
         let created_at = Timestamp::from_unix(crate::testing::START);
