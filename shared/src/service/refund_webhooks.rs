@@ -105,10 +105,7 @@ impl<B: Backends> Ferrypay<B> {
     /// the refund records it after: a crash in between queues it again on the next call, with
     /// the same event id (`evt_{refund_no}_{status}`), and the worker sends it once.
     pub async fn ensure_refund_webhook_queued(&self, refund: Refund) -> Result<Refund, Error> {
-        let Some(job) = WebhookJob::refund_final(&refund) else {
-            return Ok(refund);
-        };
-        if refund.webhook.queued_at.is_some() {
+        if !refund.status.is_final() || refund.webhook.queued_at.is_some() {
             return Ok(refund);
         }
         let merchant = self
@@ -121,7 +118,23 @@ impl<B: Backends> Ferrypay<B> {
                     refund.refund_no, refund.merchant_id
                 ))
             })?;
-        if !subscribed(&merchant, &refund) {
+        self.queue_refund_webhook_for(refund, &merchant).await
+    }
+
+    /// [`Ferrypay::ensure_refund_webhook_queued`] with the refund's merchant already at hand
+    /// (the merchant API's calls): no read of it.
+    pub async fn queue_refund_webhook_for(
+        &self,
+        refund: Refund,
+        merchant: &Merchant,
+    ) -> Result<Refund, Error> {
+        let Some(job) = WebhookJob::refund_final(&refund) else {
+            return Ok(refund);
+        };
+        if refund.webhook.queued_at.is_some() {
+            return Ok(refund);
+        }
+        if !subscribed(merchant, &refund) {
             tracing::debug!(refund_no = %refund.refund_no, event = %job.event, "merchant not subscribed: no refund webhook");
             return Ok(refund);
         }

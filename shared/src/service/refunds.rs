@@ -107,7 +107,7 @@ impl<B: Backends> Ferrypay<B> {
                 .refund_by_out_refund_no(&merchant.id, out)
                 .await?
             {
-                return self.replay_refund(existing, &fingerprint).await;
+                return self.replay_refund(merchant, existing, &fingerprint).await;
             }
         }
         let order = self.find_owned(merchant, &request.order).await?;
@@ -116,9 +116,9 @@ impl<B: Backends> Ferrypay<B> {
         for _ in 0..BEGIN_ATTEMPTS {
             let refund = self.new_refund(&order, &request, &fingerprint)?;
             match self.store.begin_refund(&refund).await {
-                Ok(begun) => return self.send_refund(&order, begun).await,
+                Ok(begun) => return self.send_refund(merchant, &order, begun).await,
                 Err(BeginRefundError::OutRefundNoTaken { existing }) => {
-                    return self.replay_refund(*existing, &fingerprint).await;
+                    return self.replay_refund(merchant, *existing, &fingerprint).await;
                 }
                 Err(BeginRefundError::RefundNoTaken | BeginRefundError::Conflict) => {
                     order = self.find_owned(merchant, &request.order).await?;
@@ -185,11 +185,16 @@ impl<B: Backends> Ferrypay<B> {
 
     /// The same `out_refund_no` again: the same request answers with its refund (finishing it
     /// if it is still processing); another request is refused.
-    async fn replay_refund(&self, existing: Refund, fingerprint: &str) -> Result<Refund, Error> {
+    async fn replay_refund(
+        &self,
+        merchant: &Merchant,
+        existing: Refund,
+        fingerprint: &str,
+    ) -> Result<Refund, Error> {
         if existing.request_fingerprint != fingerprint {
             return Err(Error::OutRefundNoUsed);
         }
-        self.finish_refund(existing).await
+        self.finish_refund(merchant, existing).await
     }
 
     /// `POST /api/v1/pay/refund/query`: one of the merchant's refunds; a processing one asks
@@ -205,7 +210,7 @@ impl<B: Backends> Ferrypay<B> {
         let refund = refund
             .filter(|r| r.merchant_id == merchant.id)
             .ok_or(Error::RefundNotFound)?;
-        self.finish_refund(refund).await
+        self.finish_refund(merchant, refund).await
     }
 
     /// An order's latest refunds (newest first), for its query.
@@ -222,15 +227,19 @@ impl<B: Backends> Ferrypay<B> {
     /// A processing refund asks WeChat Pay where it is: a final state settles it; a refund
     /// WeChat Pay never heard of (the create never arrived) is sent again, identically; no
     /// answer leaves it processing. Final refunds are returned as they are.
-    pub async fn finish_refund(&self, refund: Refund) -> Result<Refund, Error> {
+    pub async fn finish_refund(
+        &self,
+        merchant: &Merchant,
+        refund: Refund,
+    ) -> Result<Refund, Error> {
         if refund.status != RefundStatus::Processing {
             // A crash between its settlement and its webhook job leaves the job to queue.
-            return Ok(self.queue_refund_webhook_or_log(refund).await);
+            return Ok(self.queue_refund_webhook_or_log(merchant, refund).await);
         }
         match self.channel.query_refund(refund.refund_no.as_str()).await {
             Ok(Some(found)) => {
                 let refund = self.apply_channel_refund(refund, &found).await?;
-                Ok(self.queue_refund_webhook_or_log(refund).await)
+                Ok(self.queue_refund_webhook_or_log(merchant, refund).await)
             }
             Ok(None) if refund.source == RefundSource::Wechat => Ok(refund),
             Ok(None) => {
@@ -239,7 +248,7 @@ impl<B: Backends> Ferrypay<B> {
                     .get_order(&refund.order_no)
                     .await?
                     .ok_or_else(|| Error::internal("a refund's order is missing"))?;
-                self.send_refund(&order, refund).await
+                self.send_refund(merchant, &order, refund).await
             }
             Err(e) => {
                 tracing::warn!(refund_no = %refund.refund_no, error = %e, "refund query-through failed; the refund stays processing");
@@ -251,7 +260,12 @@ impl<B: Backends> Ferrypay<B> {
     /// Asks WeChat Pay for the refund (the identical request each time) and records what it
     /// says. No answer leaves it processing (and answered as such: it exists, and it will be
     /// finished); a refusal closes it (no money moved) and fails the request.
-    async fn send_refund(&self, order: &Order, refund: Refund) -> Result<Refund, Error> {
+    async fn send_refund(
+        &self,
+        merchant: &Merchant,
+        order: &Order,
+        refund: Refund,
+    ) -> Result<Refund, Error> {
         let request = RefundRequest {
             refund_no: refund.refund_no.clone(),
             order_no: refund.order_no.clone(),
@@ -262,7 +276,7 @@ impl<B: Backends> Ferrypay<B> {
         match self.channel.refund(&request).await {
             Ok(answer) => {
                 let refund = self.apply_channel_refund(refund, &answer).await?;
-                Ok(self.queue_refund_webhook_or_log(refund).await)
+                Ok(self.queue_refund_webhook_or_log(merchant, refund).await)
             }
             Err(RefundError::Unavailable(cause)) => {
                 tracing::warn!(refund_no = %refund.refund_no, %cause, "refund request unanswered; the refund stays processing and is sent again, identically, by its next query");
@@ -275,7 +289,7 @@ impl<B: Backends> Ferrypay<B> {
                 let closed = self
                     .settle(refund, RefundOutcome::Closed, None, self.clock.now())
                     .await?;
-                self.queue_refund_webhook_or_log(closed).await;
+                self.queue_refund_webhook_or_log(merchant, closed).await;
                 Err(Error::Channel(ChannelError::Rejected { code, message }))
             }
         }
@@ -442,11 +456,14 @@ impl<B: Backends> Ferrypay<B> {
     /// Queues a final refund's webhook if the merchant subscribed and it was not queued yet;
     /// a failure is logged and left to the refund's next query or notification (the refund
     /// itself is recorded: the answer does not fail for it).
-    async fn queue_refund_webhook_or_log(&self, refund: Refund) -> Refund {
+    async fn queue_refund_webhook_or_log(&self, merchant: &Merchant, refund: Refund) -> Refund {
         if !refund.status.is_final() || refund.webhook.queued_at.is_some() {
             return refund;
         }
-        match self.ensure_refund_webhook_queued(refund.clone()).await {
+        match self
+            .queue_refund_webhook_for(refund.clone(), merchant)
+            .await
+        {
             Ok(queued) => queued,
             Err(e) => {
                 tracing::error!(refund_no = %refund.refund_no, error = %e, "refund webhook not queued yet; the refund's next query or notification queues it");
